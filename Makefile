@@ -1,0 +1,46 @@
+# napari-pvs developer commands. Two entry points for users: `make demo` and `make test`.
+# torch is pinned through constraints.txt so that pip takes the local CPU wheel instead of
+# pulling gigabytes of CUDA packages.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PIP_INSTALL := $(PIP) install -c constraints.txt
+DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
+
+.PHONY: venv install install-test demo test benchmark screenshots clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+venv: $(PY)
+
+$(VENV)/.install-test: pyproject.toml constraints.txt | $(PY)
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) -e ".[testing]"
+	touch $@
+
+install: $(VENV)/.install-test
+
+install-test: $(VENV)/.install-test
+
+## demo: create .venv, install, open napari with napari-pvs docked and a real T2 loaded
+demo: install
+	$(PY) -m napari_pvs._demo
+
+## test: install the test extras and run the whole suite headless (pytest-xvfb starts Xvfb)
+test: install-test
+	$(PY) -m pytest -q -ra
+
+## benchmark: simulate, train mfnsde <= 10 min, segment the other visit; writes benchmarks/results/
+benchmark: install
+	$(PY) benchmarks/vertical_slice.py --data $(DATA)
+
+## screenshots: napari with a real T2 and the predicted overlay, 2D and 3D, under Xvfb
+screenshots: install
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots.py --out screenshots
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,36 @@
+"""``make demo``: open napari with napari-pvs docked and a real T2 loaded.
+
+The T2 is visit 1 of open_ms patient01 (Lesjak et al., Neuroinformatics 2016, CC-BY),
+read from the data directory (``$NAPARI_PVS_DATA`` or ``../shared/data``) or downloaded
+into the per-user cache.
+"""
+
+from __future__ import annotations
+
+import sys
+
+DEMO_T2 = "open_ms/longitudinal/patient01/study1_T2W.nii.gz"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import napari
+
+    from .engine.datasets import fetch
+    from .engine.errors import PVSInputError
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        path = argv[0] if argv else str(fetch(DEMO_T2))
+    except PVSInputError as exc:
+        print(f"napari-pvs demo: error: {exc}", file=sys.stderr)
+        return 2
+    viewer = napari.Viewer(title="napari-pvs demo")
+    viewer.open(path, plugin="napari-pvs")
+    for name in ("Train PVS model", "Segment PVS", "Count PVS (BG/CSO)"):
+        viewer.window.add_plugin_dock_widget("napari-pvs", name, tabify=True)
+    napari.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""napari writer: a Labels layer -> NIfTI (``.nii`` / ``.nii.gz``) on the source grid.
+
+The output takes the exact affine and header of the image the labels belong to, read
+from the layer metadata (``affine``, ``nifti_header``, as stored by the napari-pvs reader
+and by the Segment widget). A labels layer without that metadata (e.g. drawn on an image
+from another reader) is written with a diagonal affine built from the layer's ``scale``
+and ``translate``, and a warning is logged. Writing is atomic (temporary file, then
+rename), via :func:`napari_pvs.engine.io.save_volume`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["write_labels"]
+
+log = logging.getLogger(__name__)
+
+
+def _label_dtype(data: np.ndarray) -> np.dtype:
+    if data.size == 0:
+        return np.dtype(np.uint8)
+    lo, hi = int(data.min()), int(data.max())
+    for dt in (np.uint8, np.uint16, np.int16, np.int32):
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
+def write_labels(path: str, data: Any, meta: dict) -> list[str]:
+    """npe2 single-layer writer for Labels layers.
+
+    Parameters
+    ----------
+    path : str
+        Output file; ``.nii`` or ``.nii.gz`` (``.nii.gz`` is added to a name without a
+        NIfTI suffix).
+    data : array-like
+        Labels ``(Z, Y, X)``.
+    meta : dict
+        The layer's state (napari passes ``metadata``, ``scale``, ``translate``, ...).
+
+    Returns
+    -------
+    list of str
+        The path written.
+
+    Raises
+    ------
+    PVSInputError
+        Labels that are not 3D, or whose shape differs from the source image grid.
+    """
+    from .engine.errors import PVSInputError
+    from .engine.io import Volume, save_volume
+    from .widgets._layers import _header_fits, diagonal_affine
+
+    out = Path(path)
+    lower = out.name.lower()
+    if not (lower.endswith(".nii") or lower.endswith(".nii.gz")):
+        out = out.with_name(out.name + ".nii.gz")
+    arr = np.asarray(data)
+    if arr.ndim != 3:
+        raise PVSInputError(f"labels have shape {arr.shape}; only 3D (Z, Y, X) labels can be written as NIfTI", out)
+    metadata = meta.get("metadata") or {}
+    affine = metadata.get("affine")
+    header = metadata.get("nifti_header")
+    if affine is None:
+        affine = diagonal_affine(meta.get("scale", (1.0, 1.0, 1.0)), meta.get("translate"))
+        header = None
+        log.warning("labels '%s' carry no source geometry (metadata 'affine'); writing %s with a "
+                    "diagonal affine from the layer scale %s", meta.get("name", ""), out,
+                    tuple(meta.get("scale", (1.0, 1.0, 1.0))))
+    elif header is not None and not _header_fits(header, arr.shape):
+        raise PVSInputError(f"labels shape {arr.shape} (Z, Y, X) does not match the source image grid "
+                            f"{tuple(int(d) for d in header.get_data_shape()[:3])[::-1]}", out)
+    reference = Volume(data=np.broadcast_to(np.uint8(0), arr.shape), affine=np.asarray(affine, dtype=np.float64),
+                       header=header)
+    save_volume(out, arr, reference, dtype=_label_dtype(arr))
+    log.info("wrote labels %s to %s", meta.get("name", ""), out)
+    return [str(out)]

@@ -1,0 +1,16 @@
+"""GUI-free core of napari-pvs.
+
+Never imports napari, qtpy or magicgui: it runs headless, on a cluster, in the CLI
+and in tests.
+
+Array convention everywhere in the engine: a 3D volume is a NumPy array of shape
+``(Z, Y, X)``, i.e. the NIfTI voxel axes ``(k, j, i)`` reversed, so that axis 0 is the
+slice axis of a scan acquired slice by slice and ``data[z]`` is slice ``z`` exactly as
+numbered in the NIfTI file (and in ITK-SNAP or FSLeyes). The affine always maps NIfTI
+voxel indices ``(i, j, k)`` to world RAS+ millimetres, as in the file.
+"""
+
+from .errors import PVSInputError
+from .io import Volume, load_volume, load_mask, save_volume
+
+__all__ = ["PVSInputError", "Volume", "load_volume", "load_mask", "save_volume"]

@@ -1,0 +1,151 @@
+"""Self-contained model checkpoints.
+
+A checkpoint is one ``torch.save`` file holding everything needed to rebuild and apply
+the model (the voxelmorph habit of saving the constructor config with the weights):
+
+``format``, ``version``
+    ``"napari-pvs-checkpoint"`` and the format version.
+``model_name``, ``model_config``
+    Registry name and the :class:`~napari_pvs.engine.models.ModelConfig` as a dict.
+``state_dict``
+    The weights.
+``spacing_mm``
+    In-plane pixel spacing (mm) the model works at.
+``normalization``
+    ``{"method": "percentile", "percentiles": [lo, hi]}``.
+``train_config``
+    The :class:`~napari_pvs.engine.training.TrainConfig` as a dict.
+``training_data``
+    Where the training data came from (paths, sha256, shapes, voxel sizes, roles).
+``metrics``
+    Best validation DSC, epoch and step of the saved weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import PVSInputError
+from .io import atomic_path
+from .models import ModelConfig, available_models, build_model, model_config_from_dict
+
+__all__ = ["LoadedModel", "save_checkpoint", "load_model", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "napari-pvs-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class LoadedModel:
+    """A model rebuilt from a checkpoint, ready for inference (in eval mode).
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        Takes ``(B, 1, H, W)`` float32 normalised slices at ``spacing_mm``, returns
+        ``(B, 1, H, W)`` logits; ``H, W`` must be multiples of ``model.divisor``.
+    name : str
+        Registry name (``"mfnsde"``, ``"unet"``).
+    config : ModelConfig
+    spacing_mm : float
+        In-plane pixel spacing the model works at (mm).
+    percentiles : tuple of float
+        Percentiles of the per-volume intensity normalisation.
+    path : Path, optional
+        Checkpoint file.
+    info : dict
+        The rest of the checkpoint (train_config, training_data, metrics).
+    """
+
+    model: torch.nn.Module
+    name: str
+    config: ModelConfig
+    spacing_mm: float
+    percentiles: tuple[float, float]
+    path: Path | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def divisor(self) -> int:
+        """Required multiple of the input height and width."""
+        return int(getattr(self.model, "divisor", 1))
+
+
+def save_checkpoint(path: str | Path, *, model: torch.nn.Module, model_name: str,
+                    model_config: ModelConfig, spacing_mm: float,
+                    percentiles: tuple[float, float], train_config: dict | None = None,
+                    training_data: list[dict] | None = None, metrics: dict | None = None) -> Path:
+    """Write a self-contained checkpoint atomically (temporary file, then rename)."""
+    from .. import __version__
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "napari_pvs_version": __version__,
+        "model_name": model_name,
+        "model_config": dataclasses.asdict(model_config),
+        "state_dict": state,
+        "spacing_mm": float(spacing_mm),
+        "normalization": {"method": "percentile", "percentiles": [float(p) for p in percentiles]},
+        "train_config": train_config or {},
+        "training_data": training_data or [],
+        "metrics": metrics or {},
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_model(path: str | Path, *, expected_model: str | None = None,
+               device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild a model from a napari-pvs checkpoint; nothing else is needed.
+
+    Parameters
+    ----------
+    path : str or Path
+        Checkpoint written by :func:`save_checkpoint` (e.g. by ``napari-pvs train``).
+    expected_model : str, optional
+        If given, the checkpoint must hold this model (registry name).
+    device : str or torch.device
+        Where to put the model.
+
+    Raises
+    ------
+    PVSInputError
+        Missing file, not a napari-pvs checkpoint, unknown model name, another model than
+        ``expected_model``, or weights that do not fit the stored config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PVSInputError("checkpoint not found", path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise PVSInputError(f"not a readable checkpoint ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''})", path) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise PVSInputError("not a napari-pvs checkpoint (no 'format' entry)", path)
+    name = ckpt.get("model_name")
+    if name not in available_models():
+        raise PVSInputError(f"checkpoint is for model {name!r}, which this version does not know "
+                            f"(available: {', '.join(available_models())})", path)
+    if expected_model is not None and name != expected_model:
+        raise PVSInputError(f"checkpoint is for model {name!r}, expected {expected_model!r}", path)
+    config = model_config_from_dict(ckpt["model_config"])
+    model = build_model(name, config)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise PVSInputError(f"weights do not fit model {name!r} "
+                            f"({str(exc).splitlines()[0]})", path) from None
+    model.to(device).eval()
+    info = {k: v for k, v in ckpt.items() if k not in ("state_dict",)}
+    return LoadedModel(model=model, name=name, config=config, spacing_mm=float(ckpt["spacing_mm"]),
+                       percentiles=tuple(ckpt["normalization"]["percentiles"]),  # type: ignore[arg-type]
+                       path=path, info=info)

@@ -1,0 +1,193 @@
+"""Dock widget "Count PVS (BG/CSO)": rating-slice PVS counts of a mask.
+
+Pick a PVS Labels layer and the two axial rating slices (basal ganglia, BG, through the
+anterior commissure; centrum semiovale, CSO, about 1 cm above the lateral ventricles;
+both default to the viewer's current slice), then *Count*. The table shows, per slice,
+the PVS (2D connected components) in the subject's left and right hemisphere, the total,
+the Potter grade (0 none, 1: 1-10, 2: 11-20, 3: 21-40, 4: >40, of the hemisphere with
+more) and the PVS area in mm^2, plus the whole-volume count (3D components) and volume
+in mm^3 (:func:`napari_pvs.engine.counting.count_rating_slices`). Left/right uses the
+world (RAS) x of each component from the layer's affine; *Save CSV* writes the table.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from magicgui.widgets import Container, SpinBox
+from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTableWidget,
+                            QTableWidgetItem, QVBoxLayout, QWidget)
+
+from ._common import LayerPicker, notify_error, notify_info
+from ._layers import layer_to_volume
+
+__all__ = ["CountWidget", "COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+#: (row key, header) of the table columns
+COLUMNS = (
+    ("region", "region"),
+    ("slice_index", "slice"),
+    ("left", "left"),
+    ("right", "right"),
+    ("total", "total"),
+    ("grade", "grade"),
+    ("area_mm2", "area mm²"),
+    ("volume_mm3", "volume mm³"),
+)
+
+
+class CountWidget(QWidget):
+    """Count PVS on the BG and CSO rating slices of a Labels layer.
+
+    Attributes
+    ----------
+    table : QTableWidget
+        Rows BG, CSO, volume; columns :data:`COLUMNS`.
+    last_counts : RatingCounts or None
+        Result of the last *Count*.
+    """
+
+    def __init__(self, napari_viewer: "napari.viewer.Viewer"):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.last_counts = None
+
+        self.labels = LayerPicker(napari_viewer, "labels", "PVS mask", on_change=self._on_layer_changed)
+        current = self._current_slice()
+        self.bg_slice = SpinBox(label="BG slice", value=current, min=0, max=10000,
+                                tooltip="axial slice through the basal ganglia (anterior commissure)")
+        self.cso_slice = SpinBox(label="CSO slice", value=current, min=0, max=10000,
+                                 tooltip="axial slice ~1 cm above the lateral ventricles")
+        self._form = Container(widgets=[self.labels.combo, self.bg_slice, self.cso_slice])
+        self.bg_here = QPushButton("BG = current slice")
+        self.cso_here = QPushButton("CSO = current slice")
+        self.bg_here.clicked.connect(lambda *_: self._set_to_current(self.bg_slice))
+        self.cso_here.clicked.connect(lambda *_: self._set_to_current(self.cso_slice))
+
+        self.count_button = QPushButton("Count")
+        self.count_button.clicked.connect(self.count)
+        self.save_button = QPushButton("Save CSV")
+        self.save_button.setEnabled(False)
+        self.save_button.clicked.connect(self._save_dialog)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels([h for _, h in COLUMNS])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setMinimumHeight(120)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+
+        here = QHBoxLayout()
+        here.addWidget(self.bg_here)
+        here.addWidget(self.cso_here)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.count_button)
+        buttons.addWidget(self.save_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._form.native)
+        layout.addLayout(here)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        self._on_layer_changed(self.labels.value)
+
+    def reset_choices(self, *_):
+        """Refresh the layer picker (napari calls this when layers change)."""
+        self.labels.refresh()
+
+    def _current_slice(self) -> int:
+        try:
+            step = self.viewer.dims.current_step
+            return int(step[-3]) if len(step) >= 3 else 0
+        except Exception:  # pragma: no cover - no dims yet
+            return 0
+
+    def _set_to_current(self, box: SpinBox) -> None:
+        box.value = min(max(self._current_slice(), box.min), box.max)
+
+    def _on_layer_changed(self, layer=None) -> None:
+        if layer is None:
+            return
+        n = int(layer.data.shape[0]) if layer.data.ndim == 3 else 1
+        axial = self._axial_axis(layer)
+        if axial is not None and layer.data.ndim == 3:
+            n = int(layer.data.shape[axial])
+        for box in (self.bg_slice, self.cso_slice):
+            box.max = max(0, n - 1)
+
+    @staticmethod
+    def _axial_axis(layer):
+        try:
+            return layer_to_volume(layer).axial_axis
+        except Exception:
+            return None
+
+    # ------------------------------------------------------------------ counting
+    def count(self, *_):
+        """Count PVS on the two slices and fill the table (the *Count* button).
+
+        Returns the :class:`~napari_pvs.engine.counting.RatingCounts` (None on error)."""
+        from ..engine.counting import count_rating_slices
+        from ..engine.errors import PVSInputError
+
+        layer = self.labels.value
+        if layer is None:
+            notify_error("choose a PVS Labels layer to count")
+            return None
+        try:
+            mask = layer_to_volume(layer)
+            counts = count_rating_slices(mask, int(self.bg_slice.value), int(self.cso_slice.value))
+        except PVSInputError as exc:
+            notify_error(str(exc))
+            return None
+        self.last_counts = counts
+        self._fill(counts.rows())
+        self.save_button.setEnabled(True)
+        geometry = "file affine" if (layer.metadata or {}).get("affine") is not None else \
+            "layer scale (no NIfTI geometry: left/right assumes +x = subject's right)"
+        self.status.setText(f"'{layer.name}': BG grade {counts.bg.grade}, CSO grade {counts.cso.grade}; "
+                            f"hemispheres from the {geometry}")
+        return counts
+
+    def _fill(self, rows: list[dict]) -> None:
+        self.table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, (key, _) in enumerate(COLUMNS):
+                value = row.get(key, "")
+                text = f"{value:.2f}" if isinstance(value, float) else str(value)
+                self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.resizeColumnsToContents()
+
+    def table_values(self) -> list[list[str]]:
+        """The table's text, row by row (for tests and scripting)."""
+        return [[self.table.item(r, c).text() if self.table.item(r, c) else ""
+                 for c in range(self.table.columnCount())] for r in range(self.table.rowCount())]
+
+    def save_csv(self, path) -> Path | None:
+        """Write the last counts as CSV (atomically)."""
+        from ..engine.counting import write_counts_csv
+
+        if self.last_counts is None:
+            notify_error("nothing to save: press Count first")
+            return None
+        path = Path(path)
+        if path.suffix.lower() != ".csv":
+            path = path.with_name(path.name + ".csv")
+        try:
+            out = write_counts_csv(self.last_counts, path)
+        except OSError as exc:
+            notify_error(f"{path}: cannot write ({exc.strerror or exc})")
+            return None
+        notify_info(f"PVS counts written to {out}")
+        return out
+
+    def _save_dialog(self, *_):
+        layer = self.labels.value
+        default = f"{layer.name if layer is not None else 'pvs'}_counts.csv"
+        path, _ = QFileDialog.getSaveFileName(self, "Save PVS counts", default, "CSV (*.csv)")
+        if path:
+            self.save_csv(path)

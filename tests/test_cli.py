@@ -1,0 +1,123 @@
+"""The napari-pvs command line: real runs on shared data, and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from napari_pvs.cli import main
+from napari_pvs.engine.checkpoint import save_checkpoint
+from napari_pvs.engine.models import ModelConfig, build_model
+
+TINY = ModelConfig(features=(8, 16, 32))
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path):
+    p = tmp_path / "tiny_unet.pt"
+    torch_model = build_model("unet", TINY)
+    save_checkpoint(p, model=torch_model, model_name="unet", model_config=TINY, spacing_mm=0.7,
+                    percentiles=(0.5, 99.5))
+    return p
+
+
+def test_console_script_help():
+    for sub in ([], ["simulate"], ["train"], ["segment"], ["count"]):
+        out = subprocess.run([sys.executable, "-m", "napari_pvs.cli", *sub, "--help"],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert "usage: napari-pvs" in out.stdout
+
+
+def test_segment_real_t2_keeps_affine_and_header(study1_t2, tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "mask.nii.gz"
+    prob = tmp_path / "prob.nii.gz"
+    assert main(["segment", str(study1_t2), "-m", str(tiny_ckpt), "-o", str(out), "--prob", str(prob)]) == 0
+    src = nib.load(study1_t2)
+    for p, dtype in ((out, np.uint8), (prob, np.float32)):
+        img = nib.load(p)
+        assert img.shape == src.shape
+        np.testing.assert_array_equal(img.affine, src.affine)
+        assert img.get_data_dtype() == dtype
+        for key in src.header.keys():
+            if key in ("datatype", "bitpix", "scl_slope", "scl_inter", "cal_min", "cal_max", "vox_offset"):
+                continue
+            np.testing.assert_array_equal(img.header[key], src.header[key], err_msg=key)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_count_cli(tmp_path, capsys):
+    mask = np.zeros((40, 30, 6), np.uint8)  # NIfTI (i, j, k)
+    mask[5, 5, 2] = mask[5, 10, 2] = mask[30, 10, 2] = 1
+    mask[30, 20, 4] = 1
+    aff = np.diag([-0.5, -0.5, 3.0, 1.0])   # LPS: i increases to the subject's left
+    aff[:3, 3] = [10, 7, 0]
+    nib.save(nib.Nifti1Image(mask, aff), tmp_path / "m.nii.gz")
+    assert main(["count", str(tmp_path / "m.nii.gz"), "--bg-slice", "2", "--cso-slice", "4",
+                 "--csv", str(tmp_path / "c.csv")]) == 0
+    text = capsys.readouterr().out
+    # world x of FOV centre = 10 - 0.5*19.5 = 0.25; i=5 -> x=7.5 (right), i=30 -> x=-5 (left)
+    assert "BG         2     1     2     3     1" in text
+    assert "CSO        4     1     0     1     1" in text
+    assert (tmp_path / "c.csv").read_text().splitlines()[1].startswith("BG,2,1,2,3,1")
+
+
+def _nifti(tmp_path, name, arr, affine=None):
+    p = tmp_path / name
+    nib.save(nib.Nifti1Image(arr, np.eye(4) if affine is None else affine), p)
+    return p
+
+
+def test_bad_inputs_exit_2_one_line_no_output(tmp_path, tiny_ckpt, capsys):
+    good = _nifti(tmp_path, "t2.nii.gz", np.random.default_rng(0).random((32, 32, 4)).astype(np.float32))
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    trunc = tmp_path / "trunc.nii.gz"
+    trunc.write_bytes(good.read_bytes()[:200])
+    four_d = _nifti(tmp_path, "fmri.nii.gz", np.zeros((8, 8, 4, 3), np.float32))
+    two_d = _nifti(tmp_path, "flat.nii.gz", np.zeros((8, 8), np.float32))
+    nan_img = np.ones((8, 8, 4), np.float32)
+    nan_img[0, 0, 0] = np.nan
+    nan = _nifti(tmp_path, "nan.nii.gz", nan_img)
+    small_mask = _nifti(tmp_path, "mask_small.nii.gz", np.ones((16, 32, 4), np.uint8))
+    other = tmp_path / "other.pt"
+    import torch
+
+    torch.save({"weights": 1}, other)
+    out = tmp_path / "out.nii.gz"
+    cases = [
+        (["segment", str(text), "-m", str(tiny_ckpt), "-o", str(out)], "notes.txt: not a NIfTI file"),
+        (["segment", str(trunc), "-m", str(tiny_ckpt), "-o", str(out)], "trunc.nii.gz:"),
+        (["segment", str(four_d), "-m", str(tiny_ckpt), "-o", str(out)], "fmri.nii.gz: image has 4 dimensions"),
+        (["segment", str(two_d), "-m", str(tiny_ckpt), "-o", str(out)], "flat.nii.gz: image has 2 dimensions"),
+        (["segment", str(nan), "-m", str(tiny_ckpt), "-o", str(out)], "nan.nii.gz: image contains 1 NaN"),
+        (["segment", str(good), "-m", str(tmp_path / "none.pt"), "-o", str(out)], "none.pt: checkpoint not found"),
+        (["segment", str(good), "-m", str(other), "-o", str(out)], "other.pt: not a napari-pvs checkpoint"),
+        (["segment", str(good), "-m", str(tiny_ckpt), "-o", str(tmp_path / "out.png")], "out.png: output mask must be"),
+        (["train", "--image", str(good), "--mask", str(small_mask), "-o", str(tmp_path / "m.pt")],
+         "mask_small.nii.gz: grid (16, 32, 4) differs"),
+        (["train", "--image", str(good), "--mask", str(small_mask), "--model", "nope", "-o", str(tmp_path / "m.pt")],
+         "mask_small.nii.gz: grid"),
+        (["count", str(text), "--bg-slice", "1", "--cso-slice", "2"], "notes.txt: not a NIfTI file"),
+        (["count", str(good), "--bg-slice", "9", "--cso-slice", "2"], "BG slice 9 is outside the volume"),
+        (["simulate", str(four_d), "-o", str(tmp_path / "sim")], "fmri.nii.gz: image has 4 dimensions"),
+    ]
+    for argv, needle in cases:
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, argv
+        assert err.startswith("napari-pvs: error: ") and err.count("\n") == 1, err
+        assert needle in err, (needle, err)
+    assert not out.exists() and not (tmp_path / "m.pt").exists() and not (tmp_path / "sim").exists()
+    assert not list(tmp_path.glob(".*part*"))
+
+
+def test_unknown_model_name_exit_2(tmp_path, capsys):
+    img = _nifti(tmp_path, "t2.nii.gz", np.ones((16, 16, 3), np.float32))
+    msk = _nifti(tmp_path, "m.nii.gz", np.ones((16, 16, 3), np.uint8))
+    assert main(["train", "--image", str(img), "--mask", str(msk), "--model", "nope", "-o", str(tmp_path / "c.pt")]) == 2
+    assert "unknown model 'nope'" in capsys.readouterr().err

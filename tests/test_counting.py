@@ -1,0 +1,78 @@
+"""Counting on rating slices: components per hemisphere, Potter grade, 3D count and volume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_pvs.engine.counting import (count_rating_slices, count_slice, count_volume, potter_grade,
+                                        write_counts_csv)
+from napari_pvs.engine.errors import PVSInputError
+from napari_pvs.engine.io import Volume
+
+
+@pytest.mark.parametrize("count, grade", [(0, 0), (1, 1), (10, 1), (11, 2), (20, 2), (21, 3), (40, 3), (41, 4), (300, 4)])
+def test_potter_grade(count, grade):
+    assert potter_grade(count) == grade
+
+
+def _blobs(mask, z, xs, ys):
+    for x in xs:
+        for y in ys:
+            mask[z, y:y + 2, x:x + 2] = 1
+
+
+def _ras_volume(mask, vs=(3.0, 0.5, 0.5)):
+    # RAS affine centred so that world x = 0 at the middle of the x axis
+    nz, ny, nx = mask.shape
+    aff = np.diag([vs[2], vs[1], vs[0], 1.0])
+    aff[:3, 3] = [-(nx - 1) / 2 * vs[2], -(ny - 1) / 2 * vs[1], 0]
+    return Volume(mask, aff)
+
+
+def test_counts_per_hemisphere_ras_and_lps():
+    mask = np.zeros((10, 60, 80), np.uint8)
+    _blobs(mask, 3, xs=[5, 15, 25], ys=[10, 20, 30, 40])          # 12 blobs at low x
+    _blobs(mask, 3, xs=[60, 70], ys=[10, 20])                        # 4 blobs at high x
+    _blobs(mask, 7, xs=[50, 55, 60, 65, 70, 75], ys=[5, 10, 15, 20, 25, 30, 35, 40])  # 48 at high x
+    vol = _ras_volume(mask)
+    c = count_rating_slices(vol, bg_slice=3, cso_slice=7)
+    # RAS: +x is the subject's right, so low x = left
+    assert (c.bg.left, c.bg.right, c.bg.total, c.bg.grade) == (12, 4, 16, 2)
+    assert (c.cso.left, c.cso.right, c.cso.total, c.cso.grade) == (0, 48, 48, 4)
+    assert c.bg.area_mm2 == pytest.approx(16 * 4 * 0.25)
+    assert c.volume.n_components == 64
+    assert c.volume.volume_mm3 == pytest.approx(64 * 4 * 0.25 * 3.0)
+    # the same mask stored LPS (x axis flipped in the affine): hemispheres swap
+    lps = vol.affine.copy()
+    lps[0, 0] *= -1
+    lps[0, 3] *= -1
+    c2 = count_slice(Volume(mask, lps), 3, "BG")
+    assert (c2.left, c2.right) == (4, 12)
+
+
+def test_diagonal_touching_pixels_are_one_pvs_and_3d_merges_slices():
+    mask = np.zeros((3, 10, 10), np.uint8)
+    mask[1, 2, 2] = mask[1, 3, 3] = 1          # diagonal neighbours: one component (8-connectivity)
+    mask[0, 2, 2] = 1                          # continues through slices: one 3D PVS
+    mask[1, 7, 7] = 1
+    vol = _ras_volume(mask, vs=(1, 1, 1))
+    assert count_slice(vol, 1).total == 2
+    assert count_volume(vol).n_components == 2
+
+
+def test_slice_outside_volume_is_rejected():
+    vol = _ras_volume(np.zeros((5, 8, 8), np.uint8))
+    with pytest.raises(PVSInputError, match="BG slice 5 is outside the volume"):
+        count_rating_slices(vol, 5, 1)
+
+
+def test_csv(tmp_path):
+    mask = np.zeros((4, 20, 20), np.uint8)
+    mask[1, 5, 5] = 1
+    c = count_rating_slices(_ras_volume(mask), 1, 2)
+    p = write_counts_csv(c, tmp_path / "c.csv")
+    lines = p.read_text().splitlines()
+    assert lines[0].startswith("region,slice_index,left,right,total,grade,area_mm2")
+    assert lines[1].startswith("BG,1,")
+    assert len(lines) == 4

@@ -1,0 +1,179 @@
+"""Training generator, checkpoints and inference on small synthetic volumes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from napari_pvs.engine.checkpoint import load_model, save_checkpoint
+from napari_pvs.engine.errors import PVSInputError
+from napari_pvs.engine.inference import predict_volume, segment_iter
+from napari_pvs.engine.io import Volume
+from napari_pvs.engine.metrics import overlap_metrics
+from napari_pvs.engine.models import ModelConfig, build_model
+from napari_pvs.engine.training import TrainConfig, TrainEvent, split_by_volume, train
+
+TINY = ModelConfig(features=(8, 16, 32))
+
+
+def synthetic_pvs_volume(seed: int, shape=(6, 96, 96), spacing=(3.0, 0.5, 0.5)):
+    """Noisy background with bright 3x3-voxel dots (PVS stand-ins) and their mask."""
+    r = np.random.default_rng(seed)
+    img = r.normal(100, 5, shape).astype(np.float32)
+    mask = np.zeros(shape, np.uint8)
+    for _ in range(30):
+        z, y, x = r.integers([0, 4, 4], [shape[0], shape[1] - 4, shape[2] - 4])
+        mask[z, y:y + 3, x:x + 3] = 1
+    img[mask > 0] += 60
+    aff = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    return Volume(img, aff), mask
+
+
+def run(gen):
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            return events, stop.value
+
+
+def test_paper_defaults():
+    cfg = TrainConfig()
+    assert (cfg.model, cfg.optimizer, cfg.learning_rate, cfg.batch_size) == ("mfnsde", "adagrad", 0.05, 4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.learning_rate = 1.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        TrainConfig(model="nope")
+
+
+def test_split_is_by_volume():
+    tr, va = split_by_volume(5, 0.25, seed=3)
+    assert sorted(tr + va) == [0, 1, 2, 3, 4] and not set(tr) & set(va) and len(va) == 1
+    assert split_by_volume(1, 0.25, 0) == ([0], [0])
+
+
+def test_train_learns_and_checkpoint_is_self_contained(tmp_path):
+    vols = [synthetic_pvs_volume(s) for s in range(3)]
+    cfg = TrainConfig(model="mfnsde", model_config=TINY, epochs=3, steps_per_epoch=20, patch_size=(64, 64))
+    ckpt = tmp_path / "model.pt"
+    events, result = run(train([v for v, _ in vols[:2]], [m for _, m in vols[:2]], cfg, ckpt))
+    assert all(isinstance(e, TrainEvent) for e in events)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("step") == 60 and kinds.count("epoch") == 3
+    steps = [e for e in events if e.kind == "step"]
+    assert [e.step for e in steps] == list(range(1, 61))
+    assert all(e.elapsed_s >= 0 and np.isfinite(e.loss) for e in steps)
+    assert result.best_val_dice == max(e.val_dice for e in events if e.kind == "epoch")
+    assert result.best_val_dice > 0.5
+    # reload with nothing else
+    raw = torch.load(ckpt, weights_only=True)
+    assert raw["model_name"] == "mfnsde" and raw["model_config"]["features"] == (8, 16, 32)
+    assert raw["train_config"]["learning_rate"] == 0.05 and raw["spacing_mm"] == pytest.approx(0.5)
+    assert raw["normalization"] == {"method": "percentile", "percentiles": [0.5, 99.5]}
+    assert [d["role"] for d in raw["training_data"]].count("validation") == 1
+    loaded = load_model(ckpt)
+    test_vol, test_mask = vols[2]
+    pred = predict_volume(loaded, test_vol)
+    assert pred.prob.shape == test_vol.shape and pred.prob.dtype == np.float32
+    assert 0 <= pred.prob.min() and pred.prob.max() <= 1
+    assert overlap_metrics(pred.mask, test_mask).dsc > 0.5
+
+
+def test_closing_the_generator_stops_cleanly(tmp_path):
+    v, m = synthetic_pvs_volume(0)
+    cfg = TrainConfig(model="unet", model_config=TINY, epochs=50, steps_per_epoch=5, patch_size=(64, 64))
+    ckpt = tmp_path / "m.pt"
+    gen = train([v], [m], cfg, ckpt)
+    seen = []
+    for ev in gen:
+        seen.append(ev)
+        if ev.kind == "epoch" and ev.epoch == 2:
+            break
+    gen.close()
+    assert seen[-1].epoch == 2 and seen[-1].step == 10
+    assert load_model(ckpt).name == "unet"  # the checkpoint written so far is complete
+    assert not list(tmp_path.glob(".*part*"))
+
+
+def test_time_budget_stops_training(tmp_path):
+    v, m = synthetic_pvs_volume(0)
+    cfg = TrainConfig(model="unet", model_config=TINY, epochs=1000, steps_per_epoch=1000,
+                      patch_size=(64, 64), max_minutes=0.02)
+    events, result = run(train([v], [m], cfg, tmp_path / "m.pt"))
+    assert events[-1].kind == "done" and "time budget" in events[-1].message
+    assert result.steps_done < 1000 and result.checkpoint is not None and result.checkpoint.exists()
+
+
+def test_bad_training_input(tmp_path):
+    v, m = synthetic_pvs_volume(0)
+    cfg = TrainConfig(model="unet", model_config=TINY, epochs=1, steps_per_epoch=1, patch_size=(64, 64))
+    with pytest.raises(PVSInputError, match="differs from the image grid"):
+        next(train([v], [m[:, :-1]], cfg, tmp_path / "m.pt"))
+    with pytest.raises(PVSInputError, match="no PVS voxel"):
+        next(train([v], [np.zeros_like(m)], cfg, tmp_path / "m.pt"))
+    with pytest.raises(PVSInputError, match="1 images but 2 masks"):
+        next(train([v], [m, m], cfg, tmp_path / "m.pt"))
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(PVSInputError, match="missing.pt: checkpoint not found"):
+        load_model(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(PVSInputError, match="junk.pt: not a readable checkpoint"):
+        load_model(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, other)
+    with pytest.raises(PVSInputError, match="other.pt: not a napari-pvs checkpoint"):
+        load_model(other)
+    good = tmp_path / "unet.pt"
+    save_checkpoint(good, model=build_model("unet", TINY), model_name="unet", model_config=TINY,
+                    spacing_mm=0.5, percentiles=(0.5, 99.5))
+    assert load_model(good, expected_model="unet").name == "unet"
+    with pytest.raises(PVSInputError, match="unet.pt: checkpoint is for model 'unet', expected 'mfnsde'"):
+        load_model(good, expected_model="mfnsde")
+    # weights of one model under the other's name
+    raw = torch.load(good, weights_only=True)
+    raw["model_name"] = "mfnsde"
+    torch.save(raw, tmp_path / "swapped.pt")
+    with pytest.raises(PVSInputError, match="swapped.pt: weights do not fit model 'mfnsde'"):
+        load_model(tmp_path / "swapped.pt")
+
+
+def test_inference_resamples_to_model_spacing_and_back(tmp_path):
+    """A model stored at 0.5 mm given a 1.0 mm volume sees slices resampled to 0.5 mm,
+    and its probability comes back on the 1.0 mm source grid."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        divisor = 4
+
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            return x * 0 + 10.0 * (x - 0.5)
+
+    save_checkpoint(tmp_path / "u.pt", model=build_model("unet", TINY), model_name="unet",
+                    model_config=TINY, spacing_mm=0.5, percentiles=(0.5, 99.5))
+    loaded = load_model(tmp_path / "u.pt")
+    loaded.model = Probe()
+    img = np.full((3, 40, 50), 20, np.float32)  # normalised to 0 ...
+    img[:, 10:20, 20:30] = 100                    # ... and 1
+    vol = Volume(img, np.diag([1.0, 1.0, 2.0, 1.0]))
+    events = []
+    gen = segment_iter(loaded, vol, batch_size=2)
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as stop:
+            pred = stop.value
+            break
+    assert seen == [(2, 1, 80, 100), (1, 1, 80, 100)]  # 2x upsampled in-plane, padded to /4
+    assert [e.done for e in events] == [0, 2, 3] and events[-1].total == 3
+    assert pred.prob.shape == vol.shape
+    np.testing.assert_array_equal(pred.mask[:, 10:20, 20:30], 1)
+    assert pred.mask.sum() == 3 * 10 * 10

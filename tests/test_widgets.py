@@ -1,0 +1,463 @@
+"""The napari-pvs dock widgets: Train (real training in a thread, cancel), Segment, Count.
+
+Runs headless (pytest-xvfb starts Xvfb) with napari's ``make_napari_viewer`` fixture and
+pytest-qt's ``qtbot``. Training uses a tiny network on a small synthetic volume so the
+whole file runs in well under a minute on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from qtpy.QtCore import Qt, QTimer  # noqa: E402
+
+from napari_pvs.widgets._layers import diagonal_affine, layer_to_volume  # noqa: E402
+
+T2_REL = "open_ms/longitudinal/patient01/study1_T2W.nii.gz"
+TINY = (4, 8, 16)
+
+
+def data_root() -> Path:
+    env = os.environ.get("NAPARI_PVS_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def synthetic_t2(shape=(6, 96, 96), seed=0):
+    """A head-like ellipse (T2-ish intensities) with bright dot/line 'PVS'; returns
+    (image float32, mask uint8), both (Z, Y, X)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = shape
+    yy, xx = np.mgrid[:y, :x]
+    head = ((yy - y / 2) / (0.42 * y)) ** 2 + ((xx - x / 2) / (0.4 * x)) ** 2 <= 1
+    img = np.where(head, 300.0, 5.0)[None].repeat(z, 0)
+    mask = np.zeros(shape, np.uint8)
+    for s in range(z):
+        for _ in range(12):
+            cy, cx = rng.integers(int(0.25 * y), int(0.75 * y)), rng.integers(int(0.25 * x), int(0.75 * x))
+            length = int(rng.integers(1, 5))
+            mask[s, cy:cy + 2, cx:cx + length] = 1
+    img = img + mask * 500.0 + rng.normal(0, 15, shape)
+    return img.astype(np.float32), mask
+
+
+def oblique_nifti(tmp_path: Path, data_zyx: np.ndarray, name="t2.nii.gz") -> Path:
+    """Write ``data_zyx`` as an LPS, slightly oblique NIfTI; returns its path."""
+    aff = np.array([[-0.5, 0.01, 0.05, 100.0], [0.01, -0.5, 0.08, 110.0], [0.0, 0.02, 3.0, -60.0], [0, 0, 0, 1]])
+    img = nib.Nifti1Image(np.ascontiguousarray(data_zyx.transpose(2, 1, 0)), aff)
+    img.header.set_qform(aff, code=1)
+    img.header.set_sform(aff, code=2)
+    path = tmp_path / name
+    nib.save(img, str(path))
+    return path
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Capture the one-line error notifications the widgets show."""
+    import napari.utils.notifications as notifications
+
+    seen: list[str] = []
+    monkeypatch.setattr(notifications, "show_error", lambda msg: seen.append(str(msg)))
+    return seen
+
+
+# --------------------------------------------------------------------------- layer helper
+
+
+def test_layer_to_volume_uses_metadata_or_scale(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    img, _ = synthetic_t2((4, 20, 24))
+    path = oblique_nifti(tmp_path, img)
+    (opened,) = viewer.open(str(path), plugin="napari-pvs")
+    vol = layer_to_volume(opened)
+    src = nib.load(str(path))
+    np.testing.assert_array_equal(vol.affine, src.affine)
+    assert vol.header is opened.metadata["nifti_header"]
+    assert vol.path == path and vol.shape == (4, 20, 24)
+    assert vol.orientation == ("L", "P", "S")
+
+    plain = viewer.add_labels(np.zeros((4, 20, 24), np.uint8), scale=(3.0, 0.5, 0.25), translate=(9, 1, 2))
+    pv = layer_to_volume(plain)
+    np.testing.assert_allclose(pv.affine, [[0.25, 0, 0, 2], [0, 0.5, 0, 1], [0, 0, 3, 9], [0, 0, 0, 1]])
+    np.testing.assert_allclose(pv.voxel_size, (3.0, 0.5, 0.25))
+    assert pv.header is None and pv.path is None
+    np.testing.assert_allclose(diagonal_affine((2, 1, 1)), np.diag([1, 1, 2, 1]))
+
+    # a header that does not fit the data (e.g. metadata copied onto a cropped layer) is dropped
+    cropped = viewer.add_labels(np.zeros((4, 10, 10), np.uint8), metadata=dict(opened.metadata))
+    cv = layer_to_volume(cropped)
+    assert cv.header is None
+    np.testing.assert_array_equal(cv.affine, src.affine)
+
+    from napari_pvs.engine.errors import PVSInputError
+
+    flat = viewer.add_image(np.zeros((10, 10)))
+    with pytest.raises(PVSInputError, match="expected a 3D volume"):
+        layer_to_volume(flat)
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _train_setup(make_napari_viewer, tmp_path, *, epochs, steps):
+    viewer = make_napari_viewer()
+    img, mask = synthetic_t2()
+    image = viewer.add_image(img, name="t2", scale=(3.0, 0.5, 0.5))
+    labels = viewer.add_labels(mask, name="pvs", scale=(3.0, 0.5, 0.5))
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Train PVS model")
+    assert dock.isVisible() or dock.parent() is not None
+    assert widget.pairs[0].image.value is image
+    assert widget.pairs[0].labels.value is labels
+    widget.model.value = "unet"
+    widget.features.value = ", ".join(map(str, TINY))
+    widget.patch_size.value = 64
+    widget.batch_size.value = 2
+    widget.epochs.value = epochs
+    widget.steps_per_epoch.value = steps
+    widget.device.value = "cpu"
+    widget.checkpoint_path = tmp_path / "models" / "tiny.pt"
+    return viewer, widget
+
+
+def test_train_widget_defaults_to_user_data_dir(make_napari_viewer):
+    from platformdirs import user_data_dir
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Train PVS model")
+    path = widget.checkpoint_path
+    assert path.is_relative_to(Path(user_data_dir("napari-pvs", appauthor=False)))
+    assert not path.is_relative_to(Path.cwd()) or Path.cwd() == Path.home()
+    assert path.suffix == ".pt" and path.name.startswith("mfnsde-")
+    widget.model.value = "unet"
+    assert widget.checkpoint_path.name.startswith("unet-")  # follows the model while not edited
+    assert set(widget.model.choices) == {"mfnsde", "unet"}
+    assert widget.worker is None and widget.last_event is None
+    assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_train_in_thread_cancel_keeps_gui_responsive(make_napari_viewer, qtbot, tmp_path):
+    viewer, widget = _train_setup(make_napari_viewer, tmp_path, epochs=50, steps=200)
+    planned = 50 * 200
+
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(20)
+    qtbot.mouseClick(widget.train_button, Qt.LeftButton)
+    worker = widget.worker
+    assert worker is not None
+    assert not widget.train_button.isEnabled() and widget.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: widget.last_event is not None and widget.last_event.kind == "step"
+                    and widget.last_event.step >= 5, timeout=90_000)
+    # the GUI thread kept running its event loop while training ran in the worker thread
+    n0 = len(ticks)
+    qtbot.wait(500)
+    assert len(ticks) - n0 >= 8, "GUI event loop blocked during training"
+    assert widget.status.text().startswith("epoch 1 | step ")
+    assert "loss" in widget.status.text()
+    assert 0 < widget.progress.value() < planned and widget.progress.maximum() == planned
+
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        qtbot.mouseClick(widget.cancel_button, Qt.LeftButton)
+    timer.stop()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5_000)
+    stopped_at = widget.last_event.step
+    assert widget.last_event.kind == "step"
+    assert stopped_at < planned // 20, f"training did not stop promptly ({stopped_at} of {planned} steps)"
+    qtbot.wait(300)
+    assert widget.last_event.step == stopped_at  # no more events after the cancel
+    assert widget.result is None
+    assert widget.train_button.isEnabled() and not widget.cancel_button.isEnabled()
+    assert widget._form.enabled
+    assert "cancelled" in widget.status.text().lower()
+    assert not (tmp_path / "models" / "tiny.pt").exists()  # no epoch finished, no checkpoint
+    assert "gen" not in widget._holder  # the engine generator was closed
+
+    # the viewer still works
+    pts = viewer.add_points(np.array([[3, 40, 40]]), name="after")
+    assert pts in viewer.layers
+    shot = viewer.screenshot()
+    assert shot.ndim == 3 and shot.shape[2] == 4 and shot.shape[0] > 10
+
+
+def test_train_to_the_end_writes_loadable_checkpoint(make_napari_viewer, qtbot, tmp_path):
+    viewer, widget = _train_setup(make_napari_viewer, tmp_path, epochs=2, steps=3)
+    widget.model.value = "mfnsde"
+    with qtbot.waitSignal(widget.train_button.clicked, timeout=1000):
+        qtbot.mouseClick(widget.train_button, Qt.LeftButton)
+    worker = widget.worker
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert worker is not None
+    ev = widget.last_event
+    assert ev.kind == "done" and ev.step == 6 and ev.total_steps == 6 and ev.epoch == 2
+    assert ev.best_val_dice is not None and 0.0 <= ev.best_val_dice <= 1.0
+    assert widget.n_events == 1 + 6 + 2 + 1  # start, steps, epochs, done
+    assert widget.result is not None and widget.result.steps_done == 6
+    ckpt = tmp_path / "models" / "tiny.pt"
+    assert widget.result.checkpoint == ckpt and ckpt.is_file()
+    assert widget.progress.value() == widget.progress.maximum() == 6
+    assert "best validation DSC" in widget.status.text()
+
+    from napari_pvs.engine.checkpoint import load_model
+
+    loaded = load_model(ckpt)
+    assert loaded.name == "mfnsde" and tuple(loaded.config.features) == TINY
+    assert loaded.spacing_mm == pytest.approx(0.5)
+    assert loaded.info["train_config"]["epochs"] == 2
+
+
+def test_train_errors_are_one_line_notifications(make_napari_viewer, qtbot, tmp_path, errors):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Train PVS model")
+    widget.train_button.click()  # no layers at all
+    assert widget.worker is None
+    assert errors and "choose a T2 Image layer" in errors[-1]
+
+    img, _ = synthetic_t2((4, 64, 64))
+    viewer.add_image(img, name="t2")
+    viewer.add_labels(np.zeros(img.shape, np.uint8), name="empty")
+    widget.model.value = "unet"
+    widget.features.value = "4, 8, 16"
+    widget.patch_size.value = 64
+    widget.checkpoint_path = tmp_path / "never.pt"
+    widget.features.value = "4, x"
+    widget.train_button.click()
+    assert "features must be integers" in errors[-1] and widget.worker is None
+    widget.features.value = "4, 8, 16"
+
+    widget.train_button.click()  # mask without PVS: the engine refuses, in the worker
+    assert widget.worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert "no PVS voxel" in errors[-1] and "\n" not in errors[-1]
+    assert widget.train_button.isEnabled() and widget.result is None
+    assert not (tmp_path / "never.pt").exists()
+
+    viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="small")
+    widget.pairs[0].labels.value = viewer.layers["small"]
+    widget.train_button.click()
+    assert "same grid" in errors[-1] and widget.worker is None
+
+
+def test_train_widget_pairs(make_napari_viewer):
+    viewer = make_napari_viewer()
+    img, mask = synthetic_t2((4, 64, 64))
+    viewer.add_image(img, name="a")
+    viewer.add_labels(mask, name="a_pvs")
+    viewer.add_image(img, name="b")
+    viewer.add_labels(mask, name="b_pvs")
+    from napari_pvs.widgets import TrainWidget
+
+    widget = TrainWidget(viewer)
+    widget.add_pair_button.changed.emit(True)
+    assert len(widget.pairs) == 2
+    widget.pairs[0].image.value = viewer.layers["a"]
+    widget.pairs[0].labels.value = viewer.layers["a_pvs"]
+    widget.pairs[1].image.value = viewer.layers["b"]
+    widget.pairs[1].labels.value = viewer.layers["b_pvs"]
+    widget.features.value = "4, 8, 16"
+    images, masks, config = widget._collect()
+    assert len(images) == len(masks) == 2
+    assert config.model_config.features == TINY and config.patch_size == (128, 128)
+    assert config.max_minutes is None
+    widget._remove_pair(widget.pairs[1])
+    assert len(widget.pairs) == 1
+    widget.deleteLater()
+
+
+# --------------------------------------------------------------------------- segment
+
+
+def _tiny_checkpoint(path: Path, spacing_mm=0.8) -> Path:
+    import torch
+
+    from napari_pvs.engine.checkpoint import save_checkpoint
+    from napari_pvs.engine.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(features=TINY)
+    return save_checkpoint(path, model=build_model("unet", cfg), model_name="unet", model_config=cfg,
+                           spacing_mm=spacing_mm, percentiles=(0.5, 99.5))
+
+
+def _run_segment(qtbot, widget):
+    qtbot.mouseClick(widget.segment_button, Qt.LeftButton)
+    worker = widget.worker
+    assert worker is not None
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        pass
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=5_000)
+
+
+def test_segment_widget_adds_layers_on_the_t2_grid(make_napari_viewer, qtbot, tmp_path):
+    from napari_pvs._writer import write_labels
+
+    ckpt = _tiny_checkpoint(tmp_path / "tiny.pt")
+    img, _ = synthetic_t2((5, 70, 60))
+    path = oblique_nifti(tmp_path, img, "subject_T2.nii.gz")
+    viewer = make_napari_viewer()
+    (t2,) = viewer.open(str(path), plugin="napari-pvs")
+    t2.translate = (1.0, 2.0, 3.0)
+    viewer.add_image(np.zeros((5, 10, 10)), name="decoy")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Segment PVS")
+    widget.image.value = t2
+    widget.checkpoint_path = ckpt
+    _run_segment(qtbot, widget)
+
+    prob = viewer.layers["subject_T2 PVS probability"]
+    mask = viewer.layers["subject_T2 PVS mask"]
+    assert type(prob).__name__ == "Image" and type(mask).__name__ == "Labels"
+    for layer in (prob, mask):
+        assert layer.data.shape == t2.data.shape == (5, 70, 60)
+        np.testing.assert_allclose(layer.scale, t2.scale)
+        np.testing.assert_allclose(layer.translate, t2.translate)
+    assert prob.data.dtype == np.float32 and 0.0 <= prob.data.min() and prob.data.max() <= 1.0
+    assert prob.colormap.name == "magma" and prob.blending == "additive"
+    np.testing.assert_allclose(prob.contrast_limits, (0.0, 1.0))
+    np.testing.assert_array_equal(mask.data, (prob.data >= 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(mask.metadata["affine"], nib.load(str(path)).affine)
+    assert mask.metadata["nifti_header"] is t2.metadata["nifti_header"]
+    assert widget.progress.value() == widget.progress.maximum() == 5
+    assert widget.segment_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+    # the mask saves on the T2's grid
+    (out,) = write_labels(str(tmp_path / "pred.nii.gz"), mask.data, {"metadata": mask.metadata,
+                                                                      "scale": mask.scale})
+    np.testing.assert_array_equal(nib.load(out).affine, nib.load(str(path)).affine)
+
+    # threshold changes re-threshold the same probability map
+    widget.threshold.value = 0.3
+    np.testing.assert_array_equal(mask.data, (prob.data >= 0.3).astype(np.uint8))
+    # a second run updates the layers in place
+    n_layers = len(viewer.layers)
+    _run_segment(qtbot, widget)
+    assert len(viewer.layers) == n_layers
+    assert viewer.layers["subject_T2 PVS mask"] is mask
+    np.testing.assert_array_equal(mask.data, (prob.data >= 0.3).astype(np.uint8))
+
+
+def test_segment_widget_real_t2(make_napari_viewer, qtbot, tmp_path):
+    path = data_root() / T2_REL
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path}")
+    ckpt = _tiny_checkpoint(tmp_path / "tiny.pt", spacing_mm=1.0)
+    viewer = make_napari_viewer()
+    (t2,) = viewer.open(str(path), plugin="napari-pvs")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Segment PVS")
+    assert widget.image.value is t2
+    widget.checkpoint_path = ckpt
+    _run_segment(qtbot, widget)
+    prob = viewer.layers["study1_T2W PVS probability"]
+    mask = viewer.layers["study1_T2W PVS mask"]
+    assert prob.data.shape == mask.data.shape == (36, 448, 406)
+    np.testing.assert_allclose(mask.scale, t2.scale)
+    np.testing.assert_allclose(prob.scale, (4.0, 0.5134, 0.5134), atol=1e-3)
+    np.testing.assert_array_equal(mask.metadata["affine"], nib.load(str(path)).affine)
+
+
+def test_segment_widget_bad_checkpoint(make_napari_viewer, qtbot, tmp_path, errors):
+    viewer = make_napari_viewer()
+    img, _ = synthetic_t2((3, 32, 32))
+    viewer.add_image(img, name="t2")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Segment PVS")
+    widget.checkpoint_path = tmp_path / "missing.pt"
+    widget.segment_button.click()
+    assert widget.worker is None and "checkpoint not found" in errors[-1]
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    widget.checkpoint_path = bad
+    widget.segment_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
+    assert "bad.pt" in errors[-1] and "checkpoint" in errors[-1]
+    assert "t2 PVS mask" not in viewer.layers
+    assert widget.segment_button.isEnabled()
+
+
+# --------------------------------------------------------------------------- count
+
+
+def _blobs(shape, per_slice):
+    """Labels with separate 2x2 blobs: ``per_slice = {z: (n_low_x, n_high_x)}``."""
+    lab = np.zeros(shape, np.uint8)
+    for z, (n_low, n_high) in per_slice.items():
+        for i in range(n_low):
+            r, c = 10 + 6 * (i % 12), 5 + 6 * (i // 12)        # x index < 30: low x half
+            lab[z, r:r + 2, c:c + 2] = 1
+        for i in range(n_high):
+            r, c = 10 + 6 * (i % 12), 90 + 6 * (i // 12)       # x index >= 90: high x half
+            lab[z, r:r + 2, c:c + 2] = 1
+    return lab
+
+
+def test_count_widget_table(make_napari_viewer, tmp_path):
+    import csv
+
+    shape = (12, 100, 120)
+    per_slice = {4: (3, 5), 9: (12, 2)}
+    lab = _blobs(shape, per_slice)
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(lab, name="pvs", scale=(3.0, 0.5, 0.5))
+    viewer.dims.set_current_step(0, 4)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Count PVS (BG/CSO)")
+    assert widget.labels.value is layer
+    assert widget.bg_slice.value == 4  # the viewer's current slice
+    assert widget.bg_slice.max == 11
+    widget.cso_slice.value = 9
+    widget.count_button.click()
+
+    counts = widget.last_counts
+    assert counts is not None
+    # no NIfTI geometry: the diagonal affine makes +x (high X index) the subject's right
+    assert (counts.bg.left, counts.bg.right, counts.bg.total) == (3, 5, 8)
+    assert (counts.cso.left, counts.cso.right, counts.cso.total) == (12, 2, 14)
+    rows = widget.table_values()
+    assert [r[0] for r in rows] == ["BG", "CSO", "volume"]
+    headers = [widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())]
+    assert headers[:7] == ["region", "slice", "left", "right", "total", "grade", "area mm²"]
+    assert rows[0][:7] == ["BG", "4", "3", "5", "8", "1", "8.00"]       # 8 blobs x 4 px x 0.25 mm²
+    assert rows[1][:7] == ["CSO", "9", "12", "2", "14", "2", "14.00"]   # grade of the 12-PVS side
+    assert rows[2][4] == "22" and rows[2][7] == "66.00"                 # 22 x 4 voxels x 0.75 mm³
+
+    # the same mask in an LPS file geometry: left and right swap
+    lps = np.diag([-0.5, -0.5, 3.0, 1.0])
+    lps[:3, 3] = (30.0, 25.0, -10.0)
+    layer.metadata["affine"] = lps
+    widget.count_button.click()
+    assert (widget.last_counts.bg.left, widget.last_counts.bg.right) == (5, 3)
+    assert widget.table_values()[1][2:4] == ["2", "12"]
+
+    out = widget.save_csv(tmp_path / "counts.csv")
+    with open(out, newline="") as fh:
+        written = list(csv.DictReader(fh))
+    assert [r["region"] for r in written] == ["BG", "CSO", "volume"]
+    assert written[0]["left"] == "5" and written[2]["total"] == "22"
+
+
+def test_count_widget_slice_out_of_range(make_napari_viewer, errors):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Count PVS (BG/CSO)")
+    widget.count_button.click()
+    assert "choose a PVS Labels layer" in errors[-1]
+    viewer.add_labels(np.zeros((5, 20, 20), np.uint8), name="m")
+    assert widget.bg_slice.max == 4
+    widget.bg_slice.value = 2
+    widget.cso_slice.value = 4
+    widget.count_button.click()
+    assert widget.table_values()[0][4] == "0" and widget.table_values()[2][4] == "0"
+
+
+def test_all_widgets_dock_together(make_napari_viewer):
+    viewer = make_napari_viewer()
+    names = ["Train PVS model", "Segment PVS", "Count PVS (BG/CSO)"]
+    for name in names:
+        dock, widget = viewer.window.add_plugin_dock_widget("napari-pvs", name)
+        assert widget is not None
+        assert viewer.window._qt_window.dockWidgetArea(dock) == Qt.RightDockWidgetArea
+    docked = set(viewer.window.dock_widgets)
+    assert {f"{n} (napari-pvs)" for n in names} <= docked, docked
