@@ -14,9 +14,9 @@ mask drawn or predicted on it can be written back on the same grid:
 ``orientation``
     Axis codes of ``(i, j, k)``, e.g. ``"LPS"``.
 
-Integer images with few distinct values (at most 16 values, all in ``0..255``), or a file
-name containing ``mask``, ``label`` or ``seg`` (and integer data), are opened as ``labels``; other
-files as a gray ``image``.
+Integer-valued images (integer type, or float holding whole numbers only) with few distinct
+values (at most 16, all in ``0..255``) or whose file name contains ``mask``, ``label`` or
+``seg`` are opened as ``labels`` (integer dtype); other files as a gray ``image``.
 """
 
 from __future__ import annotations
@@ -47,24 +47,46 @@ def napari_get_reader(path: "str | list[str]"):
     return read_nifti
 
 
+def _integer_valued(data: np.ndarray) -> bool:
+    """Integer (or bool) dtype, or a float array whose values are all finite integers."""
+    if data.dtype == bool or data.dtype.kind in "iu":
+        return True
+    if data.dtype.kind != "f" or data.size == 0:
+        return False
+    return bool(np.isfinite(data).all() and np.array_equal(data, np.round(data)))
+
+
 def is_label_volume(data: np.ndarray, name: str = "") -> bool:
-    """True when ``data`` looks like a label map: integer (or bool) type with at most
-    16 distinct values, all within ``0..255``; or ``name`` mentions mask/label/seg
-    and the data are integers."""
+    """True when ``data`` looks like a label map: integer-valued (integer dtype, or float
+    holding whole numbers only, as some tools save masks) and either at most 16 distinct
+    values, all within ``0..255``, or a file ``name`` that mentions mask/label/seg."""
     if data.dtype == bool:
         return True
-    if data.dtype.kind not in "iu":
+    if not _integer_valued(data):
         return False
     stem = Path(name).name.lower()
     if any(w in stem for w in _LABEL_WORDS):
         return True
     if data.size == 0:
         return False
-    lo, hi = int(data.min()), int(data.max())
+    lo, hi = float(data.min()), float(data.max())
     if lo < 0 or hi > 255:
         return False
     counts = np.bincount(np.asarray(data, dtype=np.uint8).ravel(), minlength=1)
     return int(np.count_nonzero(counts)) <= _MAX_LABEL_VALUES
+
+
+def _as_label_array(data: np.ndarray) -> np.ndarray:
+    """Labels in an integer dtype (napari Labels need integers)."""
+    if data.dtype.kind in "iu":
+        return data
+    if data.size == 0:
+        return data.astype(np.uint8)
+    lo, hi = int(data.min()), int(data.max())
+    for dt in (np.uint8, np.uint16, np.int32):
+        if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
+            return data.astype(dt)
+    return data.astype(np.int64)
 
 
 def _layer_name(path: Path) -> str:
@@ -101,8 +123,7 @@ def read_nifti(path: "str | list[str]") -> "list[napari.types.LayerDataTuple]":
         }
         kwargs = {"name": name, "scale": tuple(vol.voxel_size), "metadata": metadata}
         if is_label_volume(vol.data, p.name):
-            data = vol.data if vol.data.dtype != bool else vol.data.astype(np.uint8)
-            layers.append((data, kwargs, "labels"))
+            layers.append((_as_label_array(vol.data), kwargs, "labels"))
         else:
             kwargs.update(colormap="gray")
             layers.append((vol.data, kwargs, "image"))

@@ -74,7 +74,7 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         header = None
         log.warning("labels '%s' carry no source geometry (metadata 'affine'); writing %s with a "
                     "diagonal affine from the layer scale %s", meta.get("name", ""), out,
-                    tuple(meta.get("scale", (1.0, 1.0, 1.0))))
+                    tuple(float(v) for v in meta.get("scale", (1.0, 1.0, 1.0))))
     elif header is not None and not _header_fits(header, arr.shape):
         raise PVSInputError(f"labels shape {arr.shape} (Z, Y, X) does not match the source image grid "
                             f"{tuple(int(d) for d in header.get_data_shape()[:3])[::-1]}", out)

@@ -20,7 +20,8 @@ What it does:
 4. saves PNGs in ``--out``: ``2d_canvas.png`` / ``2d_window.png`` (axial slice
    ``--slice``, default 16, through the basal ganglia of study1), ``2d_cso_canvas.png``
    (slice ``--cso-slice``), ``3d_canvas.png`` / ``3d_window.png`` (T2 as attenuated MIP,
-   mask as iso-surface labels), and the three dock widgets (``widget_*.png``).
+   mask as iso-surface labels), the dock widgets (``widget_*.png``) and ``summary.json``
+   (counts, Dice of the prediction against the simulated mask).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--image", type=Path, help="T2 NIfTI (default: sample data with simulated PVS)")
     ap.add_argument("--mask", type=Path, help="PVS mask of --image (to train the demo model)")
     ap.add_argument("--model", type=Path, help="checkpoint (.pt); default: train a demo model")
-    ap.add_argument("--train-minutes", type=float, default=2.0, help="demo training budget (min)")
+    ap.add_argument("--train-minutes", type=float, default=1.0, help="demo training budget (min)")
     ap.add_argument("--train-model", default="unet", help="demo model (unet is fastest on CPU)")
     ap.add_argument("--train-features", default="16, 32, 64, 128", help="demo model features")
     ap.add_argument("--no-train", action="store_true",
@@ -119,9 +120,10 @@ def main(argv=None) -> int:
     ap.add_argument("--slice", type=int, default=16, help="axial BG slice for the 2D view")
     ap.add_argument("--cso-slice", type=int, default=24, help="axial CSO slice")
     ap.add_argument("--size", type=int, nargs=2, default=(1580, 980), metavar=("W", "H"))
-    ap.add_argument("--angles", type=float, nargs=3, default=(-20.0, 30.0, 135.0),
+    ap.add_argument("--dock-width", type=int, default=470, help="width of the dock area (px)")
+    ap.add_argument("--angles", type=float, nargs=3, default=(-20.0, 30.0, -90.0),
                     help="3D camera Euler angles (degrees)")
-    ap.add_argument("--attenuation", type=float, default=0.05, help="T2 attenuated-MIP attenuation")
+    ap.add_argument("--attenuation", type=float, default=0.15, help="T2 attenuated-MIP attenuation")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -200,11 +202,14 @@ def main(argv=None) -> int:
         note = "NO MODEL: the overlay is the SIMULATED PVS mask (ground truth), not a prediction"
 
     # ---------------------------------------------------------------- count
-    _, count_w = viewer.window.add_plugin_dock_widget("napari-pvs", "Count PVS (BG/CSO)")
+    count_dock, count_w = viewer.window.add_plugin_dock_widget("napari-pvs", "Count PVS (BG/CSO)")
     count_w.labels.value = mask
     count_w.bg_slice.value = args.slice
     count_w.cso_slice.value = args.cso_slice
     counts = count_w.count()
+    from qtpy.QtCore import Qt
+
+    viewer.window._qt_window.resizeDocks([count_dock], [args.dock_width], Qt.Horizontal)
 
     # ---------------------------------------------------------------- 2D
     from napari.utils.colormaps import DirectLabelColormap
@@ -223,13 +228,16 @@ def main(argv=None) -> int:
     if prob is not None:
         prob.opacity = 0.7
     viewer.layers.selection.active = t2
+    import textwrap
+
+    note = "\n".join(textwrap.wrap(note, 80))
     txt = text_overlay(viewer)
     txt.visible = True
-    txt.font_size = 10
+    txt.font_size = 9
     txt.color = "white"
     txt.position = "top_left"
     if prob is not None and truth is not None and truth is not mask:
-        legend = "yellow: predicted PVS mask | magma: PVS probability | cyan outline: simulated PVS (truth)"
+        legend = "yellow: predicted PVS mask | magma: PVS probability\ncyan outline: simulated PVS (truth)"
     elif prob is not None:
         legend = "yellow: predicted PVS mask | magma: PVS probability"
     else:
@@ -256,7 +264,7 @@ def main(argv=None) -> int:
     t2.rendering = "attenuated_mip"
     t2.attenuation = args.attenuation
     t2.opacity = 0.6
-    t2.contrast_limits = (float(lo), float(hi) * 1.6)
+    t2.contrast_limits = (float(lo), float(hi) * 1.3)
     if prob is not None:
         prob.visible = False
     if truth is not None and truth is not mask:

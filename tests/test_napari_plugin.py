@@ -100,8 +100,21 @@ def test_label_detection():
     assert is_label_volume(np.array([[0, 1], [2, 3]], dtype=np.uint8))
     assert not is_label_volume(np.arange(40, dtype=np.uint8).reshape(2, 20))  # too many values
     assert not is_label_volume(np.array([0, 1, 300], dtype=np.uint16))        # > 255
-    assert not is_label_volume(np.array([0.0, 1.0], dtype=np.float32))        # float
+    assert not is_label_volume(np.array([0.0, 0.5, 1.0], dtype=np.float32))   # not whole numbers
+    assert is_label_volume(np.array([0.0, 1.0], dtype=np.float32))            # float-saved mask
+    assert not is_label_volume(np.array([0.0, np.nan], dtype=np.float32))
     assert is_label_volume(np.array([0, 2, 1000, 2035], dtype=np.int32), "aseg_mask.nii.gz")
+    assert is_label_volume(np.array([0.0, 2.0, 530.0], dtype=np.float32), "training_seg_01.nii.gz")
+    assert not is_label_volume(np.arange(300, dtype=np.uint16), "T2.nii.gz")
+
+
+def test_reader_float_mask_becomes_integer_labels(tmp_path):
+    arr = np.zeros((6, 5, 4), np.float32)
+    arr[1, 2, 3] = 530.0
+    path = tmp_path / "subject_seg.nii.gz"
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), str(path))
+    ((data, _, kind),) = napari_get_reader(str(path))(str(path))
+    assert kind == "labels" and data.dtype == np.uint16 and data[3, 2, 1] == 530
 
 
 def test_reader_real_t2_geometry():

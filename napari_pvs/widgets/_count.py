@@ -76,7 +76,7 @@ class CountWidget(QWidget):
         self.table.setHorizontalHeaderLabels([h for _, h in COLUMNS])
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.setMinimumHeight(120)
+        self.table.setMinimumHeight(150)
         self.status = QLabel("")
         self.status.setWordWrap(True)
 

@@ -110,6 +110,7 @@ class TrainWidget(QWidget):
         self.result = None
         self._holder: dict = {}
         self._auto_path = True
+        self._budget_s: float | None = None
 
         try:
             from ..engine.models import available_models
@@ -278,6 +279,7 @@ class TrainWidget(QWidget):
         total = config.epochs * config.steps_per_epoch
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(0)
+        self._budget_s = None if config.max_minutes is None else config.max_minutes * 60.0
         self.status.setText(f"starting: {config.model}, {len(images)} volume(s), {total} steps ...")
         worker = create_worker(_train_job, images, masks, config, ckpt, self._holder,
                                _start_thread=False)
@@ -311,7 +313,13 @@ class TrainWidget(QWidget):
         if ev.kind == "start":
             self.status.setText(f"started: {ev.message}")
             return
-        self.progress.setValue(min(int(ev.step), self.progress.maximum()))
+        total = self.progress.maximum()
+        done = int(ev.step)
+        if self._budget_s:  # with a time budget, show whichever limit is nearer
+            done = max(done, int(total * min(1.0, ev.elapsed_s / self._budget_s)))
+        if ev.kind == "done":
+            done = total
+        self.progress.setValue(min(done, total))
         parts = [f"epoch {ev.epoch}", f"step {ev.step}/{ev.total_steps}"]
         if ev.loss is not None:
             parts.append(f"loss {ev.loss:.4f}")

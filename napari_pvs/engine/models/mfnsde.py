@@ -48,16 +48,30 @@ _ACT = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
 _NORM = ("instance", {"affine": True})
 
 
+def attention_gate(chns: int) -> AttentionBlock:
+    """MONAI's additive attention gate (Oktay et al. 2018) with its BatchNorm layers
+    replaced: instance norm after the 1x1 projections and none before the sigmoid.
+
+    With BatchNorm, the gate behaves differently in eval mode (running statistics
+    gathered on small PVS-centred training patches) than in training (batch statistics),
+    and a model that fits its training patches predicted almost nothing on whole slices.
+    Instance norm, as in the rest of the network, acts the same in both modes.
+    """
+    gate = AttentionBlock(2, f_int=max(chns // 2, 1), f_g=chns, f_l=chns)
+    f_int = max(chns // 2, 1)
+    gate.W_g[1] = nn.InstanceNorm2d(f_int, affine=True)
+    gate.W_x[1] = nn.InstanceNorm2d(f_int, affine=True)
+    gate.psi[1] = nn.Identity()
+    return gate
+
+
 class _NestedNode(nn.Module):
     """Decoder node ``X^{i,j}`` (j >= 1) with ``j`` attention-gated dense skips."""
 
     def __init__(self, n_skips: int, chns: int, below_chns: int, dropout: float):
         super().__init__()
         self.up = UpSample(2, below_chns, chns, scale_factor=2, mode="deconv")
-        self.gates = nn.ModuleList(
-            AttentionBlock(2, f_int=max(chns // 2, 1), f_g=chns, f_l=chns)
-            for _ in range(n_skips)
-        )
+        self.gates = nn.ModuleList(attention_gate(chns) for _ in range(n_skips))
         self.conv = TwoConv(2, (n_skips + 1) * chns, chns, _ACT, _NORM, True, dropout)
 
     def forward(self, skips: list[torch.Tensor], below: torch.Tensor) -> torch.Tensor:
