@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--max-minutes", type=float, default=10.0)
     ap.add_argument("--model", default="mfnsde")
-    ap.add_argument("--steps-per-epoch", type=int, default=100)
+    ap.add_argument("--steps-per-epoch", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (the machine has 2 cores)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args(argv)

@@ -26,6 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import napari
+
 __all__ = ["napari_get_reader", "read_nifti", "is_label_volume"]
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import logging
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import napari
+
 __all__ = ["make_sample_data", "SAMPLE_T2", "SAMPLE_SEED"]
 
 log = logging.getLogger(__name__)

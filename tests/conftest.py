@@ -16,6 +16,14 @@ def data_root() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
+def real_file(rel: str) -> Path:
+    """A file of the shared real data, or skip the test when it is not there."""
+    path = data_root() / rel
+    if not path.is_file():
+        pytest.skip(f"real data not found: {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     d = data_root()

@@ -6,7 +6,6 @@ Runs headless (pytest-xvfb starts Xvfb). Real-data tests read the shared data fo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -17,23 +16,12 @@ pytest.importorskip("napari")
 
 from napari_pvs._reader import is_label_volume, napari_get_reader  # noqa: E402
 from napari_pvs._writer import write_labels  # noqa: E402
+from conftest import real_file  # noqa: E402
 from napari_pvs.engine.errors import PVSInputError  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[1] / "napari_pvs" / "napari.yaml"
 T2_REL = "open_ms/longitudinal/patient01/study1_T2W.nii.gz"
 GT_REL = "open_ms/longitudinal/patient01/gt.nii.gz"
-
-
-def data_root() -> Path:
-    env = os.environ.get("NAPARI_PVS_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def real_file(rel: str) -> Path:
-    path = data_root() / rel
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
-    return path
 
 
 # --------------------------------------------------------------------------- manifest

@@ -9,11 +9,11 @@ when absent).
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_file
 from scipy import ndimage as ndi
 
 from napari_pvs.engine.errors import PVSInputError
@@ -31,16 +31,6 @@ from napari_pvs.engine.simulate import (
 # --------------------------------------------------------------------------- helpers
 
 
-def _data_root() -> Path:
-    env = os.environ.get("NAPARI_PVS_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def _data_file(rel: str) -> Path:
-    path = _data_root() / rel
-    if not path.is_file():
-        pytest.skip(f"real data not found: {path}")
-    return path
 
 
 STUDY1 = "open_ms/longitudinal/patient01/study1_T2W.nii.gz"
@@ -257,7 +247,7 @@ def test_phantom_intensity_and_noise(phantom_run):
 
 @pytest.fixture(scope="module")
 def study1():
-    return load_volume(_data_file(STUDY1))
+    return load_volume(real_file(STUDY1))
 
 
 @pytest.fixture(scope="module")
@@ -357,8 +347,8 @@ def test_determinism(study1, study1_run):
 
 
 def test_lesions_are_avoided():
-    image = load_volume(_data_file(MNI_T2))
-    lesion = load_mask(_data_file(MNI_LESION), image)
+    image = load_volume(real_file(MNI_T2))
+    lesion = load_mask(real_file(MNI_LESION), image)
     cfg = SimulationConfig(n_bg=10, n_cso=40)
     res = simulate_pvs(image, seed=3, lesion_mask=lesion, config=cfg)
     assert len(res.table) == 50 and res.mask.any()

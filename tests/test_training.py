@@ -146,8 +146,9 @@ def test_load_model_errors(tmp_path):
 
 
 def test_inference_resamples_to_model_spacing_and_back(tmp_path):
-    """A model stored at 0.5 mm given a 1.0 mm volume sees slices resampled to 0.5 mm,
-    and its probability comes back on the 1.0 mm source grid."""
+    """A model stored at 0.5 mm given a 1.0 mm volume sees slices resampled to 0.5 mm
+    (in sliding windows of its training patch size), and its probability comes back on
+    the 1.0 mm source grid."""
     seen = []
 
     class Probe(torch.nn.Module):
@@ -155,11 +156,12 @@ def test_inference_resamples_to_model_spacing_and_back(tmp_path):
 
         def forward(self, x):
             seen.append(tuple(x.shape))
-            return x * 0 + 10.0 * (x - 0.5)
+            return 10.0 * (x - 0.5)
 
     save_checkpoint(tmp_path / "u.pt", model=build_model("unet", TINY), model_name="unet",
-                    model_config=TINY, spacing_mm=0.5, percentiles=(0.5, 99.5))
+                    model_config=TINY, spacing_mm=0.5, percentiles=(0.5, 99.5), patch_size=(64, 64))
     loaded = load_model(tmp_path / "u.pt")
+    assert loaded.roi_size == (64, 64)
     loaded.model = Probe()
     img = np.full((3, 40, 50), 20, np.float32)  # normalised to 0 ...
     img[:, 10:20, 20:30] = 100                    # ... and 1
@@ -172,7 +174,10 @@ def test_inference_resamples_to_model_spacing_and_back(tmp_path):
         except StopIteration as stop:
             pred = stop.value
             break
-    assert seen == [(2, 1, 80, 100), (1, 1, 80, 100)]  # 2x upsampled in-plane, padded to /4
+    assert all(s[1:] == (1, 64, 64) for s in seen)
+    # 40x50 at 1 mm -> 80x100 at 0.5 mm -> 2x2 windows of 64 (overlap 0.25) per slice;
+    # without resampling it would be one (padded) window per slice
+    assert sum(s[0] for s in seen) == 3 * 4
     assert [e.done for e in events] == [0, 2, 3] and events[-1].total == 3
     assert pred.prob.shape == vol.shape
     np.testing.assert_array_equal(pred.mask[:, 10:20, 20:30], 1)

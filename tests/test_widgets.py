@@ -7,7 +7,6 @@ whole file runs in well under a minute on two CPU cores.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -18,15 +17,11 @@ pytest.importorskip("napari")
 
 from qtpy.QtCore import Qt, QTimer  # noqa: E402
 
+from conftest import real_file  # noqa: E402
 from napari_pvs.widgets._layers import diagonal_affine, layer_to_volume  # noqa: E402
 
 T2_REL = "open_ms/longitudinal/patient01/study1_T2W.nii.gz"
 TINY = (4, 8, 16)
-
-
-def data_root() -> Path:
-    env = os.environ.get("NAPARI_PVS_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def synthetic_t2(shape=(6, 96, 96), seed=0):
@@ -343,9 +338,7 @@ def test_segment_widget_adds_layers_on_the_t2_grid(make_napari_viewer, qtbot, tm
 
 
 def test_segment_widget_real_t2(make_napari_viewer, qtbot, tmp_path):
-    path = data_root() / T2_REL
-    if not path.is_file():
-        pytest.skip(f"real data not available: {path}")
+    path = real_file(T2_REL)
     ckpt = _tiny_checkpoint(tmp_path / "tiny.pt", spacing_mm=1.0)
     viewer = make_napari_viewer()
     (t2,) = viewer.open(str(path), plugin="napari-pvs")

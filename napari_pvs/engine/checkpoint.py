@@ -11,6 +11,8 @@ the model (the voxelmorph habit of saving the constructor config with the weight
     The weights.
 ``spacing_mm``
     In-plane pixel spacing (mm) the model works at.
+``patch_size``
+    Training patch ``(H, W)`` in pixels: the sliding-window size at inference.
 ``normalization``
     ``{"method": "percentile", "percentiles": [lo, hi]}``.
 ``train_config``
@@ -55,6 +57,10 @@ class LoadedModel:
         In-plane pixel spacing the model works at (mm).
     percentiles : tuple of float
         Percentiles of the per-volume intensity normalisation.
+    roi_size : tuple of int
+        Sliding-window size ``(H, W)`` in pixels at ``spacing_mm`` (the training patch).
+    overlap : float
+        Sliding-window overlap (fraction of the window).
     path : Path, optional
         Checkpoint file.
     info : dict
@@ -66,6 +72,8 @@ class LoadedModel:
     config: ModelConfig
     spacing_mm: float
     percentiles: tuple[float, float]
+    roi_size: tuple[int, int] = (128, 128)
+    overlap: float = 0.25
     path: Path | None = None
     info: dict = field(default_factory=dict)
 
@@ -77,7 +85,8 @@ class LoadedModel:
 
 def save_checkpoint(path: str | Path, *, model: torch.nn.Module, model_name: str,
                     model_config: ModelConfig, spacing_mm: float,
-                    percentiles: tuple[float, float], train_config: dict | None = None,
+                    percentiles: tuple[float, float], patch_size: tuple[int, int] = (128, 128),
+                    train_config: dict | None = None,
                     training_data: list[dict] | None = None, metrics: dict | None = None) -> Path:
     """Write a self-contained checkpoint atomically (temporary file, then rename)."""
     from .. import __version__
@@ -91,6 +100,7 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, model_name: str
         "model_config": dataclasses.asdict(model_config),
         "state_dict": state,
         "spacing_mm": float(spacing_mm),
+        "patch_size": [int(p) for p in patch_size],
         "normalization": {"method": "percentile", "percentiles": [float(p) for p in percentiles]},
         "train_config": train_config or {},
         "training_data": training_data or [],
@@ -148,4 +158,5 @@ def load_model(path: str | Path, *, expected_model: str | None = None,
     info = {k: v for k, v in ckpt.items() if k not in ("state_dict",)}
     return LoadedModel(model=model, name=name, config=config, spacing_mm=float(ckpt["spacing_mm"]),
                        percentiles=tuple(ckpt["normalization"]["percentiles"]),  # type: ignore[arg-type]
+                       roi_size=tuple(int(p) for p in ckpt.get("patch_size", (128, 128))),  # type: ignore[arg-type]
                        path=path, info=info)

@@ -1,8 +1,14 @@
 """Slice-wise inference of a whole volume on the source grid.
 
 Steps: axial slices ``(S, H, W)`` -> per-volume percentile normalisation -> in-plane
-resampling to the checkpoint's spacing -> batched 2D prediction (padded to the model's
-divisor) -> sigmoid -> resampling of the probability back to ``(H, W)`` -> ``(Z, Y, X)``.
+resampling to the checkpoint's spacing -> batched 2D sliding-window prediction with
+windows of the training patch size (MONAI ``sliding_window_inference``, Gaussian-weighted
+overlap) -> sigmoid -> resampling of the probability back to ``(H, W)`` -> ``(Z, Y, X)``.
+
+Windows of the training patch size matter: the networks use instance normalisation, whose
+statistics on a whole slice (mostly air and skull) differ from those on the training
+patches; on the vertical-slice benchmark whole-slice prediction gave DSC 0.16 where
+sliding windows gave 0.75 with the same weights.
 """
 
 from __future__ import annotations
@@ -13,11 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from monai.inferers import sliding_window_inference
 
 from .checkpoint import LoadedModel
 from .io import Volume
 from .preprocess import (axial_stack, from_axial_stack, inplane_spacing, normalize_percentile,
-                         pad_to_multiple, resample_stack, resampled_hw)
+                         resample_stack, resampled_hw)
 
 __all__ = ["Prediction", "InferenceProgress", "segment_iter", "predict_volume", "predict_stack",
            "pick_device"]
@@ -64,8 +71,10 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
                   device: torch.device | None = None) -> Generator[int, None, torch.Tensor]:
     """Generator over batches of normalised slices ``(S, H, W)`` at the model's spacing.
 
-    Yields the number of slices done after each batch; returns the probability stack
-    ``(S, H, W)`` float32 (CPU).
+    Each batch is predicted with MONAI's ``sliding_window_inference`` using windows of
+    ``loaded.roi_size`` (the training patch size), overlap ``loaded.overlap``, Gaussian
+    blending; slices smaller than a window are padded. Yields the number of slices done
+    after each batch; returns the probability stack ``(S, H, W)`` float32 (CPU).
     """
     if device is None:
         param = next(iter(loaded.model.parameters()), None)
@@ -76,11 +85,11 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
     for start in range(0, n, batch_size):
         with torch.no_grad():
             batch = stack[start:start + batch_size, None].to(device)
-            padded, (h, w) = pad_to_multiple(batch, loaded.divisor)
-            logits = model(padded)
+            logits = sliding_window_inference(batch, tuple(loaded.roi_size), 4 * batch.shape[0], model,
+                                              overlap=loaded.overlap, mode="gaussian")
             if isinstance(logits, (list, tuple)):
                 logits = logits[0]
-            out[start:start + batch.shape[0]] = torch.sigmoid(logits[:, 0, :h, :w].float()).cpu()
+            out[start:start + batch.shape[0]] = torch.sigmoid(logits[:, 0].float()).cpu()
         yield min(start + batch_size, n)
     return out
 

@@ -23,7 +23,6 @@ __all__ = [
     "resampled_hw",
     "resample_stack",
     "normalize_percentile",
-    "pad_to_multiple",
 ]
 
 
@@ -84,16 +83,3 @@ def normalize_percentile(data: np.ndarray, percentiles: tuple[float, float] = (0
     lo, hi = np.percentile(fg, percentiles)
     scale = float(hi - lo) if hi > lo else 1.0
     return (arr - np.float32(lo)) / np.float32(scale)
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Zero-pad the last two dims of ``x`` (bottom/right) up to a multiple of ``multiple``.
-
-    Returns the padded tensor and the original ``(H, W)`` to crop back to.
-    """
-    h, w = x.shape[-2:]
-    ph = (-h) % multiple
-    pw = (-w) % multiple
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph))
-    return x, (h, w)

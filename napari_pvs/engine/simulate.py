@@ -803,7 +803,6 @@ def simulate_pvs(image: Volume, *, seed: int = 0,
     """
     _check_3d(image)
     rng = np.random.default_rng(seed)
-    spacing = _spacing(image)
     shape = image.shape
     anat = _anatomy(image, lesion_mask, config)
     regions = anat.regions

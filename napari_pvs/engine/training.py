@@ -68,12 +68,14 @@ class TrainConfig:
     foreground_ratio : float
         Share of patches centred on a PVS voxel (the rest on random head voxels).
     augment : bool
-        MONAI random flips, small affine, intensity scale/shift and noise.
+        MONAI random flips, small affine (rotation, +-10 % scale), blur, gamma,
+        intensity scale/shift and noise (for other scanners and voxel sizes).
     val_fraction : float
         Share of volumes held out for validation (at least one when there are two or
         more volumes; with a single volume, validation uses the training volume).
     max_minutes : float or None
-        Wall-clock budget; training stops (after a last validation) when it is spent.
+        Wall-clock budget for the whole run: optimisation stops early enough for the
+        last validation (timed from the previous one) to end within it.
     seed : int
     device : str
         ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``.
@@ -214,8 +216,9 @@ def _sample_patch(vol: _Prepared, rng: np.random.Generator, patch, fg_ratio: flo
 
 
 def _augmenter(seed: int):
-    from monai.transforms import (Compose, RandAffined, RandFlipd, RandGaussianNoised,
-                                  RandScaleIntensityd, RandShiftIntensityd)
+    from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandFlipd,
+                                  RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
+                                  RandShiftIntensityd)
 
     keys = ("image", "label")
     aug = Compose([
@@ -223,6 +226,8 @@ def _augmenter(seed: int):
         RandFlipd(keys, prob=0.5, spatial_axis=1),
         RandAffined(keys, prob=0.3, rotate_range=(math.pi / 12,), scale_range=(0.1, 0.1),
                     mode=("bilinear", "nearest"), padding_mode="zeros"),
+        RandGaussianSmoothd("image", sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), prob=0.2),
+        RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.3),
         RandScaleIntensityd("image", factors=0.15, prob=0.5),
         RandShiftIntensityd("image", offsets=0.1, prob=0.5),
         RandGaussianNoised("image", prob=0.2, std=0.03),
@@ -274,9 +279,11 @@ def _validate(model, loaded_like, vols: list[_Prepared], device) -> float:
 class _ModelView:
     """Minimal stand-in for LoadedModel used by predict_stack during validation."""
 
-    def __init__(self, model):
+    def __init__(self, model, roi_size):
         self.model = model
         self.divisor = int(getattr(model, "divisor", 1))
+        self.roi_size = tuple(roi_size)
+        self.overlap = 0.25
 
 
 def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config: TrainConfig,
@@ -357,6 +364,7 @@ def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config
     yield TrainEvent("start", total_steps=total_steps, elapsed_s=time.perf_counter() - t0, message=note)
     model.train()
     stop_reason = "finished"
+    val_cost = 0.0  # seconds the last validation took: reserved at the end of the budget
     for epoch in range(1, cfg.epochs + 1):
         losses = []
         for _ in range(cfg.steps_per_epoch):
@@ -381,10 +389,12 @@ def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config
             yield TrainEvent("step", epoch=epoch, step=step, total_steps=total_steps, loss=losses[-1],
                              best_val_dice=best if best >= 0 else None, elapsed_s=elapsed,
                              checkpoint=str(saved) if saved else None)
-            if budget_s is not None and elapsed >= budget_s:
+            if budget_s is not None and elapsed + val_cost >= budget_s:
                 stop_reason = f"time budget of {cfg.max_minutes:g} min spent"
                 break
-        val = _validate(model, _ModelView(model), val_vols, device)
+        t_val = time.perf_counter()
+        val = _validate(model, _ModelView(model, patch), val_vols, device)
+        val_cost = time.perf_counter() - t_val
         mean_loss = float(np.mean(losses)) if losses else float("nan")
         history.append({"epoch": epoch, "step": step, "loss": mean_loss, "val_dice": val,
                         "elapsed_s": time.perf_counter() - t0})
@@ -392,7 +402,8 @@ def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config
             best = max(best, val)
             saved = save_checkpoint(
                 ckpt_path, model=model, model_name=cfg.model, model_config=cfg.model_config,
-                spacing_mm=spacing, percentiles=cfg.percentiles, train_config=train_config_to_dict(cfg),
+                spacing_mm=spacing, percentiles=cfg.percentiles, patch_size=patch,
+                train_config=train_config_to_dict(cfg),
                 training_data=sources,
                 metrics={"best_val_dice": val, "epoch": epoch, "step": step, "history": history})
         yield TrainEvent("epoch", epoch=epoch, step=step, total_steps=total_steps, loss=mean_loss,

@@ -116,3 +116,35 @@ def format_seconds(s: float) -> str:
         return f"{s:.1f} s"
     m, sec = divmod(int(round(s)), 60)
     return f"{m} min {sec:02d} s"
+
+
+class RunControls:
+    """The start/Cancel buttons, progress bar and status line shared by the widgets that
+    run a background job, laid out under a magicgui form in ``parent``.
+
+    Attributes: ``start_button``, ``cancel_button`` (disabled until a job runs),
+    ``progress`` (QProgressBar), ``status`` (QLabel).
+    """
+
+    def __init__(self, parent, form, start_text: str, on_start, on_cancel):
+        from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout
+
+        self.start_button = QPushButton(start_text)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.start_button.clicked.connect(on_start)
+        self.cancel_button.clicked.connect(on_cancel)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel("idle")
+        self.status.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.cancel_button)
+        layout = QVBoxLayout(parent)
+        layout.addWidget(form.native)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addStretch(1)

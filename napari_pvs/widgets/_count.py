@@ -22,6 +22,11 @@ from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTabl
 from ._common import LayerPicker, notify_error, notify_info
 from ._layers import layer_to_volume
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import napari
+
 __all__ = ["CountWidget", "COLUMNS"]
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,15 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import Container, FileEdit, FloatSpinBox, SpinBox
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 
-from ._common import Failed, LayerPicker, format_seconds, notify_error, notify_info
+from ._common import RunControls, Failed, LayerPicker, format_seconds, notify_error, notify_info
 from ._layers import geometry_metadata, layer_to_volume
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import napari
 
 __all__ = ["SegmentWidget"]
 
@@ -78,26 +83,9 @@ class SegmentWidget(QWidget):
         self.threshold.changed.connect(self._rethreshold)
         self._form = Container(widgets=[self.image.combo, self.checkpoint, self.threshold, self.batch_size])
 
-        self.segment_button = QPushButton("Segment")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.segment_button.clicked.connect(self.start)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel("idle")
-        self.status.setWordWrap(True)
-
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.segment_button)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self._form.native)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        controls = RunControls(self, self._form, "Segment", self.start, self.cancel)
+        self.segment_button, self.cancel_button = controls.start_button, controls.cancel_button
+        self.progress, self.status = controls.progress, controls.status
 
     def reset_choices(self, *_):
         """Refresh the layer picker (napari calls this when layers change)."""

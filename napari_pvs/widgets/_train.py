@@ -17,10 +17,15 @@ from pathlib import Path
 
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 
-from ._common import Failed, LayerPicker, format_seconds, notify_error, notify_info
+from ._common import RunControls, Failed, LayerPicker, format_seconds, notify_error, notify_info
 from ._layers import layer_to_volume
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import napari
 
 __all__ = ["TrainWidget", "default_checkpoint_path", "models_dir"]
 
@@ -147,26 +152,9 @@ class TrainWidget(QWidget):
             self.steps_per_epoch, self.batch_size, self.patch_size, self.learning_rate,
             self.max_minutes, self.device, self.seed, self.checkpoint])
 
-        self.train_button = QPushButton("Train")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.train_button.clicked.connect(self.start)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.status = QLabel("idle")
-        self.status.setWordWrap(True)
-
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.train_button)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self._form.native)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        controls = RunControls(self, self._form, "Train", self.start, self.cancel)
+        self.train_button, self.cancel_button = controls.start_button, controls.cancel_button
+        self.progress, self.status = controls.progress, controls.status
 
     # ------------------------------------------------------------------ form
     def _add_pair(self) -> _PairRow:
