@@ -368,6 +368,9 @@ def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config
     for epoch in range(1, cfg.epochs + 1):
         losses = []
         for _ in range(cfg.steps_per_epoch):
+            if budget_s is not None and step > 0 and time.perf_counter() - t0 + val_cost >= budget_s:
+                stop_reason = f"time budget of {cfg.max_minutes:g} min spent"
+                break
             xs, ys = [], []
             for _b in range(cfg.batch_size):
                 vol = train_vols[int(rng.integers(len(train_vols)))]
@@ -389,9 +392,9 @@ def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config
             yield TrainEvent("step", epoch=epoch, step=step, total_steps=total_steps, loss=losses[-1],
                              best_val_dice=best if best >= 0 else None, elapsed_s=elapsed,
                              checkpoint=str(saved) if saved else None)
-            if budget_s is not None and elapsed + val_cost >= budget_s:
-                stop_reason = f"time budget of {cfg.max_minutes:g} min spent"
-                break
+        if not losses:  # budget spent right after the previous validation: nothing new to validate
+            epoch -= 1
+            break
         t_val = time.perf_counter()
         val = _validate(model, _ModelView(model, patch), val_vols, device)
         val_cost = time.perf_counter() - t_val
