@@ -71,9 +71,9 @@ def cmd_train(args) -> int:
                   device=args.device, spacing_mm=args.spacing_mm)
     if args.lr is not None:
         kwargs["learning_rate"] = args.lr
-    if args.features:
-        kwargs["model_config"] = ModelConfig(features=tuple(args.features))
     try:
+        if args.features:
+            kwargs["model_config"] = ModelConfig(features=tuple(args.features))
         cfg = TrainConfig(**kwargs)
     except ValueError as exc:
         raise PVSInputError(str(exc)) from None
