@@ -35,10 +35,12 @@ from .errors import PVSInputError
 from .io import atomic_path
 from .models import ModelConfig, available_models, build_model, model_config_from_dict
 
-__all__ = ["LoadedModel", "save_checkpoint", "load_model", "CHECKPOINT_FORMAT"]
+__all__ = ["LoadedModel", "save_checkpoint", "load_model", "CHECKPOINT_FORMAT", "DEFAULT_PATCH_SIZE"]
 
 CHECKPOINT_FORMAT = "napari-pvs-checkpoint"
 CHECKPOINT_VERSION = 1
+#: training patch (H, W) in pixels, also the inference window for checkpoints without one
+DEFAULT_PATCH_SIZE = (128, 128)
 
 
 @dataclass
@@ -49,7 +51,7 @@ class LoadedModel:
     ----------
     model : torch.nn.Module
         Takes ``(B, 1, H, W)`` float32 normalised slices at ``spacing_mm``, returns
-        ``(B, 1, H, W)`` logits; ``H, W`` must be multiples of ``model.divisor``.
+        ``(B, 1, H, W)`` logits; inference feeds it windows of ``roi_size``.
     name : str
         Registry name (``"mfnsde"``, ``"unet"``).
     config : ModelConfig
@@ -72,20 +74,15 @@ class LoadedModel:
     config: ModelConfig
     spacing_mm: float
     percentiles: tuple[float, float]
-    roi_size: tuple[int, int] = (128, 128)
+    roi_size: tuple[int, int] = DEFAULT_PATCH_SIZE
     overlap: float = 0.25
     path: Path | None = None
     info: dict = field(default_factory=dict)
 
-    @property
-    def divisor(self) -> int:
-        """Required multiple of the input height and width."""
-        return int(getattr(self.model, "divisor", 1))
-
 
 def save_checkpoint(path: str | Path, *, model: torch.nn.Module, model_name: str,
                     model_config: ModelConfig, spacing_mm: float,
-                    percentiles: tuple[float, float], patch_size: tuple[int, int] = (128, 128),
+                    percentiles: tuple[float, float], patch_size: tuple[int, int] = DEFAULT_PATCH_SIZE,
                     train_config: dict | None = None,
                     training_data: list[dict] | None = None, metrics: dict | None = None) -> Path:
     """Write a self-contained checkpoint atomically (temporary file, then rename)."""
@@ -158,5 +155,5 @@ def load_model(path: str | Path, *, expected_model: str | None = None,
     info = {k: v for k, v in ckpt.items() if k not in ("state_dict",)}
     return LoadedModel(model=model, name=name, config=config, spacing_mm=float(ckpt["spacing_mm"]),
                        percentiles=tuple(ckpt["normalization"]["percentiles"]),  # type: ignore[arg-type]
-                       roi_size=tuple(int(p) for p in ckpt.get("patch_size", (128, 128))),  # type: ignore[arg-type]
+                       roi_size=tuple(int(p) for p in ckpt.get("patch_size", DEFAULT_PATCH_SIZE)),  # type: ignore[arg-type]
                        path=path, info=info)

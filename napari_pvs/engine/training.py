@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import save_checkpoint
+from .checkpoint import DEFAULT_PATCH_SIZE, save_checkpoint
 from .errors import PVSInputError
 from .inference import pick_device, predict_stack
 from .io import Volume, check_same_grid
@@ -88,7 +88,7 @@ class TrainConfig:
     batch_size: int = 4
     epochs: int = 100
     steps_per_epoch: int = 50
-    patch_size: tuple[int, int] = (128, 128)
+    patch_size: tuple[int, int] = DEFAULT_PATCH_SIZE
     spacing_mm: float | None = None
     percentiles: tuple[float, float] = (0.5, 99.5)
     foreground_ratio: float = 0.67
@@ -281,7 +281,6 @@ class _ModelView:
 
     def __init__(self, model, roi_size):
         self.model = model
-        self.divisor = int(getattr(model, "divisor", 1))
         self.roi_size = tuple(roi_size)
         self.overlap = 0.25
 

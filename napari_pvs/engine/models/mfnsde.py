@@ -57,8 +57,8 @@ def attention_gate(chns: int) -> AttentionBlock:
     and a model that fits its training patches predicted almost nothing on whole slices.
     Instance norm, as in the rest of the network, acts the same in both modes.
     """
-    gate = AttentionBlock(2, f_int=max(chns // 2, 1), f_g=chns, f_l=chns)
     f_int = max(chns // 2, 1)
+    gate = AttentionBlock(2, f_int=f_int, f_g=chns, f_l=chns)
     gate.W_g[1] = nn.InstanceNorm2d(f_int, affine=True)
     gate.W_x[1] = nn.InstanceNorm2d(f_int, affine=True)
     gate.psi[1] = nn.Identity()
