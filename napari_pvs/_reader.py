@@ -2,8 +2,10 @@
 
 The layer data is the engine's ``(Z, Y, X)`` array (NIfTI ``(k, j, i)`` reversed: axis 0
 is the slice axis, ``data[z]`` is slice ``z`` as numbered in the file); ``scale`` is the
-voxel size in mm along ``(Z, Y, X)``. The metadata keeps the file's geometry so that a
-mask drawn or predicted on it can be written back on the same grid:
+voxel size in mm along ``(Z, Y, X)`` and ``affine`` the rest of the file's affine, so that
+scans opened side by side line up in the napari-pvs world frame (LPS mm, see
+:mod:`napari_pvs.layers`), oblique ones included. The metadata keeps the file's geometry
+so that a mask drawn or predicted on it can be written back on the same grid:
 
 ``affine``
     4x4 float64, NIfTI voxel ``(i, j, k)`` -> world RAS+ mm (the file's own).
@@ -39,15 +41,12 @@ _LABEL_WORDS = ("mask", "label", "seg")
 _MAX_LABEL_VALUES = 16
 
 
-def _is_nifti(path) -> bool:
-    name = str(path).lower()
-    return name.endswith(".nii") or name.endswith(".nii.gz")
-
-
 def napari_get_reader(path: "str | list[str]"):
     """npe2 ``get_reader``: the reader function for NIfTI paths, None for anything else."""
+    from .engine.io import is_nifti_name
+
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    if not paths or not all(_is_nifti(p) for p in paths):
+    if not paths or not all(is_nifti_name(p) for p in paths):
         return None
     return read_nifti
 
@@ -113,20 +112,14 @@ def read_nifti(path: "str | list[str]") -> "list[napari.types.LayerDataTuple]":
         GUI.
     """
     from .engine.io import load_volume
+    from .layers import layer_geometry, volume_metadata
 
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     layers = []
     for p in paths:
         p = Path(p)
         vol = load_volume(p)  # PVSInputError: one line naming the file
-        name = _layer_name(p)
-        metadata = {
-            "affine": np.asarray(vol.affine, dtype=np.float64).copy(),
-            "nifti_header": vol.header,
-            "source_path": str(p),
-            "orientation": "".join(vol.orientation),
-        }
-        kwargs = {"name": name, "scale": tuple(vol.voxel_size), "metadata": metadata}
+        kwargs = {"name": _layer_name(p), **layer_geometry(vol), "metadata": volume_metadata(vol)}
         if is_label_volume(vol.data, p.name):
             layers.append((_as_label_array(vol.data), kwargs, "labels"))
         else:

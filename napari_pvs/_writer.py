@@ -3,8 +3,8 @@
 The output takes the exact affine and header of the image the labels belong to, read
 from the layer metadata (``affine``, ``nifti_header``, as stored by the napari-pvs reader
 and by the Segment widget). A labels layer without that metadata (e.g. drawn on an image
-from another reader) is written with a diagonal affine built from the layer's ``scale``
-and ``translate``, and a warning is logged. Writing is atomic (temporary file, then
+from another reader) is written with the affine of its own data-to-world transform in the
+napari-pvs world frame (:mod:`napari_pvs.layers`), and a warning is logged. Writing is atomic (temporary file, then
 rename), via :func:`napari_pvs.engine.io.save_volume`.
 """
 
@@ -56,12 +56,11 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
         Labels that are not 3D, or whose shape differs from the source image grid.
     """
     from .engine.errors import PVSInputError
-    from .engine.io import Volume, save_volume
-    from .widgets._layers import _header_fits, diagonal_affine
+    from .engine.io import Volume, is_nifti_name, save_volume
+    from .layers import data_to_world_matrix, header_fits, nifti_affine_from_napari
 
     out = Path(path)
-    lower = out.name.lower()
-    if not (lower.endswith(".nii") or lower.endswith(".nii.gz")):
+    if not is_nifti_name(out):
         out = out.with_name(out.name + ".nii.gz")
     arr = np.asarray(data)
     if arr.ndim != 3:
@@ -70,12 +69,12 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     affine = metadata.get("affine")
     header = metadata.get("nifti_header")
     if affine is None:
-        affine = diagonal_affine(meta.get("scale", (1.0, 1.0, 1.0)), meta.get("translate"))
+        affine = nifti_affine_from_napari(data_to_world_matrix(meta))
         header = None
-        log.warning("labels '%s' carry no source geometry (metadata 'affine'); writing %s with a "
-                    "diagonal affine from the layer scale %s", meta.get("name", ""), out,
+        log.warning("labels '%s' carry no source geometry (metadata 'affine'); writing %s with the "
+                    "affine of the layer's own transform (scale %s)", meta.get("name", ""), out,
                     tuple(float(v) for v in meta.get("scale", (1.0, 1.0, 1.0))))
-    elif header is not None and not _header_fits(header, arr.shape):
+    elif header is not None and not header_fits(header, arr.shape):
         raise PVSInputError(f"labels shape {arr.shape} (Z, Y, X) does not match the source image grid "
                             f"{tuple(int(d) for d in header.get_data_shape()[:3])[::-1]}", out)
     reference = Volume(data=np.broadcast_to(np.uint8(0), arr.shape), affine=np.asarray(affine, dtype=np.float64),

@@ -25,16 +25,16 @@ def _err(msg: str) -> int:
 
 def _check_nifti_out(path: str, what: str) -> None:
     from .engine.errors import PVSInputError
+    from .engine.io import is_nifti_name
 
-    name = path.lower()
-    if not (name.endswith(".nii") or name.endswith(".nii.gz")):
+    if not is_nifti_name(path):
         raise PVSInputError(f"{what} must be a .nii or .nii.gz file", path)
 
 
 # ---------------------------------------------------------------------------- simulate
 def cmd_simulate(args) -> int:
     from .engine.io import load_mask, load_volume, save_volume
-    from .engine.simulate import SimulationConfig, simulate_pvs, write_table_csv
+    from .engine.synth import SimulationConfig, simulate_pvs, write_table_csv
 
     image = load_volume(args.image)
     lesion = load_mask(args.lesion_mask, reference=image) if args.lesion_mask else None
@@ -57,7 +57,6 @@ def cmd_simulate(args) -> int:
 def cmd_train(args) -> int:
     from .engine.errors import PVSInputError
     from .engine.io import load_mask, load_volume
-    from .engine.models import ModelConfig
     from .engine.training import TrainConfig, train
 
     images = args.image or []
@@ -73,12 +72,12 @@ def cmd_train(args) -> int:
         kwargs["learning_rate"] = args.lr
     try:
         if args.features:
-            kwargs["model_config"] = ModelConfig(features=tuple(args.features))
+            kwargs["model_config"] = {"features": tuple(args.features)}
         cfg = TrainConfig(**kwargs)
     except ValueError as exc:
         raise PVSInputError(str(exc)) from None
     out = Path(args.output)
-    gen = train(vols, mvols, cfg, out)
+    gen = train(vols, mvols, cfg, out, init_from=args.init_from)
     for ev in gen:
         if ev.kind == "start":
             print(f"training {cfg.model}: {ev.message}", flush=True)
@@ -86,11 +85,13 @@ def cmd_train(args) -> int:
             print(f"  epoch {ev.epoch} step {ev.step}/{ev.total_steps} loss {ev.loss:.4f} "
                   f"[{ev.elapsed_s:.0f} s]", flush=True)
         elif ev.kind == "epoch":
-            print(f"epoch {ev.epoch}: mean loss {ev.loss:.4f}, validation DSC {ev.val_dice:.3f} "
-                  f"(best {ev.best_val_dice:.3f}) [{ev.elapsed_s:.0f} s]", flush=True)
+            print(f"epoch {ev.epoch}: mean loss {ev.loss:.4f}, validation {ev.metric_name} "
+                  f"{ev.val_metric:.3f} (best {ev.best_val_metric:.3f}) [{ev.elapsed_s:.0f} s]", flush=True)
         elif ev.kind == "done":
-            print(f"done ({ev.message}): best validation DSC {ev.best_val_dice:.3f}, "
-                  f"{ev.step} steps in {ev.elapsed_s:.0f} s; checkpoint {ev.checkpoint}", flush=True)
+            best = "n/a" if ev.best_val_metric is None else f"{ev.best_val_metric:.3f}"
+            print(f"done ({ev.message}): best validation {ev.metric_name} {best}, {ev.step} steps in "
+                  f"{ev.elapsed_s:.0f} s ({ev.val_seconds:.0f} s validating); checkpoint {ev.checkpoint}",
+                  flush=True)
     return 0
 
 
@@ -128,8 +129,8 @@ def cmd_segment(args) -> int:
 
 # ---------------------------------------------------------------------------- count
 def cmd_count(args) -> int:
-    from .engine.counting import count_rating_slices, write_counts_csv
     from .engine.io import load_mask
+    from .engine.rating import count_rating_slices, write_counts_csv
 
     mask = load_mask(args.mask)
     counts = count_rating_slices(mask, args.bg_slice, args.cso_slice, midline_x_mm=args.midline_x_mm)
@@ -174,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--image", action="append", metavar="IMAGE", help="T2 image (repeat for more volumes)")
     t.add_argument("--mask", action="append", metavar="MASK", help="PVS mask of the preceding --image")
     t.add_argument("--model", default="mfnsde", help="model name: mfnsde (default) or unet")
+    t.add_argument("--init-from", metavar="CKPT",
+                   help="fine-tune: start from this checkpoint's weights (same model and config)")
     t.add_argument("-o", "--output", required=True, metavar="CKPT", help="checkpoint file to write (e.g. model.pt)")
     t.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
     t.add_argument("--steps-per-epoch", type=int, default=50, help="optimisation steps per epoch (default 50)")

@@ -41,3 +41,32 @@ def study1_t2(data_dir) -> Path:
 def lps_affine() -> np.ndarray:
     """A 0.5 x 0.5 x 3 mm LPS-oriented affine (like the clinical open_ms scans)."""
     return np.array([[-0.5, 0, 0, 60.0], [0, -0.5, 0, 70.0], [0, 0, 3.0, -20.0], [0, 0, 0, 1]])
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def write_nifti(path: Path, data_ijk: np.ndarray, affine: np.ndarray, *, qform_code: int = 1,
+                sform_code: int = 1) -> Path:
+    """Write ``data_ijk`` (NIfTI (i, j, k) order) with ``affine`` and both codes; returns ``path``."""
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.asarray(data_ijk), np.asarray(affine, dtype=float))
+    img.header.set_qform(affine, code=qform_code)
+    img.header.set_sform(affine, code=sform_code)
+    nib.save(img, str(path))
+    return path
+
+
+def blob_mask(shape=(6, 96, 96), *, n=30, size=(3, 3), seed=0) -> np.ndarray:
+    """uint8 ``(Z, Y, X)`` mask of ``n`` separate-ish rectangles (PVS stand-ins)."""
+    r = np.random.default_rng(seed)
+    mask = np.zeros(shape, np.uint8)
+    for _ in range(n):
+        z, y, x = r.integers([0, 4, 4], [shape[0], shape[1] - 4 - size[0], shape[2] - 4 - size[1]])
+        mask[z, y:y + size[0], x:x + size[1]] = 1
+    return mask
+
+
+#: the smallest network config used in the tests (features per level)
+TINY_FEATURES = (4, 8, 16)

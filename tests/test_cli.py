@@ -11,9 +11,9 @@ import pytest
 
 from napari_pvs.cli import main
 from napari_pvs.engine.checkpoint import save_checkpoint
-from napari_pvs.engine.models import ModelConfig, build_model
+from napari_pvs.engine.models import UNetConfig, build_model
 
-TINY = ModelConfig(features=(8, 16, 32))
+TINY = UNetConfig(features=(8, 16, 32))
 
 
 @pytest.fixture
@@ -84,6 +84,7 @@ def test_bad_inputs_exit_2_one_line_no_output(tmp_path, tiny_ckpt, capsys):
     nan_img[0, 0, 0] = np.nan
     nan = _nifti(tmp_path, "nan.nii.gz", nan_img)
     small_mask = _nifti(tmp_path, "mask_small.nii.gz", np.ones((16, 32, 4), np.uint8))
+    good_mask = _nifti(tmp_path, "mask.nii.gz", np.ones((32, 32, 4), np.uint8))
     other = tmp_path / "other.pt"
     import torch
 
@@ -100,8 +101,10 @@ def test_bad_inputs_exit_2_one_line_no_output(tmp_path, tiny_ckpt, capsys):
         (["segment", str(good), "-m", str(tiny_ckpt), "-o", str(tmp_path / "out.png")], "out.png: output mask must be"),
         (["train", "--image", str(good), "--mask", str(small_mask), "-o", str(tmp_path / "m.pt")],
          "mask_small.nii.gz: grid (16, 32, 4) differs"),
-        (["train", "--image", str(good), "--mask", str(small_mask), "--model", "nope", "-o", str(tmp_path / "m.pt")],
-         "mask_small.nii.gz: grid"),
+        (["train", "--image", str(good), "--mask", str(good_mask), "--model", "nope", "-o", str(tmp_path / "m.pt")],
+         "unknown model 'nope'; available: mfnsde, unet"),
+        (["train", "--image", str(good), "--mask", str(good_mask), "--init-from", str(tmp_path / "no.pt"),
+          "-o", str(tmp_path / "m.pt")], "no.pt: checkpoint not found"),
         (["count", str(text), "--bg-slice", "1", "--cso-slice", "2"], "notes.txt: not a NIfTI file"),
         (["count", str(good), "--bg-slice", "9", "--cso-slice", "2"], "BG slice 9 is outside the volume"),
         (["simulate", str(four_d), "-o", str(tmp_path / "sim")], "fmri.nii.gz: image has 4 dimensions"),

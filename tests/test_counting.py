@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_pvs.engine.counting import (count_rating_slices, count_slice, count_volume, potter_grade,
+from napari_pvs.engine.rating import (count_rating_slices, count_slice, count_volume, potter_grade,
                                         write_counts_csv)
 from napari_pvs.engine.errors import PVSInputError
 from napari_pvs.engine.io import Volume

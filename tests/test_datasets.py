@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from napari_pvs.engine import datasets
+from napari_pvs.engine import data as datasets
+from napari_pvs.engine.data import registry
 from napari_pvs.engine.errors import PVSInputError
 
 
@@ -19,7 +20,7 @@ def test_manifest_matches_shared(data_dir):
     assert entries["atlas/mni152/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"].url is None
     # the packaged copy is the shared one
     assert (data_dir / "MANIFEST.tsv").read_text() == (
-        datasets.resources.files("napari_pvs") / "data" / "MANIFEST.tsv").read_text()
+        registry.resources.files("napari_pvs.engine.data") / "MANIFEST.tsv").read_text()
 
 
 def test_fetch_from_data_dir_verifies_sha(data_dir, monkeypatch):
@@ -39,26 +40,31 @@ def test_fetch_rejects_corrupt_copy(data_dir, tmp_path, monkeypatch):
 
 
 def test_fetch_downloads_missing_file_with_pooch(data_dir, tmp_path, monkeypatch):
-    """Offline stand-in for the network: pooch.retrieve is given the GitHub address and
-    the registry hash, and its file is returned."""
+    """Offline stand-in for the network: pooch's HTTP downloader is asked for the GitHub
+    address; pooch checks the registry hash and keeps the file in the cache."""
     rel = "open_ms/longitudinal/patient01/gt.nii.gz"
     monkeypatch.setenv(datasets.ENV_VAR, str(tmp_path / "empty"))
+    monkeypatch.setattr(registry, "cache_dir", lambda: tmp_path / "cache")
     calls = {}
-
-    def fake_retrieve(url, known_hash, fname, path, progressbar):
-        calls.update(url=url, known_hash=known_hash)
-        out = tmp_path / "cache" / fname
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(data_dir / rel, out)
-        return str(out)
 
     import pooch
 
-    monkeypatch.setattr(pooch, "retrieve", fake_retrieve)
+    def fake_download(self, url, output_file, pooch_obj, check_only=False):
+        calls["url"] = url
+        shutil.copy(data_dir / rel, output_file)
+
+    monkeypatch.setattr(pooch.HTTPDownloader, "__call__", fake_download)
     p = datasets.fetch(rel)
     assert p.read_bytes() == (data_dir / rel).read_bytes()
+    assert p.is_relative_to(tmp_path / "cache")
     assert calls["url"].startswith("https://github.com/muschellij2/open_ms_data/raw/65704901")
-    assert calls["known_hash"] == "sha256:" + datasets.manifest()[rel].sha256
+    # a download that does not match the registry hash is refused
+    (tmp_path / "cache").joinpath(rel).unlink()
+    monkeypatch.setattr(pooch.HTTPDownloader, "__call__",
+                        lambda self, url, output_file, pooch_obj, check_only=False:
+                        __import__("pathlib").Path(output_file).write_bytes(b"tampered"))
+    with pytest.raises(PVSInputError, match="download from .* failed"):
+        datasets.fetch(rel)
     with pytest.raises(PVSInputError, match="cannot be downloaded"):
         datasets.fetch(rel, download=False)
 

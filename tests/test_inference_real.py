@@ -17,8 +17,7 @@ from napari_pvs.engine.checkpoint import load_model
 from napari_pvs.engine.inference import predict_volume
 from napari_pvs.engine.io import Volume, load_volume
 from napari_pvs.engine.metrics import dice
-from napari_pvs.engine.models import ModelConfig
-from napari_pvs.engine.simulate import simulate_pvs
+from napari_pvs.engine.synth import simulate_pvs
 from napari_pvs.engine.training import TrainConfig, train
 
 pytestmark = pytest.mark.slow
@@ -44,7 +43,7 @@ def trained(study1_t2, tmp_path_factory):
     torch.set_num_threads(2)
     vol = load_volume(study1_t2)
     sim = simulate_pvs(vol, seed=11)
-    cfg = TrainConfig(model="mfnsde", model_config=ModelConfig(features=(8, 16, 32, 64)), epochs=6,
+    cfg = TrainConfig(model="mfnsde", model_config={"features": (8, 16, 32, 64)}, epochs=6,
                       steps_per_epoch=50, patch_size=(96, 96), seed=0)
     ckpt = tmp_path_factory.mktemp("model") / "mfnsde_small.pt"
     for _ in train([sim.image], [sim.mask], cfg, ckpt):

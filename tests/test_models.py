@@ -12,19 +12,21 @@ import torch.nn.functional as F
 
 from napari_pvs.engine.models import (
     MODEL_REGISTRY,
+    MaxPoolDeepSupervisionLoss,
     MfNSDe,
-    ModelConfig,
+    MfNSDeConfig,
     UNet2D,
+    UNetConfig,
     available_models,
     build_model,
+    config_from_dict,
     deep_supervision_loss,
     downsample_label_max,
-    model_config_from_dict,
+    model_spec,
     register_model,
-    required_divisor,
 )
 
-SMALL = ModelConfig(features=(4, 8, 16, 32))  # 3 down-samplings, divisor 8, fast
+SMALL = {"features": (4, 8, 16, 32)}  # 3 down-samplings, divisor 8, fast
 MODELS = ["unet", "mfnsde"]
 
 
@@ -40,6 +42,9 @@ def test_registry_lists_both_models():
     assert available_models() == ["mfnsde", "unet"]
     for name in MODELS:
         assert MODEL_REGISTRY[name].description
+    # the registry maps each name to its network class and its own config class
+    assert (MODEL_REGISTRY["mfnsde"].network, MODEL_REGISTRY["mfnsde"].config_class) == (MfNSDe, MfNSDeConfig)
+    assert (MODEL_REGISTRY["unet"].network, MODEL_REGISTRY["unet"].config_class) == (UNet2D, UNetConfig)
     assert isinstance(build_model("unet", SMALL), UNet2D)
     assert isinstance(build_model("MfNSDe", SMALL), MfNSDe)  # case-insensitive
 
@@ -51,14 +56,16 @@ def test_unknown_model_names_the_available_ones():
 
 def test_register_duplicate_name_rejected():
     with pytest.raises(ValueError, match="already registered"):
-        register_model("unet", "again")(lambda cfg: torch.nn.Identity())
+        register_model("unet", "again", UNetConfig)(torch.nn.Identity)
+    with pytest.raises(ValueError, match="frozen dataclass"):
+        register_model("other", "not a config", dict)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_build_from_dict_config(name):
     d = {"features": [4, 8, 16], "out_channels": 2, "in_channels": 3}
     model = build_model(name, d)
-    assert model.config == ModelConfig(in_channels=3, out_channels=2, features=(4, 8, 16))
+    assert model.config == model_spec(name).config_class(in_channels=3, out_channels=2, features=(4, 8, 16))
     assert model.divisor == 4
     model.eval()
     with torch.no_grad():
@@ -68,19 +75,25 @@ def test_build_from_dict_config(name):
 def test_bad_config_rejected():
     with pytest.raises(ValueError, match="unknown model config key"):
         build_model("unet", {"featurez": [4, 8]})
+    with pytest.raises(ValueError, match="unknown model config key.*deep_supervision"):
+        build_model("unet", {"deep_supervision": True})  # an mfnsde-only field
     with pytest.raises(ValueError, match="at least 2 levels"):
-        ModelConfig(features=(8,))
+        MfNSDeConfig(features=(8,))
     with pytest.raises(ValueError, match="dropout"):
-        ModelConfig(dropout=1.5)
+        UNetConfig(dropout=1.5)
+    with pytest.raises(ValueError, match="num_res_units"):
+        UNetConfig(num_res_units=-1)
 
 
 def test_config_round_trip_through_json():
-    cfg = ModelConfig(in_channels=2, features=(8, 16, 32), dropout=0.1, deep_supervision=False)
-    assert model_config_from_dict(dataclasses.asdict(cfg)) == cfg
-    back = model_config_from_dict(json.loads(json.dumps(dataclasses.asdict(cfg))))
+    cfg = MfNSDeConfig(in_channels=2, features=(8, 16, 32), dropout=0.1, deep_supervision=False)
+    assert config_from_dict("mfnsde", dataclasses.asdict(cfg)) == cfg
+    back = config_from_dict("mfnsde", json.loads(json.dumps(dataclasses.asdict(cfg))))
     assert back == cfg and isinstance(back.features, tuple)
-    assert model_config_from_dict(dataclasses.asdict(ModelConfig())) == ModelConfig()
-    assert ModelConfig(features=[16, 32]) == ModelConfig(features=(16, 32))
+    ucfg = UNetConfig(features=(8, 16), num_res_units=1)
+    assert config_from_dict("unet", json.loads(json.dumps(dataclasses.asdict(ucfg)))) == ucfg
+    assert config_from_dict("unet", None) == UNetConfig()
+    assert MfNSDeConfig(features=[16, 32]) == MfNSDeConfig(features=(16, 32))
 
 
 # --------------------------------------------------------------------------- shapes
@@ -89,7 +102,7 @@ def test_config_round_trip_through_json():
 @pytest.mark.parametrize("name", MODELS)
 def test_eval_output_matches_input_shape(name):
     model = build_model(name, SMALL).eval()
-    assert model.divisor == required_divisor(SMALL) == 8
+    assert model.divisor == model.config.divisor == 8
     with torch.no_grad():
         out = model(torch.randn(2, 1, 64, 96))
     assert isinstance(out, torch.Tensor)
@@ -112,6 +125,18 @@ def test_wrong_channels_or_ndim_raise(name):
         model(torch.randn(1, 2, 64, 64))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         model(torch.randn(1, 64, 64))
+    with pytest.raises(ValueError, match="batch has no image entry"):
+        model({"t2": torch.randn(1, 1, 64, 64)})
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_batch_dict_and_tensor_give_the_same_output(name):
+    model = build_model(name, SMALL).eval()
+    x = torch.randn(2, 1, 32, 40)
+    with torch.no_grad():
+        a = model({"image": x, "unused_extra_input": torch.zeros(2, 3)})
+        b = model(x)
+    assert torch.equal(a, b)
 
 
 def test_unet_train_mode_returns_one_tensor():
@@ -131,14 +156,18 @@ def test_mfnsde_train_mode_deep_supervision_outputs():
     for o, s in zip(out, model.output_scales):
         assert o.shape == (2, 1, 64 // s, 96 // s)
     assert out[-2].shape[-2:] == (32, 48) and out[-1].shape[-2:] == (16, 24)
-    # the first train-mode output is the eval output (same weights, same node)
-    model.eval()
+    # the first train-mode output is the eval output (same weights, same node); the
+    # attention gates use instance norm, so train and eval modes compute the same thing
+    x = torch.randn(2, 1, 64, 96)
     with torch.no_grad():
-        assert model(torch.randn(2, 1, 64, 96)).shape == out[0].shape
+        train_out = model.train()(x)[0]
+        eval_out = model.eval()(x)
+    assert torch.allclose(eval_out, train_out, atol=1e-5)
+    assert eval_out.abs().max() > 0 and eval_out.std() > 0
 
 
 def test_mfnsde_without_deep_supervision_returns_tensor():
-    cfg = dataclasses.replace(SMALL, deep_supervision=False)
+    cfg = MfNSDeConfig(**SMALL, deep_supervision=False)
     model = build_model("mfnsde", cfg).train()
     out = model(torch.randn(2, 1, 32, 32))
     assert isinstance(out, torch.Tensor) and out.shape == (2, 1, 32, 32)
@@ -202,6 +231,18 @@ def test_deep_supervision_loss_perfect_and_inverted():
         deep_supervision_loss([], target)
 
 
+def test_deep_supervision_loss_is_monai_subclass_with_maxpool():
+    from monai.losses import DeepSupervisionLoss
+
+    loss = MaxPoolDeepSupervisionLoss()
+    assert isinstance(loss, DeepSupervisionLoss)
+    target = torch.zeros(1, 1, 32, 32)
+    target[0, 0, :, 9] = 1.0  # a one-voxel line that nearest-neighbour down-sampling loses
+    low = _perfect_logits(downsample_label_max(target, (8, 8)))
+    assert loss([_perfect_logits(target), low], target).item() < 1e-3
+    assert loss.get_weights(4) == [0.25] * 4
+
+
 def test_deep_supervision_loss_custom_loss_fn():
     target = (torch.rand(2, 1, 16, 16) > 0.8).float()
     outs = [torch.randn(2, 1, 16, 16), torch.randn(2, 1, 8, 8)]
@@ -229,7 +270,7 @@ def _dots_batch(n=4, size=32, seed=0):
 
 def test_mfnsde_few_adagrad_steps_reduce_loss():
     img, lab = _dots_batch()
-    model = build_model("mfnsde", ModelConfig(features=(8, 16, 32))).train()
+    model = build_model("mfnsde", {"features": (8, 16, 32)}).train()
     opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
     losses = []
     for _ in range(15):
@@ -261,7 +302,7 @@ def test_state_dict_round_trip_gives_identical_outputs(name):
     buf.seek(0)
     ckpt = torch.load(buf, weights_only=True)
     torch.manual_seed(123)  # a fresh model with different random weights
-    fresh = build_model(ckpt["model"], model_config_from_dict(ckpt["config"]))
+    fresh = build_model(ckpt["model"], config_from_dict(ckpt["model"], ckpt["config"]))
     x = torch.randn(2, 1, 64, 96)
     fresh.eval()
     with torch.no_grad():

@@ -68,7 +68,7 @@ def test_importing_plugin_modules_does_not_import_torch():
     import sys
 
     code = ("import sys, napari_pvs._reader, napari_pvs._writer, napari_pvs._sample_data, "
-            "napari_pvs.widgets._train, napari_pvs.widgets._segment, napari_pvs.widgets._count; "
+            "napari_pvs.layers, napari_pvs.widgets.train, napari_pvs.widgets.segment, napari_pvs.widgets.count; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -221,7 +221,7 @@ def test_layer_save_uses_plugin_writer(make_napari_viewer, tmp_path):
     np.testing.assert_array_equal(np.asarray(res.dataobj).transpose(2, 1, 0), labels.data)
 
 
-def test_writer_without_geometry_uses_scale(tmp_path, caplog):
+def test_writer_without_geometry_uses_the_layer_transform(tmp_path, caplog):
     labels = np.zeros((5, 6, 7), np.uint16)
     labels[1, 2, 3] = 300
     meta = {"name": "drawn", "scale": (3.0, 0.5, 0.25), "translate": (6.0, 1.0, 2.0), "metadata": {}}
@@ -230,7 +230,9 @@ def test_writer_without_geometry_uses_scale(tmp_path, caplog):
     assert written.endswith("drawn.nii.gz")
     assert any("no source geometry" in r.getMessage() for r in caplog.records)
     out = nib.load(written)
-    np.testing.assert_allclose(out.affine, [[0.25, 0, 0, 2.0], [0, 0.5, 0, 1.0], [0, 0, 3.0, 6.0], [0, 0, 0, 1]])
+    # napari-pvs world frame (S, P, L mm): data X runs to the subject's left, Y to posterior
+    np.testing.assert_allclose(out.affine, [[-0.25, 0, 0, -2.0], [0, -0.5, 0, -1.0], [0, 0, 3.0, 6.0],
+                                            [0, 0, 0, 1]])
     assert out.get_data_dtype() == np.uint16
     np.testing.assert_array_equal(np.asarray(out.dataobj).transpose(2, 1, 0), labels)
 
@@ -247,13 +249,24 @@ def test_writer_rejects_labels_off_the_source_grid(tmp_path):
 # --------------------------------------------------------------------------- sample data
 
 
-def test_sample_data_real_t2_with_simulated_pvs(make_napari_viewer):
+def test_sample_data_simulates_off_the_gui_thread(make_napari_viewer, qtbot):
+    from qtpy.QtCore import QTimer
+
     path = real_file(T2_REL)
     src = nib.load(str(path))
     viewer = make_napari_viewer()
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(20)
     layers = viewer.open_sample("napari-pvs", "t2_simulated_pvs")
+    # returned at once: the T2 and an empty mask, filled in by a worker thread
     assert [type(lyr).__name__ for lyr in layers] == ["Image", "Labels"]
     image, mask = layers
+    assert image.metadata["simulation"] == "running" and mask.data.sum() == 0
+    qtbot.waitUntil(lambda: mask.metadata.get("simulation") == "done", timeout=120_000)
+    timer.stop()
+    assert len(ticks) >= 5, "the GUI event loop was blocked while simulating"
     assert image.data.shape == mask.data.shape == src.shape[::-1]
     np.testing.assert_allclose(image.scale, mask.scale)
     np.testing.assert_allclose(image.scale, src.header.get_zooms()[:3][::-1], rtol=1e-5)
@@ -269,4 +282,13 @@ def test_sample_data_real_t2_with_simulated_pvs(make_napari_viewer):
     changed = image.data != orig
     assert changed[on].mean() > 0.95
     assert changed.sum() < 20 * on.sum()  # only the PVS and their partial-volume rims differ
-    assert image.metadata["simulated_pvs"] is True
+    assert image.metadata["simulated_pvs"] is True and image.metadata["n_simulated_pvs"] == 60
+
+
+def test_sample_data_without_viewer_returns_the_simulation():
+    real_file(T2_REL)
+    from napari_pvs._sample_data import make_sample_data
+
+    (img, ikw, ikind), (mask, mkw, mkind) = make_sample_data()
+    assert (ikind, mkind) == ("image", "labels") and mask.sum() > 50
+    assert ikw["metadata"]["simulation"] == "done" and img[mask > 0].mean() > 0

@@ -1,4 +1,4 @@
-"""Synthetic PVS on real anatomy (napari_pvs.engine.simulate).
+"""Synthetic PVS on real anatomy (napari_pvs.engine.synth, napari_pvs.engine.anatomy).
 
 Geometry and partial volume are checked on small synthetic grids with analytic answers;
 placement, intensities, noise and determinism on a synthetic head phantom with known
@@ -18,10 +18,10 @@ from scipy import ndimage as ndi
 
 from napari_pvs.engine.errors import PVSInputError
 from napari_pvs.engine.io import Volume, load_mask, load_volume
-from napari_pvs.engine.simulate import (
+from napari_pvs.engine.anatomy import brain_mask
+from napari_pvs.engine.synth import (
     TABLE_COLUMNS,
     SimulationConfig,
-    brain_mask,
     estimate_noise_sigma,
     render_pvs_fraction,
     simulate_pvs,

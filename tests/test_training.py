@@ -13,10 +13,12 @@ from napari_pvs.engine.errors import PVSInputError
 from napari_pvs.engine.inference import predict_volume, segment_iter
 from napari_pvs.engine.io import Volume
 from napari_pvs.engine.metrics import overlap_metrics
-from napari_pvs.engine.models import ModelConfig, build_model
-from napari_pvs.engine.training import TrainConfig, TrainEvent, split_by_volume, train
+from napari_pvs.engine.models import UNetConfig, build_model
+from napari_pvs.engine.progress import run_to_end
+from napari_pvs.engine.training import LoopConfig, TrainConfig, TrainEvent, run_training, split_by_volume, train
 
-TINY = ModelConfig(features=(8, 16, 32))
+TINY = {"features": (8, 16, 32)}
+TINY_UNET = UNetConfig(features=(8, 16, 32))
 
 
 def synthetic_pvs_volume(seed: int, shape=(6, 96, 96), spacing=(3.0, 0.5, 0.5)):
@@ -67,8 +69,11 @@ def test_train_learns_and_checkpoint_is_self_contained(tmp_path):
     steps = [e for e in events if e.kind == "step"]
     assert [e.step for e in steps] == list(range(1, 61))
     assert all(e.elapsed_s >= 0 and np.isfinite(e.loss) for e in steps)
-    assert result.best_val_dice == max(e.val_dice for e in events if e.kind == "epoch")
-    assert result.best_val_dice > 0.5
+    assert result.best_val_metric == max(e.val_metric for e in events if e.kind == "epoch")
+    assert result.best_val_metric > 0.5 and result.metric_name == "DSC"
+    # validation runs on a fixed sample of patches: a small share of the time
+    assert 0 < result.val_seconds < result.seconds and result.val_share < 0.5
+    assert result.steps_per_second > 0
     # reload with nothing else
     raw = torch.load(ckpt, weights_only=True)
     assert raw["model_name"] == "mfnsde" and raw["model_config"]["features"] == (8, 16, 32)
@@ -132,7 +137,7 @@ def test_load_model_errors(tmp_path):
     with pytest.raises(PVSInputError, match="other.pt: not a napari-pvs checkpoint"):
         load_model(other)
     good = tmp_path / "unet.pt"
-    save_checkpoint(good, model=build_model("unet", TINY), model_name="unet", model_config=TINY,
+    save_checkpoint(good, model=build_model("unet", TINY), model_name="unet", model_config=TINY_UNET,
                     spacing_mm=0.5, percentiles=(0.5, 99.5))
     assert load_model(good, expected_model="unet").name == "unet"
     with pytest.raises(PVSInputError, match="unet.pt: checkpoint is for model 'unet', expected 'mfnsde'"):
@@ -140,6 +145,10 @@ def test_load_model_errors(tmp_path):
     # weights of one model under the other's name
     raw = torch.load(good, weights_only=True)
     raw["model_name"] = "mfnsde"
+    torch.save(raw, tmp_path / "swapped.pt")
+    with pytest.raises(PVSInputError, match="swapped.pt: stored config of model 'mfnsde' is invalid.*num_res_units"):
+        load_model(tmp_path / "swapped.pt")
+    raw["model_config"] = {"features": [8, 16, 32]}
     torch.save(raw, tmp_path / "swapped.pt")
     with pytest.raises(PVSInputError, match="swapped.pt: weights do not fit model 'mfnsde'"):
         load_model(tmp_path / "swapped.pt")
@@ -154,12 +163,13 @@ def test_inference_resamples_to_model_spacing_and_back(tmp_path):
     class Probe(torch.nn.Module):
         divisor = 4
 
-        def forward(self, x):
+        def forward(self, batch):
+            x = batch["image"]  # networks receive the batch dict
             seen.append(tuple(x.shape))
             return 10.0 * (x - 0.5)
 
     save_checkpoint(tmp_path / "u.pt", model=build_model("unet", TINY), model_name="unet",
-                    model_config=TINY, spacing_mm=0.5, percentiles=(0.5, 99.5), patch_size=(64, 64))
+                    model_config=TINY_UNET, spacing_mm=0.5, percentiles=(0.5, 99.5), patch_size=(64, 64))
     loaded = load_model(tmp_path / "u.pt")
     assert loaded.roi_size == (64, 64)
     loaded.model = Probe()
@@ -167,7 +177,7 @@ def test_inference_resamples_to_model_spacing_and_back(tmp_path):
     img[:, 10:20, 20:30] = 100                    # ... and 1
     vol = Volume(img, np.diag([1.0, 1.0, 2.0, 1.0]))
     events = []
-    gen = segment_iter(loaded, vol, batch_size=2)
+    gen = segment_iter(loaded, vol, batch_size=2, crop_to_head=False)
     while True:
         try:
             events.append(next(gen))
@@ -182,3 +192,111 @@ def test_inference_resamples_to_model_spacing_and_back(tmp_path):
     assert pred.prob.shape == vol.shape
     np.testing.assert_array_equal(pred.mask[:, 10:20, 20:30], 1)
     assert pred.mask.sum() == 3 * 10 * 10
+
+
+def test_inference_skips_the_background(tmp_path):
+    """Only the head's slices and in-plane box go through the network; the rest is 0."""
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, batch):
+            seen.append(tuple(batch["image"].shape))
+            return torch.full_like(batch["image"], 10.0)  # probability ~1 wherever it runs
+
+    save_checkpoint(tmp_path / "u.pt", model=build_model("unet", TINY), model_name="unet",
+                    model_config=TINY_UNET, spacing_mm=1.0, percentiles=(0.5, 99.5), patch_size=(32, 32))
+    loaded = load_model(tmp_path / "u.pt")
+    loaded.model = Probe()
+    img = np.zeros((6, 200, 200), np.float32)
+    img[1:5, 80:120, 90:130] = 100.0                # the "head": 4 slices, a 40x40 box
+    vol = Volume(img, np.eye(4))
+    pred = predict_volume(loaded, vol, batch_size=8)
+    assert pred.mask[[0, 5]].sum() == 0             # slices without head are not run
+    assert pred.mask[1:5, :60].sum() == 0 and pred.mask[1:5, :, :70].sum() == 0
+    assert pred.mask[1:5, 80:120, 90:130].all()
+    # the box (40 + 2 x 16 margin = 72 px) needs 3x3 windows of 32 per slice, not 9x9
+    assert sum(s[0] for s in seen) == 4 * 9
+    full = predict_volume(loaded, vol, batch_size=8, crop_to_head=False)
+    assert full.mask.sum() == 6 * 200 * 200
+
+
+def test_fine_tuning_starts_from_checkpoint_weights(tmp_path):
+    vols = [synthetic_pvs_volume(s) for s in range(2)]
+    images, masks = [v for v, _ in vols], [m for _, m in vols]
+    cfg = TrainConfig(model="unet", model_config=TINY, epochs=2, steps_per_epoch=15, patch_size=(64, 64))
+    _, first = run(train(images, masks, cfg, tmp_path / "a.pt"))
+    one = TrainConfig(model="unet", model_config=TINY, epochs=1, steps_per_epoch=1, patch_size=(64, 64),
+                      learning_rate=1e-9)  # a step that hardly moves the weights
+    ev_tuned, tuned = run(train(images, masks, one, tmp_path / "b.pt", init_from=first.checkpoint))
+    ev_fresh, fresh = run(train(images, masks, one, tmp_path / "c.pt"))
+    assert "fine-tuning from a.pt" in ev_tuned[0].message
+    assert tuned.best_val_metric == pytest.approx(first.best_val_metric, abs=0.02)
+    assert tuned.best_val_metric > fresh.best_val_metric + 0.2
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["metrics"]["init_from"] == str(first.checkpoint)
+    other = TrainConfig(model="unet", model_config={"features": (4, 8, 16)}, epochs=1, steps_per_epoch=1,
+                        patch_size=(64, 64))
+    with pytest.raises(PVSInputError, match="a.pt: cannot fine-tune from it"):
+        run(train(images, masks, other, tmp_path / "d.pt", init_from=first.checkpoint))
+    assert not (tmp_path / "d.pt").exists()
+
+
+class _Line(torch.nn.Module):
+    """y = a x + b, reading its input from the batch dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(1, 1)
+
+    def forward(self, batch):
+        return self.lin(batch["x"])
+
+
+class _LineTask:
+    """A toy regression task (y = 3x) to show that the loop is task-neutral."""
+
+    model_name, model_config, metric_name = "line", None, "-MSE"
+
+    def build_model(self):
+        return _Line()
+
+    def setup(self, device):
+        self.gen = torch.Generator().manual_seed(0)
+        return "toy line fit"
+
+    def sample_batch(self, device):
+        x = torch.rand(16, 1, generator=self.gen)
+        return {"x": x, "y": 3 * x}
+
+    def loss(self, outputs, batch):
+        return torch.nn.functional.mse_loss(outputs, batch["y"])
+
+    def validate(self, model, device):
+        x = torch.linspace(0, 1, 11)[:, None]
+        return -float(torch.nn.functional.mse_loss(model({"x": x}), 3 * x))
+
+    def save_checkpoint(self, path, model, metrics):
+        torch.save({"state": model.state_dict(), **metrics}, path)
+        return path
+
+
+def test_loop_runs_any_task(tmp_path):
+    cfg = LoopConfig(epochs=4, steps_per_epoch=50, optimizer="adam", learning_rate=0.1, device="cpu")
+    events = []
+    result = run_to_end(run_training(_LineTask(), cfg, tmp_path / "line.pt"), events.append)
+    assert [e.kind for e in events].count("epoch") == 4 and events[0].message.startswith("toy line fit")
+    assert result.metric_name == "-MSE" and result.best_val_metric > -0.05
+    saved = torch.load(tmp_path / "line.pt", weights_only=True)
+    assert saved["best_val_metric"] == result.best_val_metric
+    assert saved["state"]["lin.weight"].item() == pytest.approx(3.0, abs=0.3)
+    assert events[-1].fraction == 1.0 and 0 < events[5].fraction < 1
+
+
+def test_train_event_summary_and_fraction():
+    ev = TrainEvent("epoch", epoch=2, step=30, total_steps=100, loss=0.5, val_metric=0.61,
+                    best_val_metric=0.7, elapsed_s=75.0, budget_s=100.0)
+    assert ev.summary() == "epoch 2 | step 30/100 | loss 0.5000 | val DSC 0.610 | best 0.700 | 1 min 15 s"
+    assert ev.fraction == pytest.approx(0.75)  # the budget is nearer than the step count
+    with pytest.raises(ValueError, match="optimizer"):
+        LoopConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="unknown model"):
+        TrainConfig(model="nope")

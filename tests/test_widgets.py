@@ -18,7 +18,7 @@ pytest.importorskip("napari")
 from qtpy.QtCore import Qt, QTimer  # noqa: E402
 
 from conftest import real_file  # noqa: E402
-from napari_pvs.widgets._layers import diagonal_affine, layer_to_volume  # noqa: E402
+from napari_pvs.layers import layer_to_volume  # noqa: E402
 
 T2_REL = "open_ms/longitudinal/patient01/study1_T2W.nii.gz"
 TINY = (4, 8, 16)
@@ -78,12 +78,16 @@ def test_layer_to_volume_uses_metadata_or_scale(make_napari_viewer, tmp_path):
     assert vol.path == path and vol.shape == (4, 20, 24)
     assert vol.orientation == ("L", "P", "S")
 
+    # without NIfTI metadata: the layer's own transform, in the napari-pvs world frame
+    # (world axes S, P, L in mm), so +X in the data is the subject's left
     plain = viewer.add_labels(np.zeros((4, 20, 24), np.uint8), scale=(3.0, 0.5, 0.25), translate=(9, 1, 2))
     pv = layer_to_volume(plain)
-    np.testing.assert_allclose(pv.affine, [[0.25, 0, 0, 2], [0, 0.5, 0, 1], [0, 0, 3, 9], [0, 0, 0, 1]])
+    np.testing.assert_allclose(pv.affine, [[-0.25, 0, 0, -2], [0, -0.5, 0, -1], [0, 0, 3, 9], [0, 0, 0, 1]])
     np.testing.assert_allclose(pv.voxel_size, (3.0, 0.5, 0.25))
-    assert pv.header is None and pv.path is None
-    np.testing.assert_allclose(diagonal_affine((2, 1, 1)), np.diag([1, 1, 2, 1]))
+    assert pv.header is None and pv.path is None and pv.orientation == ("L", "P", "S")
+    # a voxel's world position in napari agrees with the derived affine (RAS -> S, P, L)
+    ras = pv.voxel_to_world(np.array([2, 7, 11]))
+    np.testing.assert_allclose(plain.data_to_world((2, 7, 11)), (ras[2], -ras[1], -ras[0]))
 
     # a header that does not fit the data (e.g. metadata copied onto a cropped layer) is dropped
     cropped = viewer.add_labels(np.zeros((4, 10, 10), np.uint8), metadata=dict(opened.metadata))
@@ -107,7 +111,7 @@ def _train_setup(make_napari_viewer, tmp_path, *, epochs, steps):
     image = viewer.add_image(img, name="t2", scale=(3.0, 0.5, 0.5))
     labels = viewer.add_labels(mask, name="pvs", scale=(3.0, 0.5, 0.5))
     dock, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Train PVS model")
-    assert dock.isVisible() or dock.parent() is not None
+    assert viewer.window._qt_window.dockWidgetArea(dock) == Qt.RightDockWidgetArea
     assert widget.pairs[0].image.value is image
     assert widget.pairs[0].labels.value is labels
     widget.model.value = "unet"
@@ -157,7 +161,9 @@ def test_train_in_thread_cancel_keeps_gui_responsive(make_napari_viewer, qtbot, 
     assert len(ticks) - n0 >= 8, "GUI event loop blocked during training"
     assert widget.status.text().startswith("epoch 1 | step ")
     assert "loss" in widget.status.text()
-    assert 0 < widget.progress.value() < planned and widget.progress.maximum() == planned
+    step = widget.last_event.step
+    assert widget.progress.maximum() == 1000
+    assert 0 < widget.progress.value() < 1000 and widget.progress.value() >= int(1000 * step / planned)
 
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         qtbot.mouseClick(widget.cancel_button, Qt.LeftButton)
@@ -185,19 +191,18 @@ def test_train_in_thread_cancel_keeps_gui_responsive(make_napari_viewer, qtbot, 
 def test_train_to_the_end_writes_loadable_checkpoint(make_napari_viewer, qtbot, tmp_path):
     viewer, widget = _train_setup(make_napari_viewer, tmp_path, epochs=2, steps=3)
     widget.model.value = "mfnsde"
-    with qtbot.waitSignal(widget.train_button.clicked, timeout=1000):
-        qtbot.mouseClick(widget.train_button, Qt.LeftButton)
+    qtbot.mouseClick(widget.train_button, Qt.LeftButton)
     worker = widget.worker
+    assert worker is not None and not widget.train_button.isEnabled()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
-    assert worker is not None
     ev = widget.last_event
     assert ev.kind == "done" and ev.step == 6 and ev.total_steps == 6 and ev.epoch == 2
-    assert ev.best_val_dice is not None and 0.0 <= ev.best_val_dice <= 1.0
+    assert ev.best_val_metric is not None and 0.0 <= ev.best_val_metric <= 1.0
     assert widget.n_events == 1 + 6 + 2 + 1  # start, steps, epochs, done
     assert widget.result is not None and widget.result.steps_done == 6
     ckpt = tmp_path / "models" / "tiny.pt"
     assert widget.result.checkpoint == ckpt and ckpt.is_file()
-    assert widget.progress.value() == widget.progress.maximum() == 6
+    assert widget.progress.value() == widget.progress.maximum() == 1000
     assert "best validation DSC" in widget.status.text()
 
     from napari_pvs.engine.checkpoint import load_model
@@ -227,9 +232,9 @@ def test_train_errors_are_one_line_notifications(make_napari_viewer, qtbot, tmp_
     assert "features must be integers" in errors[-1] and widget.worker is None
     widget.features.value = "4, 8, 16"
 
-    widget.train_button.click()  # mask without PVS: the engine refuses, in the worker
-    assert widget.worker is not None
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    n = len(errors)
+    widget.train_button.click()  # mask without PVS: the engine's check refuses it on the main thread
+    assert widget.worker is None and len(errors) == n + 1
     assert "no PVS voxel" in errors[-1] and "\n" not in errors[-1]
     assert widget.train_button.isEnabled() and widget.result is None
     assert not (tmp_path / "never.pt").exists()
@@ -237,7 +242,46 @@ def test_train_errors_are_one_line_notifications(make_napari_viewer, qtbot, tmp_
     viewer.add_labels(np.zeros((4, 32, 32), np.uint8), name="small")
     widget.pairs[0].labels.value = viewer.layers["small"]
     widget.train_button.click()
-    assert "same grid" in errors[-1] and widget.worker is None
+    assert "layer 'small': grid (32, 32, 4) differs" in errors[-1] and widget.worker is None
+    # same shape but another voxel size: the affine check of the CLI refuses it too
+    viewer.add_labels(np.ones(img.shape, np.uint8), name="other grid", scale=(2.0, 0.7, 0.7))
+    widget.pairs[0].labels.value = viewer.layers["other grid"]
+    widget.train_button.click()
+    assert "layer 'other grid': affine differs" in errors[-1] and widget.worker is None
+
+
+def test_errors_in_the_worker_are_one_notification(make_napari_viewer, qtbot, tmp_path, errors):
+    viewer, widget = _train_setup(make_napari_viewer, tmp_path, epochs=1, steps=1)
+    # a checkpoint of another config to start from: refused when the worker starts
+    from napari_pvs.engine.checkpoint import save_checkpoint
+    from napari_pvs.engine.models import UNetConfig, build_model
+
+    cfg = UNetConfig(features=(8, 16))
+    save_checkpoint(tmp_path / "other.pt", model=build_model("unet", cfg), model_name="unet",
+                    model_config=cfg, spacing_mm=0.5, percentiles=(0.5, 99.5))
+    widget.init_from.value = tmp_path / "other.pt"
+    n = len(errors)
+    widget.train_button.click()
+    assert widget.worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert len(errors) == n + 1 and "other.pt: cannot fine-tune from it" in errors[-1]
+    assert "\n" not in errors[-1] and widget.result is None and widget.train_button.isEnabled()
+
+
+def test_unexpected_worker_error_is_one_notification(make_napari_viewer, qtbot, tmp_path, errors,
+                                                     monkeypatch):
+    viewer, widget = _train_setup(make_napari_viewer, tmp_path, epochs=1, steps=1)
+    from napari_pvs.engine.training import SegmentationTask
+
+    def broken(self, device):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(SegmentationTask, "setup", broken)
+    n = len(errors)
+    widget.train_button.click()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert errors[n:] == ["training failed: RuntimeError: disk on fire"]
+    assert widget.status.text() == "failed: RuntimeError: disk on fire"
 
 
 def test_train_widget_pairs(make_napari_viewer):
@@ -250,6 +294,7 @@ def test_train_widget_pairs(make_napari_viewer):
     from napari_pvs.widgets import TrainWidget
 
     widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget)  # napari fills the layer pickers of docked widgets
     widget.add_pair_button.changed.emit(True)
     assert len(widget.pairs) == 2
     widget.pairs[0].image.value = viewer.layers["a"]
@@ -257,8 +302,10 @@ def test_train_widget_pairs(make_napari_viewer):
     widget.pairs[1].image.value = viewer.layers["b"]
     widget.pairs[1].labels.value = viewer.layers["b_pvs"]
     widget.features.value = "4, 8, 16"
-    images, masks, config = widget._collect()
-    assert len(images) == len(masks) == 2
+    assert widget.pairs[1].image.choices == (viewer.layers["b"], viewer.layers["a"])
+    task, config, init_from = widget.collect()
+    assert len(task.images) == len(task.masks) == 2 and init_from is None
+    assert [im.meta["napari_layer"] for im in task.images] == ["a", "b"]
     assert config.model_config.features == TINY and config.patch_size == (128, 128)
     assert config.max_minutes is None
     widget._remove_pair(widget.pairs[1])
@@ -273,10 +320,10 @@ def _tiny_checkpoint(path: Path, spacing_mm=0.8) -> Path:
     import torch
 
     from napari_pvs.engine.checkpoint import save_checkpoint
-    from napari_pvs.engine.models import ModelConfig, build_model
+    from napari_pvs.engine.models import UNetConfig, build_model
 
     torch.manual_seed(0)
-    cfg = ModelConfig(features=TINY)
+    cfg = UNetConfig(features=TINY)
     return save_checkpoint(path, model=build_model("unet", cfg), model_name="unet", model_config=cfg,
                            spacing_mm=spacing_mm, percentiles=(0.5, 99.5))
 
@@ -312,13 +359,14 @@ def test_segment_widget_adds_layers_on_the_t2_grid(make_napari_viewer, qtbot, tm
         assert layer.data.shape == t2.data.shape == (5, 70, 60)
         np.testing.assert_allclose(layer.scale, t2.scale)
         np.testing.assert_allclose(layer.translate, t2.translate)
+        np.testing.assert_allclose(layer.affine.affine_matrix, t2.affine.affine_matrix)
     assert prob.data.dtype == np.float32 and 0.0 <= prob.data.min() and prob.data.max() <= 1.0
     assert prob.colormap.name == "magma" and prob.blending == "additive"
     np.testing.assert_allclose(prob.contrast_limits, (0.0, 1.0))
     np.testing.assert_array_equal(mask.data, (prob.data >= 0.5).astype(np.uint8))
     np.testing.assert_array_equal(mask.metadata["affine"], nib.load(str(path)).affine)
     assert mask.metadata["nifti_header"] is t2.metadata["nifti_header"]
-    assert widget.progress.value() == widget.progress.maximum() == 5
+    assert widget.progress.value() == widget.progress.maximum() == 1000
     assert widget.segment_button.isEnabled() and not widget.cancel_button.isEnabled()
 
     # the mask saves on the T2's grid
@@ -365,9 +413,10 @@ def test_segment_widget_bad_checkpoint(make_napari_viewer, qtbot, tmp_path, erro
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     widget.checkpoint_path = bad
-    widget.segment_button.click()
-    qtbot.waitUntil(lambda: widget.worker is None, timeout=30_000)
-    assert "bad.pt" in errors[-1] and "checkpoint" in errors[-1]
+    n = len(errors)
+    widget.segment_button.click()  # read on the main thread: refused before any worker starts
+    assert widget.worker is None and len(errors) == n + 1
+    assert "bad.pt: not a readable checkpoint" in errors[-1]
     assert "t2 PVS mask" not in viewer.layers
     assert widget.segment_button.isEnabled()
 
@@ -396,7 +445,7 @@ def test_count_widget_table(make_napari_viewer, tmp_path):
     lab = _blobs(shape, per_slice)
     viewer = make_napari_viewer()
     layer = viewer.add_labels(lab, name="pvs", scale=(3.0, 0.5, 0.5))
-    viewer.dims.set_current_step(0, 4)
+    viewer.dims.set_current_step(0, 12)  # world z = 12 mm = slice 4 at 3 mm
     _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Count PVS (BG/CSO)")
     assert widget.labels.value is layer
     assert widget.bg_slice.value == 4  # the viewer's current slice
@@ -406,30 +455,54 @@ def test_count_widget_table(make_napari_viewer, tmp_path):
 
     counts = widget.last_counts
     assert counts is not None
-    # no NIfTI geometry: the diagonal affine makes +x (high X index) the subject's right
-    assert (counts.bg.left, counts.bg.right, counts.bg.total) == (3, 5, 8)
-    assert (counts.cso.left, counts.cso.right, counts.cso.total) == (12, 2, 14)
+    # no NIfTI geometry: the napari-pvs world frame (LPS, as displayed: the subject's left
+    # on the screen's right) makes high X indices the subject's left
+    assert (counts.bg.left, counts.bg.right, counts.bg.total) == (5, 3, 8)
+    assert (counts.cso.left, counts.cso.right, counts.cso.total) == (2, 12, 14)
     rows = widget.table_values()
     assert [r[0] for r in rows] == ["BG", "CSO", "volume"]
     headers = [widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())]
     assert headers[:7] == ["region", "slice", "left", "right", "total", "grade", "area mm²"]
-    assert rows[0][:7] == ["BG", "4", "3", "5", "8", "1", "8.00"]       # 8 blobs x 4 px x 0.25 mm²
-    assert rows[1][:7] == ["CSO", "9", "12", "2", "14", "2", "14.00"]   # grade of the 12-PVS side
+    assert rows[0][:7] == ["BG", "4", "5", "3", "8", "1", "8.00"]       # 8 blobs x 4 px x 0.25 mm²
+    assert rows[1][:7] == ["CSO", "9", "2", "12", "14", "2", "14.00"]   # grade of the 12-PVS side
     assert rows[2][4] == "22" and rows[2][7] == "66.00"                 # 22 x 4 voxels x 0.75 mm³
 
-    # the same mask in an LPS file geometry: left and right swap
-    lps = np.diag([-0.5, -0.5, 3.0, 1.0])
-    lps[:3, 3] = (30.0, 25.0, -10.0)
-    layer.metadata["affine"] = lps
+    # the same mask in a RAS file geometry (+i towards the subject's right): left and right swap
+    ras = np.diag([0.5, 0.5, 3.0, 1.0])
+    ras[:3, 3] = (-30.0, -25.0, -10.0)
+    layer.metadata["affine"] = ras
     widget.count_button.click()
-    assert (widget.last_counts.bg.left, widget.last_counts.bg.right) == (5, 3)
-    assert widget.table_values()[1][2:4] == ["2", "12"]
+    assert (widget.last_counts.bg.left, widget.last_counts.bg.right) == (3, 5)
+    assert widget.table_values()[1][2:4] == ["12", "2"]
 
     out = widget.save_csv(tmp_path / "counts.csv")
     with open(out, newline="") as fh:
         written = list(csv.DictReader(fh))
     assert [r["region"] for r in written] == ["BG", "CSO", "volume"]
-    assert written[0]["left"] == "5" and written[2]["total"] == "22"
+    assert written[0]["left"] == "3" and written[2]["total"] == "22"
+
+
+def test_count_widget_uses_the_axial_axis_of_a_coronal_volume(make_napari_viewer):
+    """A volume stored coronally (the NIfTI j axis runs inferior-superior): the rating slices
+    run along data axis 1 (Y), whatever napari's dims order."""
+    shape = (30, 16, 40)  # (Z=k: anterior-posterior, Y=j: inferior-superior, X=i: left-right)
+    lab = np.zeros(shape, np.uint8)
+    lab[10:13, 5, 4:6] = 1     # one PVS on axial slice 5, on the low-x side
+    lab[3:5, 5, 30:33] = 1     # another one, on the high-x side
+    lab[20, 11, 20] = 1        # one on axial slice 11
+    coronal = np.array([[-1.0, 0, 0, 20], [0, 0, 1.0, -15], [0, 2.0, 0, -10], [0, 0, 0, 1]])
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(lab, name="cor", metadata={"affine": coronal})
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Count PVS (BG/CSO)")
+    assert layer_to_volume(layer).axial_axis == 1
+    assert widget.labels.value is layer and widget.bg_slice.max == 15  # 16 axial slices, not 30
+    viewer.dims.set_current_step(1, 11)  # napari's dims follow the data axes of this layer
+    widget.bg_here.click()
+    assert widget.bg_slice.value == 11
+    widget.bg_slice.value, widget.cso_slice.value = 5, 11
+    counts = widget.count()
+    assert (counts.bg.total, counts.cso.total) == (2, 1)
+    assert {counts.bg.left, counts.bg.right} == {1}
 
 
 def test_count_widget_slice_out_of_range(make_napari_viewer, errors):
@@ -450,7 +523,8 @@ def test_all_widgets_dock_together(make_napari_viewer):
     names = ["Train PVS model", "Segment PVS", "Count PVS (BG/CSO)"]
     for name in names:
         dock, widget = viewer.window.add_plugin_dock_widget("napari-pvs", name)
-        assert widget is not None
+        assert type(widget).__name__ == {"Train PVS model": "TrainWidget", "Segment PVS": "SegmentWidget",
+                                         "Count PVS (BG/CSO)": "CountWidget"}[name]
         assert viewer.window._qt_window.dockWidgetArea(dock) == Qt.RightDockWidgetArea
     docked = set(viewer.window.dock_widgets)
     assert {f"{n} (napari-pvs)" for n in names} <= docked, docked

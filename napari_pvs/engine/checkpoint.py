@@ -4,9 +4,13 @@ A checkpoint is one ``torch.save`` file holding everything needed to rebuild and
 the model (the voxelmorph habit of saving the constructor config with the weights):
 
 ``format``, ``version``
-    ``"napari-pvs-checkpoint"`` and the format version.
-``model_name``, ``model_config``
-    Registry name and the :class:`~napari_pvs.engine.models.ModelConfig` as a dict.
+    ``"napari-pvs-checkpoint"`` and the format version (2; version 1 files, written by
+    napari-pvs 0.1.0, still load).
+``task``
+    What the network does: ``"segmentation"``.
+``model_name``, ``model_config_class``, ``model_config``
+    Registry name, the name of the family's config class (e.g. ``"MfNSDeConfig"``) and the
+    config as a dict; :func:`load_model` rebuilds the network from these alone.
 ``state_dict``
     The weights.
 ``spacing_mm``
@@ -33,12 +37,18 @@ import torch
 
 from .errors import PVSInputError
 from .io import atomic_path
-from .models import ModelConfig, available_models, build_model, model_config_from_dict
+from .models import MODEL_REGISTRY, available_models
 
-__all__ = ["LoadedModel", "save_checkpoint", "load_model", "CHECKPOINT_FORMAT", "DEFAULT_PATCH_SIZE"]
+__all__ = ["LoadedModel", "save_checkpoint", "load_model", "read_checkpoint", "checkpoint_config",
+           "CHECKPOINT_FORMAT",
+           "CHECKPOINT_VERSION", "DEFAULT_PATCH_SIZE"]
 
 CHECKPOINT_FORMAT = "napari-pvs-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+#: fields of the one config class all models shared in format version 1; a version-1
+#: config may hold some that the model's own config class no longer has (``unet`` had
+#: ``deep_supervision``), which are dropped when it is read
+_V1_CONFIG_KEYS = ("in_channels", "out_channels", "features", "dropout", "deep_supervision")
 #: training patch (H, W) in pixels, also the inference window for checkpoints without one
 DEFAULT_PATCH_SIZE = (128, 128)
 
@@ -50,11 +60,13 @@ class LoadedModel:
     Attributes
     ----------
     model : torch.nn.Module
-        Takes ``(B, 1, H, W)`` float32 normalised slices at ``spacing_mm``, returns
-        ``(B, 1, H, W)`` logits; inference feeds it windows of ``roi_size``.
+        Takes the batch dict ``{"image": (B, 1, H, W)}`` of float32 normalised slices at
+        ``spacing_mm``, returns ``(B, 1, H, W)`` logits; inference feeds it windows of
+        ``roi_size``.
     name : str
         Registry name (``"mfnsde"``, ``"unet"``).
-    config : ModelConfig
+    config : frozen dataclass
+        The family's config (e.g. ``MfNSDeConfig``).
     spacing_mm : float
         In-plane pixel spacing the model works at (mm).
     percentiles : tuple of float
@@ -71,7 +83,7 @@ class LoadedModel:
 
     model: torch.nn.Module
     name: str
-    config: ModelConfig
+    config: object
     spacing_mm: float
     percentiles: tuple[float, float]
     roi_size: tuple[int, int] = DEFAULT_PATCH_SIZE
@@ -81,11 +93,30 @@ class LoadedModel:
 
 
 def save_checkpoint(path: str | Path, *, model: torch.nn.Module, model_name: str,
-                    model_config: ModelConfig, spacing_mm: float,
+                    model_config: object, spacing_mm: float,
                     percentiles: tuple[float, float], patch_size: tuple[int, int] = DEFAULT_PATCH_SIZE,
                     train_config: dict | None = None,
-                    training_data: list[dict] | None = None, metrics: dict | None = None) -> Path:
-    """Write a self-contained checkpoint atomically (temporary file, then rename)."""
+                    training_data: list[dict] | None = None, metrics: dict | None = None,
+                    task: str = "segmentation") -> Path:
+    """Write a self-contained checkpoint atomically (temporary file, fsync, rename).
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file (``.pt``); parent folders are created.
+    model : torch.nn.Module
+        Its ``state_dict`` is saved (moved to the CPU).
+    model_name : str
+        Registry name.
+    model_config : frozen dataclass
+        The family's config (saved with ``dataclasses.asdict``, plus its class name).
+    spacing_mm, percentiles, patch_size
+        In-plane working spacing (mm), normalisation percentiles, training patch ``(H, W)``.
+    train_config, training_data, metrics : optional
+        Saved as they are (JSON-able values).
+    task : str
+        What the network does (``"segmentation"``).
+    """
     from .. import __version__
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -93,7 +124,9 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, model_name: str
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "napari_pvs_version": __version__,
+        "task": task,
         "model_name": model_name,
+        "model_config_class": type(model_config).__name__,
         "model_config": dataclasses.asdict(model_config),
         "state_dict": state,
         "spacing_mm": float(spacing_mm),
@@ -109,6 +142,56 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, model_name: str
     return path
 
 
+def read_checkpoint(path: str | Path) -> dict:
+    """The raw contents of a napari-pvs checkpoint (CPU tensors), after format checks.
+
+    Raises
+    ------
+    PVSInputError
+        Missing file, not a readable ``torch.save`` file, not a napari-pvs checkpoint, or
+        written by a newer napari-pvs (format version above :data:`CHECKPOINT_VERSION`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PVSInputError("checkpoint not found", path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise PVSInputError(f"not a readable checkpoint ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''})", path) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise PVSInputError("not a napari-pvs checkpoint (no 'format' entry)", path)
+    version = int(ckpt.get("version", 1))
+    if version > CHECKPOINT_VERSION:
+        raise PVSInputError(f"checkpoint format version {version} is newer than this napari-pvs "
+                            f"reads ({CHECKPOINT_VERSION}); update napari-pvs", path)
+    return ckpt
+
+
+def checkpoint_config(ckpt: dict, path: str | Path | None = None) -> tuple[str, object]:
+    """``(model name, config dataclass)`` of a checkpoint read by :func:`read_checkpoint`.
+
+    Raises
+    ------
+    PVSInputError
+        Unknown model name or an invalid stored config.
+    """
+    name = ckpt.get("model_name")
+    if name not in MODEL_REGISTRY:
+        raise PVSInputError(f"checkpoint is for model {name!r}, which this version does not know "
+                            f"(available: {', '.join(available_models())})", path)
+    spec = MODEL_REGISTRY[name]
+    ignore: tuple[str, ...] = ()
+    if int(ckpt.get("version", 1)) == 1:
+        fields = {f.name for f in dataclasses.fields(spec.config_class)}
+        ignore = tuple(k for k in _V1_CONFIG_KEYS if k not in fields)
+    try:
+        config = spec.config_from_dict(ckpt.get("model_config"), ignore=ignore)
+    except (TypeError, ValueError) as exc:
+        raise PVSInputError(f"stored config of model {name!r} is invalid ({exc})", path) from None
+    return name, config
+
+
 def load_model(path: str | Path, *, expected_model: str | None = None,
                device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild a model from a napari-pvs checkpoint; nothing else is needed.
@@ -116,7 +199,8 @@ def load_model(path: str | Path, *, expected_model: str | None = None,
     Parameters
     ----------
     path : str or Path
-        Checkpoint written by :func:`save_checkpoint` (e.g. by ``napari-pvs train``).
+        Checkpoint written by :func:`save_checkpoint` (e.g. by ``napari-pvs train``), in
+        format version 1 or 2.
     expected_model : str, optional
         If given, the checkpoint must hold this model (registry name).
     device : str or torch.device
@@ -129,23 +213,11 @@ def load_model(path: str | Path, *, expected_model: str | None = None,
         ``expected_model``, or weights that do not fit the stored config.
     """
     path = Path(path)
-    if not path.is_file():
-        raise PVSInputError("checkpoint not found", path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise PVSInputError(f"not a readable checkpoint ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''})", path) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise PVSInputError("not a napari-pvs checkpoint (no 'format' entry)", path)
-    name = ckpt.get("model_name")
-    if name not in available_models():
-        raise PVSInputError(f"checkpoint is for model {name!r}, which this version does not know "
-                            f"(available: {', '.join(available_models())})", path)
+    ckpt = read_checkpoint(path)
+    name, config = checkpoint_config(ckpt, path)
     if expected_model is not None and name != expected_model:
         raise PVSInputError(f"checkpoint is for model {name!r}, expected {expected_model!r}", path)
-    config = model_config_from_dict(ckpt["model_config"])
-    model = build_model(name, config)
+    model = MODEL_REGISTRY[name].build(config)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

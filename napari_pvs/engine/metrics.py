@@ -1,10 +1,17 @@
-"""Voxel-wise overlap metrics between a predicted and a reference binary mask."""
+"""Voxel-wise overlap metrics between a predicted and a reference binary mask.
+
+The confusion matrix comes from MONAI (``monai.metrics.get_confusion_matrix``); the
+ratios are computed here so that an empty denominator gives a defined value (1.0 when both
+masks are empty, else 0.0) where MONAI would give NaN.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from monai.metrics import get_confusion_matrix
 
 __all__ = ["OverlapMetrics", "overlap_metrics", "dice"]
 
@@ -21,24 +28,28 @@ class OverlapMetrics:
     fn: int
 
 
-def overlap_metrics(pred: np.ndarray, truth: np.ndarray) -> OverlapMetrics:
+def overlap_metrics(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor) -> OverlapMetrics:
     """Voxel-wise DSC = 2TP/(2TP+FP+FN), sensitivity = TP/(TP+FN), PPV = TP/(TP+FP).
 
-    Both arrays: same shape, any dtype (nonzero = foreground). An empty denominator gives
-    1.0 when both masks are empty and 0.0 otherwise.
+    Parameters
+    ----------
+    pred, truth : array or tensor
+        Same shape (any number of dimensions, e.g. ``(Z, Y, X)``), any dtype; nonzero is
+        foreground.
 
     Raises
     ------
     ValueError
         Shapes differ.
     """
-    p = np.asarray(pred) > 0
-    t = np.asarray(truth) > 0
+    p = torch.as_tensor(np.asarray(pred) if not isinstance(pred, torch.Tensor) else pred) > 0
+    t = torch.as_tensor(np.asarray(truth) if not isinstance(truth, torch.Tensor) else truth) > 0
     if p.shape != t.shape:
-        raise ValueError(f"prediction shape {p.shape} differs from reference shape {t.shape}")
-    tp = int(np.logical_and(p, t).sum())
-    fp = int(np.logical_and(p, ~t).sum())
-    fn = int(np.logical_and(~p, t).sum())
+        raise ValueError(f"prediction shape {tuple(p.shape)} differs from reference shape {tuple(t.shape)}")
+    # MONAI wants (B, C, ...) one-hot: one batch item, one (foreground) channel
+    cm = get_confusion_matrix(p.reshape(1, 1, -1).float(), t.reshape(1, 1, -1).float(),
+                              include_background=True)
+    tp, fp, _tn, fn = (int(v) for v in cm.reshape(4).tolist())
 
     def ratio(num: int, den: int) -> float:
         return float(num / den) if den else (1.0 if (fp + fn + tp) == 0 else 0.0)
@@ -47,6 +58,6 @@ def overlap_metrics(pred: np.ndarray, truth: np.ndarray) -> OverlapMetrics:
                           ppv=ratio(tp, tp + fp), tp=tp, fp=fp, fn=fn)
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+def dice(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor) -> float:
     """Voxel-wise Dice similarity coefficient (DSC) of two binary masks."""
     return overlap_metrics(pred, truth).dsc

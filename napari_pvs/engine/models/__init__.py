@@ -1,48 +1,55 @@
 """2D PVS segmentation networks, looked up by name.
 
-``build_model("unet" | "mfnsde", config)`` returns a ``torch.nn.Module`` that takes a
-``(B, in_channels, H, W)`` float32 batch of axial slices, H and W multiples of
-``model.divisor`` (``2 ** (len(config.features) - 1)``), and returns logits:
+``build_model(name, config)`` returns an ``nn.Module`` that takes a batch dict
+``{"image": (B, in_channels, H, W)}`` (float32 axial slices; H and W multiples of
+``model.divisor``) and returns logits: in ``eval()`` mode always one
+``(B, out_channels, H, W)`` tensor; in ``train()`` mode ``mfnsde`` with deep supervision
+returns a list (final full-resolution output first), which
+:class:`MaxPoolDeepSupervisionLoss` takes as it is.
 
-* in ``eval()`` mode, always one ``(B, out_channels, H, W)`` tensor;
-* in ``train()`` mode, ``unet`` still returns one tensor, while ``mfnsde`` with
-  ``deep_supervision=True`` returns a list (final full-resolution output first, then the
-  other supervised outputs, some at 1/2, 1/4, ... resolution). Feed either to
-  :func:`deep_supervision_loss`.
+Each family has one file with its network class and its own frozen config dataclass,
+registered together (:mod:`.registry`):
 
-Models: ``unet`` -- MONAI's residual U-Net baseline; ``mfnsde`` -- the densely nested
-attention U-Net with multi-scale deep supervision ("MfNS_De") of "Deep-learning-based
-segmentation of perivascular spaces on T2-weighted 3T MR images", Frontiers in Aging
-Neuroscience (2024), built on UNet++ (Zhou et al., DLMIA 2018 / IEEE TMI 2020), Attention
-U-Net (Oktay et al., MIDL 2018) and MONAI blocks.
+* ``unet``: MONAI's residual U-Net baseline (:mod:`.unet`);
+* ``mfnsde``: MfNS_De, the densely nested attention U-Net with multi-scale deep
+  supervision of "Deep-learning-based segmentation of perivascular spaces on
+  T2-weighted 3T MR images", Frontiers in Aging Neuroscience (2024) (:mod:`.mfnsde`).
 """
 
+from .base import SegmentationNet, SegmentationNetConfig, as_batch
 from .registry import (
     MODEL_REGISTRY,
-    ModelConfig,
     ModelSpec,
     available_models,
     build_model,
-    model_config_from_dict,
+    config_from_dict,
+    default_config,
+    model_spec,
     register_model,
-    required_divisor,
 )
-from .losses import deep_supervision_loss, default_dice_loss, downsample_label_max
-from .unet import UNet2D
-from .mfnsde import MfNSDe
+from .losses import (MaxPoolDeepSupervisionLoss, deep_supervision_loss, default_dice_loss,
+                     downsample_label_max)
+from .unet import UNet2D, UNetConfig
+from .mfnsde import MfNSDe, MfNSDeConfig
 
 __all__ = [
     "MODEL_REGISTRY",
-    "ModelConfig",
     "ModelSpec",
+    "SegmentationNet",
+    "SegmentationNetConfig",
+    "as_batch",
     "available_models",
     "build_model",
-    "model_config_from_dict",
+    "config_from_dict",
+    "default_config",
+    "model_spec",
     "register_model",
-    "required_divisor",
+    "MaxPoolDeepSupervisionLoss",
     "deep_supervision_loss",
     "default_dice_loss",
     "downsample_label_max",
     "UNet2D",
+    "UNetConfig",
     "MfNSDe",
+    "MfNSDeConfig",
 ]

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceLoss
+from monai.losses import DeepSupervisionLoss, DiceLoss
 
-__all__ = ["downsample_label_max", "deep_supervision_loss", "default_dice_loss"]
+__all__ = ["downsample_label_max", "deep_supervision_loss", "default_dice_loss",
+           "MaxPoolDeepSupervisionLoss"]
 
 
 def default_dice_loss() -> DiceLoss:
@@ -64,6 +65,56 @@ def downsample_label_max(target: torch.Tensor, size: Sequence[int]) -> torch.Ten
     return F.adaptive_max_pool2d(target, (h, w))
 
 
+class MaxPoolDeepSupervisionLoss(DeepSupervisionLoss):
+    """MONAI's ``DeepSupervisionLoss`` with max-pooled labels and normalised weights.
+
+    MONAI's class down-samples the label by nearest-neighbour interpolation, which drops
+    one-voxel-wide PVS; the seed paper max-pools instead ("highlighting foreground"), so
+    :meth:`get_loss` uses :func:`downsample_label_max`. Weights are normalised to sum to 1
+    (default: the plain mean over the outputs, as in the paper's implementation).
+
+    Parameters
+    ----------
+    loss : callable
+        ``loss(logits, label) -> scalar``; default :func:`default_dice_loss`.
+    weights : sequence of float, optional
+        One weight per output; default equal weights.
+
+    Refer to: "Deep-learning-based segmentation of perivascular spaces on T2-weighted 3T
+    MR images", Frontiers in Aging Neuroscience (2024); ``monai.losses.DeepSupervisionLoss``.
+    """
+
+    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 weights: Sequence[float] | None = None):
+        super().__init__(loss if loss is not None else default_dice_loss(), weight_mode="same",
+                         weights=None if weights is None else [float(w) for w in weights])
+
+    def get_weights(self, levels: int = 1) -> list[float]:
+        if self.weights is not None:
+            if len(self.weights) != levels:
+                raise ValueError(f"got {len(self.weights)} weights for {levels} outputs")
+            total = float(sum(self.weights))
+            if total <= 0:
+                raise ValueError(f"weights must have a positive sum, got {list(self.weights)}")
+            return [w / total for w in self.weights]
+        return [1.0 / levels] * levels
+
+    def get_loss(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: A002 (MONAI's name)
+        if input.ndim != 4 or input.shape[0] != target.shape[0]:
+            raise ValueError(f"output shape {tuple(input.shape)} does not match target {tuple(target.shape)}")
+        return self.loss(input, downsample_label_max(target, input.shape[-2:]).to(dtype=input.dtype))
+
+    def forward(self, input, target: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        outs = [input] if isinstance(input, torch.Tensor) else list(input)
+        if not outs:
+            raise ValueError("deep supervision loss: no outputs given")
+        if target.ndim != 4:
+            raise ValueError(f"target must have shape (B, 1, H, W), got {tuple(target.shape)}")
+        target = target.float()
+        weights = self.get_weights(len(outs))
+        return sum(w * self.get_loss(o.float(), target) for w, o in zip(weights, outs))
+
+
 def deep_supervision_loss(
     outputs: torch.Tensor | Sequence[torch.Tensor],
     target: torch.Tensor,
@@ -72,57 +123,30 @@ def deep_supervision_loss(
 ) -> torch.Tensor:
     """Loss of one or several (deeply supervised) logit outputs against one label.
 
+    Functional form of :class:`MaxPoolDeepSupervisionLoss`.
+
     Parameters
     ----------
     outputs : Tensor or sequence of Tensor
-        ``(B, C, h, w)`` logits, or a list/tuple of them at full and lower resolutions
-        (as returned by ``mfnsde`` in train mode).
+        ``(B, C, h, w)`` logits, or a list of them at full and lower resolutions (as
+        ``mfnsde`` returns in train mode).
     target : torch.Tensor
-        ``(B, 1, H, W)`` (or ``(B, C, H, W)``) label in {0, 1}, at full resolution.
-        For each output it is max-pooled to that output's ``(h, w)`` with
-        :func:`downsample_label_max`.
+        ``(B, 1, H, W)`` label in {0, 1} at full resolution; max-pooled to each output's
+        ``(h, w)``.
     loss_fn : callable, optional
-        ``loss_fn(logits, label) -> scalar``; defaults to MONAI's soft Dice loss
-        ``DiceLoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5, batch=True)``.
+        Default MONAI ``DiceLoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5, batch=True)``.
     weights : sequence of float, optional
         One weight per output, normalised to sum to 1; default the plain mean.
 
     Returns
     -------
     torch.Tensor
-        Scalar loss (differentiable w.r.t. the outputs).
+        Scalar loss.
 
     Raises
     ------
     ValueError
-        If ``outputs`` is empty, a batch size differs from the target's, an output is
-        larger than the target, or ``weights`` has the wrong length or a non-positive sum.
+        Empty ``outputs``, a batch size that differs from the target's, an output larger
+        than the target, or ``weights`` of the wrong length or a non-positive sum.
     """
-    outs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
-    if not outs:
-        raise ValueError("deep_supervision_loss: no outputs given")
-    if target.ndim != 4:
-        raise ValueError(f"target must have shape (B, 1, H, W), got {tuple(target.shape)}")
-    if not target.is_floating_point():
-        target = target.float()
-    if weights is None:
-        w = [1.0 / len(outs)] * len(outs)
-    else:
-        if len(weights) != len(outs):
-            raise ValueError(f"got {len(weights)} weights for {len(outs)} outputs")
-        total = float(sum(weights))
-        if total <= 0:
-            raise ValueError(f"weights must have a positive sum, got {list(weights)}")
-        w = [float(x) / total for x in weights]
-    if loss_fn is None:
-        loss_fn = default_dice_loss()
-
-    loss = outs[0].new_zeros(())
-    for out, wk in zip(outs, w):
-        if out.ndim != 4 or out.shape[0] != target.shape[0]:
-            raise ValueError(
-                f"output shape {tuple(out.shape)} does not match target {tuple(target.shape)}"
-            )
-        label = downsample_label_max(target, out.shape[-2:]).to(dtype=out.dtype)
-        loss = loss + wk * loss_fn(out, label)
-    return loss
+    return MaxPoolDeepSupervisionLoss(loss_fn, weights)(outputs, target)

@@ -33,16 +33,37 @@ gating signal ``g = u``, and ``Up`` a stride-2 transposed convolution.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from monai.networks.blocks import UpSample
 from monai.networks.nets.attentionunet import AttentionBlock
 from monai.networks.nets.basic_unet import Down, TwoConv
 from torch import nn
 
-from ._common import check_input
-from .registry import ModelConfig, register_model, required_divisor
+from .base import SegmentationNet, SegmentationNetConfig
+from .registry import register_model
 
-__all__ = ["MfNSDe", "build_mfnsde"]
+__all__ = ["MfNSDeConfig", "MfNSDe"]
+
+
+@dataclass(frozen=True)
+class MfNSDeConfig(SegmentationNetConfig):
+    """Config of ``mfnsde`` (fields of :class:`SegmentationNetConfig`, plus):
+
+    Parameters
+    ----------
+    deep_supervision : bool
+        In train mode return the list of deeply supervised outputs (default True, as in
+        the paper). The 1x1 heads always exist, so weights load whatever this setting.
+    """
+
+    deep_supervision: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "deep_supervision", bool(self.deep_supervision))
+
 
 _ACT = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
 _NORM = ("instance", {"affine": True})
@@ -80,12 +101,18 @@ class _NestedNode(nn.Module):
         return self.conv(torch.cat([*gated, g], dim=1))
 
 
-class MfNSDe(nn.Module):
+@register_model(
+    "mfnsde",
+    "MfNS_De: densely nested attention U-Net with multi-scale deep supervision "
+    "(Frontiers in Aging Neuroscience 2024 PVS paper)",
+    MfNSDeConfig,
+)
+class MfNSDe(SegmentationNet):
     """Densely nested attention U-Net (UNet++ with attention-gated skips) for 2D slices.
 
     Parameters
     ----------
-    config : ModelConfig
+    config : MfNSDeConfig
         ``features`` gives the channels per level (``L = len(features) - 1``
         down-samplings); ``deep_supervision`` selects the train-mode output. The 1x1
         heads of all supervised outputs always exist, so a state_dict loads whatever
@@ -93,7 +120,7 @@ class MfNSDe(nn.Module):
 
     Input
     -----
-    ``(B, in_channels, H, W)`` float tensor, H and W multiples of :attr:`divisor`
+    ``{"image": (B, in_channels, H, W)}`` float tensor (or the tensor alone), H and W multiples of :attr:`divisor`
     (``2 ** L``; 8 for the default ``features=(16, 32, 64, 128)``).
 
     Output
@@ -114,15 +141,11 @@ class MfNSDe(nn.Module):
         :attr:`divisor`.
     """
 
-    #: required multiple of H and W for the default config; the instance attribute
-    #: (set from the config) is authoritative.
-    divisor: int = required_divisor(ModelConfig())
+    name = "mfnsde"
 
-    def __init__(self, config: ModelConfig | None = None):
-        super().__init__()
-        cfg = config if config is not None else ModelConfig()
-        self.config = cfg
-        self.divisor = required_divisor(cfg)
+    def __init__(self, config: MfNSDeConfig | None = None):
+        super().__init__(config if config is not None else MfNSDeConfig())
+        cfg = self.config
         self.deep_supervision = cfg.deep_supervision
         fea = cfg.features
         L = len(fea) - 1
@@ -152,8 +175,8 @@ class MfNSDe(nn.Module):
         )
         self.output_scales = [2**i for i, _ in self._supervised]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        check_input(x, self.config, "mfnsde")
+    def forward_image(self, image: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        x = image
         L = self.depth
         X: dict[tuple[int, int], torch.Tensor] = {}
         h = x
@@ -169,11 +192,3 @@ class MfNSDe(nn.Module):
             return self.heads[f"x0_{L}"](X[0, L])
         return [self.heads[f"x{i}_{j}"](X[i, j]) for i, j in self._supervised]
 
-
-@register_model(
-    "mfnsde",
-    "MfNS_De: densely nested attention U-Net with multi-scale deep supervision "
-    "(Frontiers in Aging Neuroscience 2024 PVS paper)",
-)
-def build_mfnsde(config: ModelConfig) -> MfNSDe:
-    return MfNSDe(config)

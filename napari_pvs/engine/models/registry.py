@@ -1,172 +1,120 @@
-"""Model configuration and the name -> factory registry.
+"""The model registry: name -> (network class, config class).
 
-A model is looked up by a short name (``"unet"``, ``"mfnsde"``) and built from a
-:class:`ModelConfig`. The config is a frozen dataclass that survives a JSON round trip
-(``dataclasses.asdict`` -> JSON -> :func:`model_config_from_dict`), so that a checkpoint
-can store ``{"model": name, "config": asdict(config), "state_dict": ...}`` and the
-network can be rebuilt exactly.
+Every network family registers its ``nn.Module`` class together with its own frozen
+config dataclass. A checkpoint stores the name and ``dataclasses.asdict(config)`` (see
+:mod:`napari_pvs.engine.checkpoint`), so :func:`build_model` rebuilds the exact network
+from the checkpoint alone, whatever extra settings a family needs (a ViT depth, a second
+input modality, ...).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import torch
+from torch import nn
 
 __all__ = [
-    "ModelConfig",
     "ModelSpec",
     "MODEL_REGISTRY",
     "register_model",
     "available_models",
+    "model_spec",
     "build_model",
-    "model_config_from_dict",
-    "required_divisor",
+    "config_from_dict",
+    "default_config",
 ]
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Hyper-parameters shared by every registered 2D segmentation network.
-
-    Parameters
-    ----------
-    in_channels : int
-        Channels of the input slice (1 for a single T2-weighted image).
-    out_channels : int
-        Logit channels of the output. The default, 1, is one PVS-vs-background logit
-        to be passed through a sigmoid.
-    features : tuple of int
-        Feature channels per encoder level, from full resolution down to the bottleneck.
-        ``len(features) - 1`` is the number of 2x down-samplings, so the input height and
-        width must be multiples of ``2 ** (len(features) - 1)`` (see
-        :func:`required_divisor`). A list is accepted and stored as a tuple.
-    dropout : float
-        Dropout probability in the convolution blocks, in ``[0, 1)``.
-    deep_supervision : bool
-        ``mfnsde`` only: in train mode return the list of deeply supervised outputs.
-        Ignored by ``unet``.
-
-    Raises
-    ------
-    ValueError
-        If a value is out of range (e.g. fewer than two levels, non-positive channels).
-    """
-
-    in_channels: int = 1
-    out_channels: int = 1
-    features: tuple[int, ...] = (16, 32, 64, 128)
-    dropout: float = 0.0
-    deep_supervision: bool = True
-
-    def __post_init__(self) -> None:
-        # Normalise (frozen dataclass, hence object.__setattr__) then validate, so that
-        # ModelConfig(features=[16, 32]) == ModelConfig(features=(16, 32)).
-        try:
-            features = tuple(int(f) for f in self.features)
-        except TypeError:
-            raise ValueError(
-                f"features must be a sequence of integers, got {self.features!r}"
-            ) from None
-        object.__setattr__(self, "features", features)
-        if len(features) < 2:
-            raise ValueError(
-                f"features needs at least 2 levels (one down-sampling), got {features}"
-            )
-        if any(f < 1 for f in features):
-            raise ValueError(f"features must all be positive, got {features}")
-        for name in ("in_channels", "out_channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-            object.__setattr__(self, name, int(value))
-        dropout = float(self.dropout)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        object.__setattr__(self, "dropout", dropout)
-        object.__setattr__(self, "deep_supervision", bool(self.deep_supervision))
-
-
-def required_divisor(config: ModelConfig) -> int:
-    """Multiple that the input height and width must be for models built from ``config``.
-
-    Equal to ``2 ** (len(config.features) - 1)``: 8 for the default four levels.
-    """
-    return 2 ** (len(config.features) - 1)
-
-
-def model_config_from_dict(d: Mapping) -> ModelConfig:
-    """Rebuild a :class:`ModelConfig` from ``dataclasses.asdict(config)`` (or its JSON).
-
-    Lists (as JSON turns tuples into) are turned back into tuples. Missing keys take
-    their defaults, so configs saved by older versions still load.
-
-    Raises
-    ------
-    ValueError
-        If ``d`` has keys that are not ModelConfig fields, or a value is invalid.
-    """
-    if isinstance(d, ModelConfig):
-        return d
-    if not isinstance(d, Mapping):
-        raise ValueError(f"model config must be a dict, got {type(d).__name__}")
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown model config key(s) {', '.join(map(str, unknown))}; "
-            f"valid keys: {', '.join(sorted(known))}"
-        )
-    kwargs = dict(d)
-    if "features" in kwargs and not isinstance(kwargs["features"], (str, bytes)):
-        try:
-            kwargs["features"] = tuple(kwargs["features"])
-        except TypeError:
-            pass  # __post_init__ raises a clear ValueError
-    return ModelConfig(**kwargs)
-
-
-@dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: its name, a one-line description and its factory."""
+    """A registered network family.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (lower case), e.g. ``"mfnsde"``.
+    description : str
+        One line for menus and ``--help``.
+    network : type
+        The ``nn.Module`` class; built as ``network(config)``.
+    config_class : type
+        Its frozen config dataclass.
+    """
 
     name: str
     description: str
-    factory: Callable[[ModelConfig], torch.nn.Module] = field(repr=False)
+    network: type
+    config_class: type
 
-    def build(self, config: ModelConfig | Mapping | None = None) -> torch.nn.Module:
-        """Build a fresh, randomly initialised network from ``config`` (defaults if None)."""
-        if config is None:
-            config = ModelConfig()
-        elif not isinstance(config, ModelConfig):
-            config = model_config_from_dict(config)
-        return self.factory(config)
+    def config_from_dict(self, d: Mapping | None, *, ignore: tuple[str, ...] = ()) -> object:
+        """Rebuild this family's config from ``dataclasses.asdict(config)`` (or its JSON).
+
+        Lists (JSON turns tuples into lists) are handed to the config, which turns them
+        back into tuples; missing keys take their defaults.
+
+        Parameters
+        ----------
+        d : dict or config or None
+            None gives the default config; an instance of :attr:`config_class` is returned
+            as is.
+        ignore : tuple of str
+            Keys dropped silently (used for checkpoints written before each family had
+            its own config class).
+
+        Raises
+        ------
+        ValueError
+            ``d`` has keys that are not fields of the config, or a value is invalid.
+        """
+        if d is None:
+            return self.config_class()
+        if isinstance(d, self.config_class):
+            return d
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{self.name}: model config must be a dict or "
+                             f"{self.config_class.__name__}, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(self.config_class)}
+        kwargs = {k: v for k, v in d.items() if k not in ignore}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown model config key(s) {', '.join(map(str, unknown))}; "
+                             f"valid keys: {', '.join(sorted(known))}")
+        return self.config_class(**kwargs)
+
+    def build(self, config: object | Mapping | None = None) -> nn.Module:
+        """A freshly initialised network (train mode) from ``config`` (defaults if None)."""
+        return self.network(self.config_from_dict(config))
 
 
 MODEL_REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, description: str) -> Callable:
-    """Decorator registering ``factory(config: ModelConfig) -> nn.Module`` under ``name``.
+def register_model(name: str, description: str, config_class: type) -> Callable[[type], type]:
+    """Class decorator registering a network class and its config class under ``name``.
 
     Names are case-insensitive (stored lower-case).
 
     Raises
     ------
     ValueError
-        If ``name`` is empty or already registered.
+        ``name`` is empty or already registered, or ``config_class`` is not a frozen
+        dataclass.
     """
     key = str(name).strip().lower()
     if not key:
         raise ValueError("model name must not be empty")
+    params = getattr(config_class, "__dataclass_params__", None)
+    if params is None or not params.frozen:
+        raise ValueError(f"config class of model '{key}' must be a frozen dataclass, "
+                         f"got {config_class!r}")
 
-    def decorator(factory: Callable[[ModelConfig], torch.nn.Module]):
+    def decorator(network: type) -> type:
         if key in MODEL_REGISTRY:
             raise ValueError(f"model '{key}' is already registered")
-        MODEL_REGISTRY[key] = ModelSpec(key, description, factory)
-        return factory
+        MODEL_REGISTRY[key] = ModelSpec(key, description, network, config_class)
+        return network
 
     return decorator
 
@@ -176,36 +124,50 @@ def available_models() -> list[str]:
     return sorted(MODEL_REGISTRY)
 
 
-def build_model(
-    name: str, config: ModelConfig | Mapping | None = None
-) -> torch.nn.Module:
+def model_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` registered under ``name`` (case-insensitive).
+
+    Raises
+    ------
+    ValueError
+        ``"unknown model 'x'; available: mfnsde, unet"``.
+    """
+    spec = MODEL_REGISTRY.get(str(name).strip().lower())
+    if spec is None:
+        raise ValueError(f"unknown model '{name}'; available: {', '.join(available_models())}")
+    return spec
+
+
+def default_config(name: str) -> object:
+    """The default config of model ``name``."""
+    return model_spec(name).config_class()
+
+
+def config_from_dict(name: str, d: Mapping | object | None) -> object:
+    """Model ``name``'s config rebuilt from a dict (see :meth:`ModelSpec.config_from_dict`)."""
+    return model_spec(name).config_from_dict(d)
+
+
+def build_model(name: str, config: object | Mapping | None = None) -> nn.Module:
     """Build the registered model ``name`` from ``config``.
 
     Parameters
     ----------
     name : str
         A name from :func:`available_models` (case-insensitive).
-    config : ModelConfig, dict or None
-        The configuration; a dict is read with :func:`model_config_from_dict`; None
-        means ``ModelConfig()``.
+    config : config dataclass, dict or None
+        The family's config (a dict is read with :meth:`ModelSpec.config_from_dict`);
+        None means its defaults.
 
     Returns
     -------
     torch.nn.Module
-        A freshly initialised network (in train mode) whose ``divisor`` attribute is the
-        required multiple of input height and width and whose ``config`` attribute is the
-        :class:`ModelConfig` it was built from.
+        A freshly initialised network (train mode); its ``config`` attribute is the
+        config it was built from.
 
     Raises
     ------
     ValueError
-        ``"unknown model 'x'; available: mfnsde, unet"`` for an unknown name, or for an
-        invalid config.
+        Unknown name, or an invalid config.
     """
-    key = str(name).strip().lower()
-    spec = MODEL_REGISTRY.get(key)
-    if spec is None:
-        raise ValueError(
-            f"unknown model '{name}'; available: {', '.join(available_models())}"
-        )
-    return spec.build(config)
+    return model_spec(name).build(config)

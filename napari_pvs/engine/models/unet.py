@@ -1,63 +1,60 @@
-"""``unet``: the MONAI U-Net baseline on 2D slices.
+"""``unet``: the MONAI residual U-Net baseline on 2D slices.
 
-Reference: MONAI Consortium, "MONAI: An open-source framework for deep learning in
+Refer to: MONAI Consortium, "MONAI: An open-source framework for deep learning in
 healthcare", arXiv:2211.02701 (2022); ``monai.networks.nets.UNet`` (residual U-Net after
-Kerfoot et al., 2018).
+Kerfoot et al., "Left-ventricle quantification using residual U-Net", STACOM 2018,
+DOI 10.1007/978-3-030-12029-0_40).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from monai.networks.nets import UNet
-from torch import nn
 
-from ._common import check_input
-from .registry import ModelConfig, register_model, required_divisor
+from .base import SegmentationNet, SegmentationNetConfig
+from .registry import register_model
 
-__all__ = ["UNet2D", "build_unet"]
+__all__ = ["UNetConfig", "UNet2D"]
 
 
-class UNet2D(nn.Module):
-    """2D MONAI U-Net with two residual units per level.
+@dataclass(frozen=True)
+class UNetConfig(SegmentationNetConfig):
+    """Config of ``unet`` (fields of :class:`SegmentationNetConfig`, plus):
 
-    Wraps ``monai.networks.nets.UNet(spatial_dims=2, channels=config.features,
-    strides=(2,) * (len(features) - 1), num_res_units=2, dropout=config.dropout)``.
-
-    Input: ``(B, in_channels, H, W)`` float32, H and W multiples of :attr:`divisor`
-    (``2 ** (len(features) - 1)``, 8 by default). Output, in train and eval mode alike:
-    one ``(B, out_channels, H, W)`` tensor of logits (no sigmoid applied).
-
-    Raises
-    ------
-    ValueError
-        In ``forward``, for a wrongly shaped, non-float input or H/W not multiples of
-        :attr:`divisor`.
+    Parameters
+    ----------
+    num_res_units : int
+        Residual units per level (MONAI ``UNet(num_res_units=...)``), default 2.
     """
 
-    #: required multiple of H and W for the default config; the instance attribute
-    #: (set from the config) is authoritative.
-    divisor: int = required_divisor(ModelConfig())
+    num_res_units: int = 2
 
-    def __init__(self, config: ModelConfig | None = None):
-        super().__init__()
-        self.config = config if config is not None else ModelConfig()
-        self.divisor = required_divisor(self.config)
-        n = len(self.config.features)
-        self.net = UNet(
-            spatial_dims=2,
-            in_channels=self.config.in_channels,
-            out_channels=self.config.out_channels,
-            channels=self.config.features,
-            strides=(2,) * (n - 1),
-            num_res_units=2,
-            dropout=self.config.dropout,
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.config, "unet")
-        return self.net(x)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if int(self.num_res_units) < 0:
+            raise ValueError(f"num_res_units must be >= 0, got {self.num_res_units!r}")
 
 
-@register_model("unet", "MONAI residual U-Net baseline (2D axial slices)")
-def build_unet(config: ModelConfig) -> UNet2D:
-    return UNet2D(config)
+@register_model("unet", "MONAI residual U-Net baseline (2D axial slices)", UNetConfig)
+class UNet2D(SegmentationNet):
+    """2D MONAI U-Net: ``UNet(spatial_dims=2, channels=features, strides=(2,) * L,
+    num_res_units, dropout)``.
+
+    Input: ``{"image": (B, in_channels, H, W)}`` float32, H and W multiples of
+    :attr:`divisor`. Output, in train and eval mode alike: ``(B, out_channels, H, W)``
+    logits (no sigmoid).
+    """
+
+    name = "unet"
+
+    def __init__(self, config: UNetConfig | None = None):
+        super().__init__(config if config is not None else UNetConfig())
+        cfg = self.config
+        self.net = UNet(spatial_dims=2, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+                        channels=cfg.features, strides=(2,) * (len(cfg.features) - 1),
+                        num_res_units=cfg.num_res_units, dropout=cfg.dropout)
+
+    def forward_image(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)

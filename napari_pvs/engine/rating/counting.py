@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
+from skimage.measure import label, regionprops_table
 
-from .errors import PVSInputError
-from .io import Volume, atomic_path
+from ..errors import PVSInputError
+from ..io import Volume, atomic_path
 
 __all__ = [
     "SliceCount",
@@ -32,10 +32,12 @@ __all__ = [
     "count_rating_slices",
     "count_volume",
     "write_counts_csv",
+    "component_table",
 ]
 
-_CONN_2D = ndimage.generate_binary_structure(2, 2)  # 8-connectivity in-plane
-_CONN_3D = ndimage.generate_binary_structure(3, 3)  # 26-connectivity
+# skimage connectivity: 2 in 2D = 8-connectivity in-plane; 3 in 3D = 26-connectivity
+_CONN_2D = 2
+_CONN_3D = 3
 
 
 def potter_grade(count: int) -> int:
@@ -153,11 +155,13 @@ def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
     n = arr.shape[0]
     if not 0 <= slice_index < n:
         raise PVSInputError(f"{region} slice {slice_index} is outside the volume (0-{n - 1})", mask.path)
-    labels, total = ndimage.label(arr[slice_index], structure=_CONN_2D)
+    labels = label(arr[slice_index], connectivity=_CONN_2D)
+    props = regionprops_table(labels, properties=("label", "centroid"))
+    total = int(props["label"].size)
     mid = _midline_world_x(mask, slice_index, midline_x_mm)
     left = right = 0
     if total:
-        cents = np.asarray(ndimage.center_of_mass(labels > 0, labels, range(1, total + 1)))
+        cents = np.stack([props["centroid-0"], props["centroid-1"]], axis=1)
         zyx = np.zeros((total, 3))
         zyx[:, mask.axial_axis] = slice_index
         zyx[:, others[0]] = cents[:, 0]
@@ -174,8 +178,42 @@ def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
 def count_volume(mask: Volume) -> VolumeCount:
     """3D connected components (26-connectivity) and total PVS volume in mm^3."""
     arr = np.asarray(mask.data) > 0
-    _, n = ndimage.label(arr, structure=_CONN_3D)
-    return VolumeCount(n_components=int(n), volume_mm3=float(arr.sum() * np.prod(mask.voxel_size)))
+    n = int(label(arr, connectivity=_CONN_3D).max())
+    return VolumeCount(n_components=n, volume_mm3=float(arr.sum() * np.prod(mask.voxel_size)))
+
+
+def component_table(mask: Volume) -> list[dict]:
+    """One row per PVS (3D connected component, 26-connectivity) of a mask.
+
+    Built with ``skimage.measure.regionprops_table``. Columns: ``id`` (component label,
+    1-based), ``n_voxels``, ``volume_mm3``, centroid in array indices ``centroid_z,
+    centroid_y, centroid_x`` (voxels, ``(Z, Y, X)``) and in world RAS mm ``x_mm, y_mm,
+    z_mm``, and ``extent_z, extent_y, extent_x``: the bounding-box size in voxels.
+
+    Parameters
+    ----------
+    mask : Volume
+        Binary PVS mask ``(Z, Y, X)``; nonzero = PVS.
+    """
+    labels = label(np.asarray(mask.data) > 0, connectivity=_CONN_3D)
+    props = regionprops_table(labels, properties=("label", "area", "centroid", "bbox"))
+    if props["label"].size == 0:
+        return []
+    vox_mm3 = float(np.prod(mask.voxel_size))
+    cents = np.stack([props[f"centroid-{a}"] for a in range(3)], axis=1)
+    world = mask.voxel_to_world(cents)
+    rows = []
+    for n in range(props["label"].size):
+        rows.append({
+            "id": int(props["label"][n]), "n_voxels": int(props["area"][n]),
+            "volume_mm3": float(props["area"][n] * vox_mm3),
+            "centroid_z": float(cents[n, 0]), "centroid_y": float(cents[n, 1]),
+            "centroid_x": float(cents[n, 2]),
+            "x_mm": float(world[n, 0]), "y_mm": float(world[n, 1]), "z_mm": float(world[n, 2]),
+            **{f"extent_{a}": int(props[f"bbox-{i + 3}"][n] - props[f"bbox-{i}"][n])
+               for i, a in enumerate("zyx")},
+        })
+    return rows
 
 
 def count_rating_slices(mask: Volume, bg_slice: int, cso_slice: int, *,

@@ -1,22 +1,23 @@
-"""Access to the real public MRI files listed in the data registry (``MANIFEST.tsv``).
+"""The real public MRI files napari-pvs uses, fetched and checked with pooch.
 
-Each row of the manifest gives a file's relative path, size, sha256 and public origin
-(GitHub ``owner/repo``, commit and path inside that repository). A file is resolved in
-this order:
+The registry (``MANIFEST.tsv``, shipped with the package) gives each file's relative
+path, size, sha256 and public origin (GitHub ``owner/repo``, commit, path). Two
+:class:`pooch.Pooch` objects serve it, both built with :func:`pooch.create` from the same
+registry:
 
-1. the data directory: ``$NAPARI_PVS_DATA`` if set, else ``../shared/data`` beside a
-   development checkout, if it exists;
-2. the per-user cache (``pooch.os_cache("napari-pvs")``), downloading it with pooch from
-   ``https://github.com/<source>/raw/<commit>/<source_path>`` when missing.
+1. the data directory: ``$NAPARI_PVS_DATA`` (pooch's ``env``) or else ``../shared/data``
+   beside a development checkout. Files there are only read and hash-checked, never
+   downloaded or replaced (``allow_updates=False``);
+2. the per-user cache (``pooch.os_cache("napari-pvs")``), into which a file that the data
+   directory lacks is downloaded from ``https://github.com/<source>/raw/<commit>/<path>``.
 
-Every file is checked against its sha256 before it is used. No data file is ever part
-of this repository.
+Every file is checked against its sha256 (``pooch.file_hash``) before it is used. No
+data file is ever part of this repository.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -24,19 +25,12 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from .errors import PVSInputError
+import pooch
 
-__all__ = [
-    "DataEntry",
-    "manifest",
-    "data_dir",
-    "cache_dir",
-    "fetch",
-    "file_url",
-    "verify_sha256",
-    "sha256_file",
-    "ENV_VAR",
-]
+from ..errors import PVSInputError
+
+__all__ = ["DataEntry", "manifest", "data_dir", "cache_dir", "fetch", "file_url", "sha256_file",
+           "ENV_VAR"]
 
 log = logging.getLogger(__name__)
 ENV_VAR = "NAPARI_PVS_DATA"
@@ -44,7 +38,7 @@ ENV_VAR = "NAPARI_PVS_DATA"
 
 @dataclass(frozen=True)
 class DataEntry:
-    """One row of the data registry."""
+    """One row of the data registry (``MANIFEST.tsv``)."""
 
     path: str
     bytes: int
@@ -59,27 +53,19 @@ class DataEntry:
         return file_url(self)
 
 
-def _read_manifest(path: Path) -> dict[str, DataEntry]:
-    with open(path, newline="") as fh:
-        rows = csv.DictReader(fh, delimiter="\t")
-        return {
-            r["path"]: DataEntry(r["path"], int(r["bytes"]), r["sha256"], r["source"],
-                                 r["commit"], r["source_path"])
-            for r in rows
-        }
-
-
 @lru_cache(maxsize=1)
 def manifest() -> dict[str, DataEntry]:
     """The registry shipped with the package: relative path -> :class:`DataEntry`."""
-    ref = resources.files("napari_pvs") / "data" / "MANIFEST.tsv"
-    with resources.as_file(ref) as p:
-        return _read_manifest(Path(p))
+    ref = resources.files(__package__) / "MANIFEST.tsv"
+    with ref.open(newline="") as fh:
+        return {r["path"]: DataEntry(r["path"], int(r["bytes"]), r["sha256"], r["source"],
+                                     r["commit"], r["source_path"])
+                for r in csv.DictReader(fh, delimiter="\t")}
 
 
 def _dev_data_dir() -> Path:
-    # <checkout>/napari_pvs/engine/datasets.py -> <checkout>/../shared/data
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+    # <checkout>/napari_pvs/engine/data/registry.py -> <checkout>/../shared/data
+    return Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 def data_dir() -> Path | None:
@@ -93,9 +79,7 @@ def data_dir() -> Path | None:
 
 
 def cache_dir() -> Path:
-    """Per-user download cache used when a file is not in :func:`data_dir`."""
-    import pooch
-
+    """Per-user download cache used for files the data directory lacks."""
     return Path(pooch.os_cache("napari-pvs"))
 
 
@@ -107,17 +91,16 @@ def file_url(entry: DataEntry) -> str | None:
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex sha256 of a file (``pooch.file_hash``)."""
+    return pooch.file_hash(str(path), alg="sha256")
 
 
-def verify_sha256(path: Path, expected: str) -> bool:
-    """True when the file's sha256 equals ``expected`` (hex)."""
-    return sha256_file(path) == expected.lower()
+def _pooch(root: Path, *, env: str | None = None) -> pooch.Pooch:
+    entries = manifest()
+    return pooch.create(
+        path=root, base_url="", env=env, allow_updates=False, retry_if_failed=2,
+        registry={p: f"sha256:{e.sha256}" for p, e in entries.items()},
+        urls={p: u for p, e in entries.items() if (u := file_url(e)) is not None})
 
 
 _verified: set[tuple[str, str]] = set()
@@ -132,8 +115,7 @@ def fetch(relpath: str, *, download: bool = True) -> Path:
         Path relative to the data root, as in ``MANIFEST.tsv``, e.g.
         ``"open_ms/longitudinal/patient01/study1_T2W.nii.gz"``.
     download : bool
-        Allow downloading into the per-user cache with pooch when the file is not in
-        the data directory.
+        Allow downloading into the per-user cache when the data directory lacks the file.
 
     Returns
     -------
@@ -143,7 +125,7 @@ def fetch(relpath: str, *, download: bool = True) -> Path:
     ------
     PVSInputError
         Unknown file; local copy with a wrong checksum; missing and not downloadable
-        (offline, or a non-GitHub source).
+        (offline, or a source that is not on GitHub).
     """
     entries = manifest()
     if relpath not in entries:
@@ -154,9 +136,11 @@ def fetch(relpath: str, *, download: bool = True) -> Path:
         local = root / relpath
         key = (str(local), entry.sha256)
         if key not in _verified:
-            if not verify_sha256(local, entry.sha256):
+            try:
+                _pooch(root, env=ENV_VAR).fetch(relpath)
+            except ValueError:  # pooch: hash mismatch and updates not allowed
                 raise PVSInputError(f"sha256 does not match the registry ({entry.sha256[:12]}...); "
-                                    "the file is corrupt or a different version", local)
+                                    "the file is corrupt or a different version", local) from None
             _verified.add(key)
         return local
     url = file_url(entry)
@@ -164,13 +148,8 @@ def fetch(relpath: str, *, download: bool = True) -> Path:
         where = root if root is not None else f"${ENV_VAR} (unset)"
         raise PVSInputError(f"not found in data directory {where} and cannot be downloaded"
                             + (" (source is not on GitHub)" if url is None else ""), relpath)
-    import pooch
-
-    target = cache_dir()
     log.info("downloading %s from %s", relpath, url)
     try:
-        local = pooch.retrieve(url=url, known_hash=f"sha256:{entry.sha256}",
-                               fname=relpath.replace("/", "__"), path=target, progressbar=False)
-    except Exception as exc:  # network errors, hash mismatch
+        return Path(_pooch(cache_dir()).fetch(relpath, progressbar=False))
+    except Exception as exc:  # noqa: BLE001 - pooch/requests raise many types (network, hash)
         raise PVSInputError(f"download from {url} failed ({type(exc).__name__}: {exc})", relpath) from None
-    return Path(local)

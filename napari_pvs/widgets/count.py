@@ -6,8 +6,10 @@ both default to the viewer's current slice), then *Count*. The table shows, per 
 the PVS (2D connected components) in the subject's left and right hemisphere, the total,
 the Potter grade (0 none, 1: 1-10, 2: 11-20, 3: 21-40, 4: >40, of the hemisphere with
 more) and the PVS area in mm^2, plus the whole-volume count (3D components) and volume
-in mm^3 (:func:`napari_pvs.engine.counting.count_rating_slices`). Left/right uses the
+in mm^3 (:func:`napari_pvs.engine.rating.count_rating_slices`). Left/right uses the
 world (RAS) x of each component from the layer's affine; *Save CSV* writes the table.
+Slice numbers run along the volume's axial axis (from its affine), whatever the order of
+napari's dims; "= current slice" reads the viewer's world position through the layer.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from magicgui.widgets import Container, SpinBox
+import numpy as np
+from magicgui.widgets import Container, SpinBox, create_widget
 from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTableWidget,
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
-from ._common import LayerPicker, notify_error, notify_info
-from ._layers import layer_to_volume
+from ..engine.errors import PVSInputError
+from ..layers import layer_to_volume
+from ._job import notify_error, notify_info
 
 from typing import TYPE_CHECKING
 
@@ -60,13 +64,13 @@ class CountWidget(QWidget):
         self.viewer = napari_viewer
         self.last_counts = None
 
-        self.labels = LayerPicker(napari_viewer, "labels", "PVS mask", on_change=self._on_layer_changed)
-        current = self._current_slice()
-        self.bg_slice = SpinBox(label="BG slice", value=current, min=0, max=10000,
+        self.labels = create_widget(annotation="napari.layers.Labels", label="PVS mask")
+        self.labels.changed.connect(self._on_layer_changed)
+        self.bg_slice = SpinBox(label="BG slice", value=0, min=0, max=10000,
                                 tooltip="axial slice through the basal ganglia (anterior commissure)")
-        self.cso_slice = SpinBox(label="CSO slice", value=current, min=0, max=10000,
+        self.cso_slice = SpinBox(label="CSO slice", value=0, min=0, max=10000,
                                  tooltip="axial slice ~1 cm above the lateral ventricles")
-        self._form = Container(widgets=[self.labels.combo, self.bg_slice, self.cso_slice])
+        self._form = Container(widgets=[self.labels, self.bg_slice, self.cso_slice])
         self.bg_here = QPushButton("BG = current slice")
         self.cso_here = QPushButton("CSO = current slice")
         self.bg_here.clicked.connect(lambda *_: self._set_to_current(self.bg_slice))
@@ -102,42 +106,47 @@ class CountWidget(QWidget):
 
     def reset_choices(self, *_):
         """Refresh the layer picker (napari calls this when layers change)."""
-        self.labels.refresh()
+        self._form.reset_choices()
 
-    def _current_slice(self) -> int:
+    def current_slice(self, layer=None) -> int | None:
+        """Index along the volume's axial axis of the viewer's current position, for
+        ``layer`` (default the chosen mask); None without a 3D layer."""
+        layer = layer if layer is not None else self.labels.value
+        if layer is None or np.ndim(layer.data) != 3:
+            return None
         try:
-            step = self.viewer.dims.current_step
-            return int(step[-3]) if len(step) >= 3 else 0
-        except Exception:  # pragma: no cover - no dims yet
-            return 0
+            axial = layer_to_volume(layer).axial_axis
+        except PVSInputError:
+            return None
+        data_pos = np.asarray(layer.world_to_data(self.viewer.dims.point))[-3:]
+        n = layer.data.shape[axial]
+        return int(np.clip(np.round(data_pos[axial]), 0, n - 1))
 
     def _set_to_current(self, box: SpinBox) -> None:
-        box.value = min(max(self._current_slice(), box.min), box.max)
+        current = self.current_slice()
+        if current is not None:
+            box.value = min(max(current, box.min), box.max)
 
     def _on_layer_changed(self, layer=None) -> None:
-        if layer is None:
+        if layer is None or np.ndim(layer.data) != 3:
             return
-        n = int(layer.data.shape[0]) if layer.data.ndim == 3 else 1
-        axial = self._axial_axis(layer)
-        if axial is not None and layer.data.ndim == 3:
-            n = int(layer.data.shape[axial])
+        try:
+            n = int(layer.data.shape[layer_to_volume(layer).axial_axis])
+        except PVSInputError:
+            return
         for box in (self.bg_slice, self.cso_slice):
             box.max = max(0, n - 1)
-
-    @staticmethod
-    def _axial_axis(layer):
-        try:
-            return layer_to_volume(layer).axial_axis
-        except Exception:
-            return None
+        current = self.current_slice(layer)
+        for box in (self.bg_slice, self.cso_slice):
+            if current is not None and box.value == 0:
+                box.value = current
 
     # ------------------------------------------------------------------ counting
     def count(self, *_):
         """Count PVS on the two slices and fill the table (the *Count* button).
 
         Returns the :class:`~napari_pvs.engine.counting.RatingCounts` (None on error)."""
-        from ..engine.counting import count_rating_slices
-        from ..engine.errors import PVSInputError
+        from ..engine.rating import count_rating_slices
 
         layer = self.labels.value
         if layer is None:
@@ -174,7 +183,7 @@ class CountWidget(QWidget):
 
     def save_csv(self, path) -> Path | None:
         """Write the last counts as CSV (atomically)."""
-        from ..engine.counting import write_counts_csv
+        from ..engine.rating import write_counts_csv
 
         if self.last_counts is None:
             notify_error("nothing to save: press Count first")

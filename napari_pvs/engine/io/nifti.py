@@ -1,9 +1,10 @@
-"""NIfTI input/output that keeps the geometry (affine, voxel size, orientation, header).
+"""NIfTI reading and writing that keeps the geometry; atomic writes.
 
-Arrays are held in ``(Z, Y, X)`` order: the NIfTI voxel axes ``(k, j, i)`` reversed, so
-``volume.data[z]`` is slice ``z`` as numbered in the file. Nothing is ever re-oriented
-or flipped: the affine stored with the array is the file's own, and writing a mask
-transposes back and reuses the source image's affine and header exactly.
+Reading gives a :class:`~napari_pvs.engine.io.volume.Volume` (data ``(Z, Y, X)``, the
+file's affine and header). Writing a derived image transposes back and reuses the source
+image's affine and header exactly; every write goes to a temporary file in the target
+folder, is flushed to disk (fsync) and renamed, so a crash never leaves a half-written
+file under the final name.
 """
 
 from __future__ import annotations
@@ -12,104 +13,26 @@ import gzip
 import os
 import tempfile
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from .errors import PVSInputError
+from ..errors import PVSInputError
+from .volume import Volume, check_same_grid
 
-__all__ = [
-    "Volume",
-    "load_volume",
-    "load_mask",
-    "save_volume",
-    "check_same_grid",
-    "atomic_path",
-    "NIFTI_SUFFIXES",
-]
+__all__ = ["load_volume", "load_mask", "save_volume", "atomic_path", "is_nifti_name",
+           "NIFTI_SUFFIXES"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
-def _is_nifti_name(path: Path) -> bool:
-    name = path.name.lower()
+def is_nifti_name(path: str | Path) -> bool:
+    """True for a ``.nii`` or ``.nii.gz`` file name (case-insensitive)."""
+    name = Path(path).name.lower()
     return name.endswith(".nii") or name.endswith(".nii.gz")
-
-
-@dataclass(frozen=True, eq=False)
-class Volume:
-    """A 3D scalar volume with its geometry.
-
-    Attributes
-    ----------
-    data : np.ndarray
-        Shape ``(Z, Y, X)`` (NIfTI ``(k, j, i)``). Any numeric dtype.
-    affine : np.ndarray
-        Shape ``(4, 4)``, float64: NIfTI voxel ``(i, j, k)`` -> world RAS+ mm.
-    header : nibabel.Nifti1Header, optional
-        The source file's header, reused when saving derived images.
-    path : Path, optional
-        File the volume was read from.
-    """
-
-    data: np.ndarray
-    affine: np.ndarray
-    header: nib.Nifti1Header | None = None
-    path: Path | None = None
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """Array shape ``(Z, Y, X)`` in voxels."""
-        return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
-
-    @property
-    def voxel_size(self) -> tuple[float, float, float]:
-        """Voxel size in mm along ``(Z, Y, X)``, from the affine's column norms."""
-        ijk = np.sqrt((np.asarray(self.affine)[:3, :3] ** 2).sum(axis=0))
-        return tuple(float(v) for v in ijk[::-1])  # type: ignore[return-value]
-
-    @property
-    def orientation(self) -> tuple[str, str, str]:
-        """Axis codes of NIfTI ``(i, j, k)``, e.g. ``('L', 'P', 'S')``: the direction each
-        voxel axis increases towards (nibabel's ``aff2axcodes``)."""
-        return tuple(nib.aff2axcodes(self.affine))  # type: ignore[return-value]
-
-    @property
-    def axial_axis(self) -> int:
-        """Index (in ``(Z, Y, X)`` order) of the array axis closest to superior-inferior."""
-        rot = np.asarray(self.affine)[:3, :3]
-        unit = rot / np.linalg.norm(rot, axis=0, keepdims=True)
-        ijk = int(np.argmax(np.abs(unit[2])))  # S component of each voxel axis
-        return 2 - ijk
-
-    @property
-    def lr_axis(self) -> int:
-        """Index (in ``(Z, Y, X)`` order) of the array axis closest to left-right."""
-        rot = np.asarray(self.affine)[:3, :3]
-        unit = rot / np.linalg.norm(rot, axis=0, keepdims=True)
-        return 2 - int(np.argmax(np.abs(unit[0])))
-
-    def with_data(self, data: np.ndarray, **meta) -> "Volume":
-        """A new volume on the same grid (affine, header) holding ``data`` (same shape)."""
-        if tuple(data.shape) != self.shape:
-            raise ValueError(f"data shape {tuple(data.shape)} does not match grid {self.shape}")
-        return Volume(data=data, affine=self.affine, header=self.header, path=self.path,
-                      meta={**self.meta, **meta})
-
-    def voxel_to_world(self, zyx: np.ndarray) -> np.ndarray:
-        """Map array indices ``(..., 3)`` in ``(z, y, x)`` order to world RAS+ mm ``(..., 3)``."""
-        zyx = np.asarray(zyx, dtype=float)
-        ijk = zyx[..., ::-1]
-        return ijk @ np.asarray(self.affine)[:3, :3].T + np.asarray(self.affine)[:3, 3]
-
-    def world_to_voxel(self, xyz: np.ndarray) -> np.ndarray:
-        """Map world RAS+ mm ``(..., 3)`` to (fractional) array indices ``(..., 3)`` ``(z, y, x)``."""
-        inv = np.linalg.inv(np.asarray(self.affine))
-        ijk = np.asarray(xyz, dtype=float) @ inv[:3, :3].T + inv[:3, 3]
-        return ijk[..., ::-1]
 
 
 def _check_readable(path: Path) -> None:
@@ -117,7 +40,7 @@ def _check_readable(path: Path) -> None:
         raise PVSInputError("file not found", path)
     if path.is_dir():
         raise PVSInputError("is a directory, expected a NIfTI file (.nii or .nii.gz)", path)
-    if not _is_nifti_name(path):
+    if not is_nifti_name(path):
         raise PVSInputError("not a NIfTI file: expected a .nii or .nii.gz name", path)
 
 
@@ -177,21 +100,6 @@ def load_volume(path: str | Path, *, allow_nan: bool = False) -> Volume:
     return Volume(data=data, affine=affine, header=header, path=path)
 
 
-def check_same_grid(a: Volume, b: Volume, *, atol: float = 1e-3) -> None:
-    """Raise :class:`PVSInputError` (naming ``b.path``) unless ``b`` is on ``a``'s grid.
-
-    Same grid means the same shape ``(Z, Y, X)`` and affines equal within ``atol`` mm.
-    """
-    if a.shape != b.shape:
-        raise PVSInputError(
-            f"grid {b.shape[::-1]} differs from the image's {a.shape[::-1]} "
-            f"({a.path.name if a.path else 'image'}); expected the same voxel grid", b.path)
-    if not np.allclose(a.affine, b.affine, atol=atol):
-        raise PVSInputError(
-            "affine differs from the image's "
-            f"({a.path.name if a.path else 'image'}); expected the same voxel grid", b.path)
-
-
 def load_mask(path: str | Path, reference: Volume | None = None) -> Volume:
     """Read a binary mask (any voxel > 0 is foreground) as ``uint8`` ``(Z, Y, X)``.
 
@@ -213,31 +121,28 @@ def load_mask(path: str | Path, reference: Volume | None = None) -> Volume:
     return vol.with_data((vol.data > 0).astype(np.uint8))
 
 
-def atomic_path(path: str | Path):
-    """Context manager yielding a temporary path beside ``path``; renamed onto ``path``
-    only if the block succeeds, so a failure never leaves a half-written file."""
-    return _AtomicPath(Path(path))
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Context manager yielding a temporary path beside ``path``.
 
-
-class _AtomicPath:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        suffix = "".join(self.path.suffixes[-2:]) if self.path.name.endswith(".nii.gz") else self.path.suffix
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".part{suffix}",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-        return False
+    When the block succeeds the temporary file is flushed to disk (``fsync``) and renamed
+    onto ``path`` (``os.replace``: atomic on one file system); when it raises, the
+    temporary file is removed. Either way no half-written file ever carries the final
+    name. Parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_volume(path: str | Path, data: np.ndarray, reference: Volume, *,
@@ -267,7 +172,7 @@ def save_volume(path: str | Path, data: np.ndarray, reference: Volume, *,
         ``data`` shape differs from the reference grid.
     """
     path = Path(path)
-    if not _is_nifti_name(path):
+    if not is_nifti_name(path):
         raise PVSInputError("output must be a .nii or .nii.gz file", path)
     if tuple(data.shape) != reference.shape:
         raise ValueError(f"data shape {tuple(data.shape)} does not match the reference grid {reference.shape}")

@@ -1,0 +1,9 @@
+"""Anatomy from the image itself: brain mask (:mod:`.brain`), tissue classes, BG/CSO regions
+and the ventricle landmark with approximate rating-slice levels (:mod:`.tissue`)."""
+
+from .brain import brain_mask
+from .tissue import (REGION_BG, REGION_CSO, REGION_NAMES, REGION_NONE, Anatomy, AnatomyConfig,
+                     analyze_anatomy, rating_slice_levels, tissue_regions)
+
+__all__ = ["brain_mask", "Anatomy", "AnatomyConfig", "analyze_anatomy", "tissue_regions",
+           "rating_slice_levels", "REGION_NONE", "REGION_BG", "REGION_CSO", "REGION_NAMES"]

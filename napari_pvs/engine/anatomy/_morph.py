@@ -1,0 +1,79 @@
+"""Small morphology and geometry helpers in mm, shared by the anatomy and synth modules.
+
+All arrays are ``(Z, Y, X)``; ``spacing`` is the voxel size in mm along ``(Z, Y, X)``.
+Distances use ``scipy.ndimage.distance_transform_edt`` with that sampling, so anisotropic
+voxels are handled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import PVSInputError
+from ..io import Volume
+
+__all__ = ["image_name", "spacing_mm", "edt_inside", "edt_to", "dilate_mm", "world_axis",
+           "smoothed", "check_3d", "crop_to"]
+
+
+def image_name(image: Volume) -> str:
+    return image.path.name if image.path is not None else "image"
+
+
+def spacing_mm(image: Volume) -> np.ndarray:
+    return np.asarray(image.voxel_size, dtype=float)
+
+
+def edt_inside(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Distance (mm) from each voxel of ``mask`` to the nearest voxel outside it; the
+    array border counts as outside."""
+    padded = np.pad(mask, 1)
+    dist = ndi.distance_transform_edt(padded, sampling=spacing)
+    return dist[1:-1, 1:-1, 1:-1].astype(np.float32)
+
+
+def edt_to(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Distance (mm) from each voxel to the nearest voxel of ``mask`` (inf if empty)."""
+    if not mask.any():
+        return np.full(mask.shape, np.inf, dtype=np.float32)
+    return ndi.distance_transform_edt(~mask, sampling=spacing).astype(np.float32)
+
+
+def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
+    if radius_mm <= 0 or not mask.any():
+        return mask.copy()
+    return edt_to(mask, spacing) <= radius_mm
+
+
+def world_axis(image: Volume, axis: int, shape=None) -> np.ndarray:
+    """World coordinate ``axis`` (0 = x/R, 1 = y/A, 2 = z/S), in mm, of every voxel
+    centre, as a float32 ``(Z, Y, X)`` array (broadcast view)."""
+    a = np.asarray(image.affine, dtype=float)
+    z, y, x = shape if shape is not None else image.shape
+    k = np.arange(z, dtype=np.float32)[:, None, None] * np.float32(a[axis, 2])
+    j = np.arange(y, dtype=np.float32)[None, :, None] * np.float32(a[axis, 1])
+    i = np.arange(x, dtype=np.float32)[None, None, :] * np.float32(a[axis, 0])
+    return k + j + i + np.float32(a[axis, 3])
+
+
+def smoothed(image: Volume, sigma_mm: float = 0.7) -> np.ndarray:
+    data = np.asarray(image.data, dtype=np.float32)
+    sigma = sigma_mm / spacing_mm(image)
+    return ndi.gaussian_filter(data, sigma=sigma, mode="nearest")
+
+
+def check_3d(image: Volume) -> None:
+    if np.ndim(image.data) != 3:
+        raise PVSInputError(
+            f"image has {np.ndim(image.data)} dimensions {tuple(np.shape(image.data))}, "
+            "expected a 3D volume", image.path)
+
+
+def crop_to(mask: np.ndarray, pad_vox) -> tuple[slice, slice, slice]:
+    """Bounding box of ``mask`` (``(Z, Y, X)`` slices), padded by ``pad_vox`` voxels per axis
+    and clipped to the array."""
+    idx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax)))
+           for ax in range(3)]
+    return tuple(slice(max(int(i[0]) - int(p), 0), min(int(i[-1]) + int(p) + 1, n))
+                 for i, p, n in zip(idx, pad_vox, mask.shape))

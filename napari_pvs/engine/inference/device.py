@@ -1,0 +1,47 @@
+"""Device choice and mixed precision, shared by training and inference."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ..errors import PVSInputError
+
+__all__ = ["pick_device", "autocast", "amp_dtype"]
+
+
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/None -> CUDA when available, else CPU; otherwise ``torch.device(device)``.
+
+    Raises
+    ------
+    PVSInputError
+        ``"cuda"`` asked for on a machine without CUDA, or an unknown device string.
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise PVSInputError(f"unknown device {device!r}; expected auto, cpu or cuda") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PVSInputError(f"device {device!r} asked for, but CUDA is not available on this machine")
+    return dev
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype used on ``device``: bfloat16 on CUDA GPUs that support it, else
+    float16 on CUDA; None (float32, no autocast) on the CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """``torch.autocast`` with :func:`amp_dtype` on CUDA; a no-op context on the CPU or when
+    ``enabled`` is False (CPU work stays float32)."""
+    dtype = amp_dtype(device)
+    if not enabled or dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

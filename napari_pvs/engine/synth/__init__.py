@@ -1,0 +1,9 @@
+"""Synthetic PVS with a known mask, inserted into real T2 images: rendering (:mod:`.render`),
+noise matching (:mod:`.noise`) and insertion (:mod:`.simulate`)."""
+
+from .noise import estimate_noise_sigma
+from .render import render_pvs_fraction
+from .simulate import TABLE_COLUMNS, SimulationConfig, SimulationResult, simulate_pvs, write_table_csv
+
+__all__ = ["SimulationConfig", "SimulationResult", "simulate_pvs", "write_table_csv", "TABLE_COLUMNS",
+           "estimate_noise_sigma", "render_pvs_fraction"]

@@ -1,0 +1,352 @@
+"""The task-neutral training loop: a generator of :class:`TrainEvent` that any task drives.
+
+:func:`run_training` owns what every training shares: device choice, seeding, optional
+start from a checkpoint's weights (fine-tuning), the optimiser, mixed precision on CUDA
+(``torch.autocast`` with bfloat16, or float16 with a gradient scaler; ``channels_last``
+memory format), the epoch/step schedule, the wall-clock budget, validation after every
+epoch, the best-checkpoint policy (highest validation metric, written atomically) and
+cancellation: closing the generator (``gen.close()``, a napari worker's ``quit()``, a
+``break``) stops training at the next yield, and the best checkpoint written so far stays
+valid. CPU training stays float32.
+
+A task (:class:`TrainingTask`: segmentation now, registration and active-learning
+fine-tuning later) provides the model, the batches, the loss, the validation metric and
+the checkpoint contents.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import checkpoint_config, read_checkpoint
+from ..errors import PVSInputError
+from ..inference.device import amp_dtype, autocast, pick_device
+from ..progress import format_seconds
+
+__all__ = ["LoopConfig", "TrainEvent", "TrainResult", "TrainingTask", "run_training"]
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Settings of the task-neutral loop.
+
+    Attributes
+    ----------
+    epochs, steps_per_epoch : int
+        Validation (and checkpointing) happens after every epoch of ``steps_per_epoch``.
+    optimizer : str
+        ``"adagrad"`` or ``"adam"``.
+    learning_rate : float
+    max_minutes : float or None
+        Wall-clock budget for the whole run: optimisation stops early enough for the last
+        validation (timed from the previous one) to end within it.
+    seed : int
+        Seeds torch (weights, dropout); tasks seed their own samplers from it.
+    device : str
+        ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+    amp : bool
+        Mixed precision on CUDA (ignored on the CPU, which stays float32).
+
+    Raises
+    ------
+    ValueError
+        Non-positive counts or learning rate, an unknown optimiser.
+    """
+
+    epochs: int = 100
+    steps_per_epoch: int = 50
+    optimizer: str = "adagrad"
+    learning_rate: float = 0.05
+    max_minutes: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+    def __post_init__(self):
+        if self.optimizer not in ("adagrad", "adam"):
+            raise ValueError(f"optimizer must be 'adagrad' or 'adam', got {self.optimizer!r}")
+        if self.epochs < 1 or self.steps_per_epoch < 1:
+            raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {self.epochs} and "
+                             f"{self.steps_per_epoch}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes}")
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Progress of a training run.
+
+    Attributes
+    ----------
+    kind : str
+        ``"start"``, ``"step"`` (after each optimisation step), ``"epoch"`` (after each
+        validation) or ``"done"``.
+    epoch : int
+        1-based epoch.
+    step, total_steps : int
+        Global optimisation step (1-based) and the planned total.
+    loss : float or None
+        Training loss of the step (``"step"``) or mean over the epoch (``"epoch"``).
+    val_metric, best_val_metric : float or None
+        Validation metric (``metric_name``; higher is better) of this epoch and the best so far.
+    metric_name : str
+        E.g. ``"DSC"``.
+    elapsed_s : float
+        Seconds since training started.
+    val_seconds : float
+        Seconds spent validating so far.
+    budget_s : float or None
+        The wall-clock budget.
+    checkpoint : str or None
+        Path of the best checkpoint written so far.
+    message : str
+        Human-readable note (e.g. why training stopped).
+    """
+
+    kind: str
+    epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    loss: float | None = None
+    val_metric: float | None = None
+    best_val_metric: float | None = None
+    metric_name: str = "DSC"
+    elapsed_s: float = 0.0
+    val_seconds: float = 0.0
+    budget_s: float | None = None
+    checkpoint: str | None = None
+    message: str = ""
+
+    @property
+    def fraction(self) -> float | None:
+        """Share done: steps over the planned total, or time over the budget, whichever is
+        further; 1.0 once done."""
+        if self.kind == "done":
+            return 1.0
+        f = self.step / self.total_steps if self.total_steps else 0.0
+        if self.budget_s:
+            f = max(f, self.elapsed_s / self.budget_s)
+        return min(1.0, f)
+
+    def summary(self) -> str:
+        """One line: epoch, step, loss, validation metric, elapsed time."""
+        if self.kind == "start":
+            return f"started: {self.message}"
+        parts = [f"epoch {self.epoch}", f"step {self.step}/{self.total_steps}"]
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.4f}")
+        if self.val_metric is not None:
+            parts.append(f"val {self.metric_name} {self.val_metric:.3f}")
+        if self.best_val_metric is not None:
+            parts.append(f"best {self.best_val_metric:.3f}")
+        parts.append(format_seconds(self.elapsed_s))
+        if self.kind == "done" and self.message:
+            parts.append(self.message)
+        return " | ".join(parts)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Returned by a training generator (its ``StopIteration.value``).
+
+    Attributes
+    ----------
+    checkpoint : Path or None
+        The best checkpoint.
+    best_val_metric : float or None
+    metric_name : str
+    epochs_done, steps_done : int
+    seconds : float
+        Wall-clock time of the whole run.
+    val_seconds : float
+        Of which validating.
+    stop_reason : str
+        ``"finished"`` or why training stopped early.
+    history : list of dict
+        Per epoch: ``epoch, step, loss, val_metric, elapsed_s``.
+    """
+
+    checkpoint: Path | None
+    best_val_metric: float | None
+    metric_name: str
+    epochs_done: int
+    steps_done: int
+    seconds: float
+    val_seconds: float
+    stop_reason: str
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def val_share(self) -> float:
+        """Share of the wall-clock time spent validating."""
+        return self.val_seconds / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steps_per_second(self) -> float:
+        """Optimisation steps per second of training (validation time excluded)."""
+        train_s = self.seconds - self.val_seconds
+        return self.steps_done / train_s if train_s > 0 else 0.0
+
+
+class TrainingTask(Protocol):
+    """What a task gives :func:`run_training`.
+
+    Attributes
+    ----------
+    model_name : str
+        Registry name of the network.
+    model_config : frozen dataclass
+        Its config; a checkpoint given as ``init_from`` must hold the same.
+    metric_name : str
+        Name of the validation metric (higher is better), e.g. ``"DSC"``.
+    """
+
+    model_name: str
+    model_config: object
+    metric_name: str
+
+    def build_model(self) -> nn.Module:
+        """A freshly initialised network."""
+
+    def setup(self, device: torch.device) -> str:
+        """Prepare the data on ``device``; returns a one-line description for the start event."""
+
+    def sample_batch(self, device: torch.device) -> Mapping[str, torch.Tensor]:
+        """The next training batch dict (on ``device``)."""
+
+    def loss(self, outputs, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Scalar loss of the network's outputs on ``batch``."""
+
+    def validate(self, model: nn.Module, device: torch.device) -> float:
+        """The validation metric of ``model`` (in eval mode)."""
+
+    def save_checkpoint(self, path: Path, model: nn.Module, metrics: dict) -> Path:
+        """Write the checkpoint (atomically)."""
+
+
+def _optimizer(cfg: LoopConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adagrad":
+        return torch.optim.Adagrad(model.parameters(), lr=cfg.learning_rate)
+    return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+
+
+def _load_init(task: TrainingTask, model: nn.Module, init_from: str | Path) -> None:
+    ckpt = read_checkpoint(init_from)
+    name, config = checkpoint_config(ckpt, init_from)
+    if name != task.model_name or config != task.model_config:
+        raise PVSInputError(f"cannot fine-tune from it: it holds model {name!r} with {config}, "
+                            f"training asks for {task.model_name!r} with {task.model_config}", init_from)
+    model.load_state_dict(ckpt["state_dict"])
+
+
+def run_training(task: TrainingTask, config: LoopConfig, checkpoint_path: str | Path, *,
+                 init_from: str | Path | None = None) -> Generator[TrainEvent, None, TrainResult]:
+    """Train ``task``'s network, yielding :class:`TrainEvent`; returns a :class:`TrainResult`.
+
+    Parameters
+    ----------
+    task : TrainingTask
+    config : LoopConfig
+    checkpoint_path : str or Path
+        Where the best checkpoint (highest validation metric) is written, atomically.
+    init_from : str or Path, optional
+        Start from this checkpoint's weights (fine-tuning); it must hold the same model
+        and config as the task.
+
+    Raises
+    ------
+    PVSInputError
+        ``init_from`` missing, unreadable or holding another model or config; a device
+        that is not available; whatever the task's ``setup`` raises for bad data.
+    """
+    t0 = time.perf_counter()
+    cfg = config
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    model = task.build_model()
+    if init_from is not None:
+        _load_init(task, model, init_from)
+    model = model.to(device)
+    use_amp = cfg.amp and amp_dtype(device) is not None
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype(device) == torch.float16)
+    opt = _optimizer(cfg, model)
+    note = task.setup(device)
+    note += f"; device {device.type}" + (f" ({amp_dtype(device)} autocast)" if use_amp else "")
+    if init_from is not None:
+        note += f"; fine-tuning from {Path(init_from).name}"
+
+    total_steps = cfg.epochs * cfg.steps_per_epoch
+    budget_s = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
+    ckpt_path = Path(checkpoint_path)
+    name = task.metric_name
+    best = -np.inf
+    saved: Path | None = None
+    history: list[dict] = []
+    step = epoch = 0
+    val_total = 0.0
+    val_cost = 0.0  # seconds the last validation took: reserved at the end of the budget
+
+    def event(kind: str, **kw) -> TrainEvent:
+        return TrainEvent(kind, epoch=epoch, step=step, total_steps=total_steps, metric_name=name,
+                          elapsed_s=time.perf_counter() - t0, val_seconds=val_total, budget_s=budget_s,
+                          best_val_metric=None if saved is None else float(best),
+                          checkpoint=str(saved) if saved else None, **kw)
+
+    yield event("start", message=note)
+    model.train()
+    stop_reason = "finished"
+    for epoch in range(1, cfg.epochs + 1):
+        losses = []
+        for _ in range(cfg.steps_per_epoch):
+            if budget_s is not None and step > 0 and time.perf_counter() - t0 + val_cost >= budget_s:
+                stop_reason = f"time budget of {cfg.max_minutes:g} min spent"
+                break
+            batch = task.sample_batch(device)
+            opt.zero_grad(set_to_none=True)
+            with autocast(device, use_amp):
+                loss = task.loss(model(batch), batch)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            losses.append(float(loss.detach()))
+            yield event("step", loss=losses[-1])
+        if not losses:  # budget spent right after the previous validation: nothing new to validate
+            epoch -= 1
+            break
+        t_val = time.perf_counter()
+        model.eval()
+        with torch.inference_mode(), autocast(device, use_amp):
+            val = float(task.validate(model, device))
+        model.train()
+        val_cost = time.perf_counter() - t_val
+        val_total += val_cost
+        mean_loss = float(np.mean(losses))
+        history.append({"epoch": epoch, "step": step, "loss": mean_loss, "val_metric": val,
+                        "elapsed_s": time.perf_counter() - t0})
+        if val > best or saved is None:
+            best = max(best, val)
+            saved = task.save_checkpoint(ckpt_path, model, {
+                "metric": name, "best_val_metric": val, "epoch": epoch, "step": step,
+                "history": history, "init_from": str(init_from) if init_from else None})
+        yield event("epoch", loss=mean_loss, val_metric=val)
+        if stop_reason != "finished":
+            break
+    seconds = time.perf_counter() - t0
+    last = history[-1]["val_metric"] if history else None
+    yield event("done", val_metric=last, message=stop_reason)
+    return TrainResult(checkpoint=saved, best_val_metric=None if saved is None else float(best),
+                       metric_name=name, epochs_done=epoch, steps_done=step, seconds=seconds,
+                       val_seconds=val_total, stop_reason=stop_reason, history=history)

@@ -1,0 +1,376 @@
+"""The segmentation task: train a 2D PVS network on (T2, PVS mask) volume pairs.
+
+:func:`train` yields :class:`~napari_pvs.engine.training.loop.TrainEvent` (see
+:func:`~napari_pvs.engine.training.loop.run_training`). What is specific to segmentation
+lives in :class:`SegmentationTask`:
+
+* every volume is cut into axial slices ``(S, H, W)``, normalised (per-volume
+  percentiles) and resampled in-plane to one working spacing, which the checkpoint keeps;
+* training patches are drawn with MONAI ``RandCropByPosNegLabeld`` (a share
+  ``foreground_ratio`` centred on PVS voxels, the rest on head voxels) after
+  ``SpatialPadd``, with the foreground/background voxel lists computed once per volume
+  (``FgBgToIndicesd``); MONAI random augmentation follows;
+* the loss is soft Dice with multi-scale deep supervision on max-pooled labels
+  (:class:`~napari_pvs.engine.models.MaxPoolDeepSupervisionLoss`);
+* validation is the DSC over a fixed sample of ``val_patches`` patches of the validation
+  volumes (drawn once, half centred on PVS), so that it costs seconds, not the minutes a
+  whole-volume sliding-window pass took, and the budget goes to training.
+
+Defaults follow the seed paper ("Deep-learning-based segmentation of perivascular spaces
+on T2-weighted 3T MR images", Frontiers in Aging Neuroscience, 2024): Adagrad, learning
+rate 0.05, mini-batch 4, soft Dice. The split into training and validation is by volume
+(subject/visit), never by slice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import DEFAULT_PATCH_SIZE, save_checkpoint
+from ..data import sha256_file
+from ..errors import PVSInputError
+from ..io import Volume, check_same_grid
+from ..models import MaxPoolDeepSupervisionLoss, available_models, model_spec
+from ..preprocess import axial_stack, inplane_spacing, normalize_percentile, resample_stack, resampled_hw
+from .loop import LoopConfig, TrainEvent, TrainResult, run_training
+
+__all__ = ["TrainConfig", "SegmentationTask", "train", "train_config_to_dict", "split_by_volume"]
+
+log = logging.getLogger(__name__)
+
+#: normalised intensity above which a voxel counts as head (background patches are centred there)
+HEAD_LEVEL = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of segmentation training; saved inside every checkpoint.
+
+    Attributes
+    ----------
+    model : str
+        Registry name: ``"mfnsde"`` (default) or ``"unet"``.
+    model_config : frozen dataclass, dict or None
+        The model family's config (``MfNSDeConfig``, ``UNetConfig``); a dict is read with
+        the family's config class; None gives its defaults.
+    optimizer : str
+        ``"adagrad"`` (paper default) or ``"adam"``.
+    learning_rate : float
+        0.05 (paper default, for Adagrad).
+    batch_size : int
+        Patches per step (paper: mini-batch 4).
+    epochs, steps_per_epoch : int
+        Validation (and checkpointing) happens after every epoch of ``steps_per_epoch``.
+    patch_size : tuple of int
+        2D patch ``(H, W)`` in pixels at ``spacing_mm``; rounded up to a multiple of the
+        model's divisor.
+    spacing_mm : float or None
+        In-plane pixel spacing (mm) to train and infer at; None: the median in-plane
+        spacing of the training images.
+    percentiles : tuple of float
+        Per-volume intensity normalisation percentiles.
+    foreground_ratio : float
+        Share of patches centred on a PVS voxel (the rest on random head voxels).
+    augment : bool
+        MONAI random flips, small affine (rotation, +-10 % scale), blur, gamma,
+        intensity scale/shift and noise (for other scanners and voxel sizes).
+    val_fraction : float
+        Share of volumes held out for validation (at least one when there are two or
+        more volumes; with a single volume, validation uses the training volume).
+    val_patches : int
+        Size of the fixed validation sample (patches).
+    max_minutes : float or None
+        Wall-clock budget for the whole run.
+    seed : int
+    device : str
+        ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``.
+    amp : bool
+        Mixed precision on CUDA (the CPU stays float32).
+
+    Raises
+    ------
+    ValueError
+        Unknown model, invalid model config, or a value out of range.
+    """
+
+    model: str = "mfnsde"
+    model_config: object | None = None
+    optimizer: str = "adagrad"
+    learning_rate: float = 0.05
+    batch_size: int = 4
+    epochs: int = 100
+    steps_per_epoch: int = 50
+    patch_size: tuple[int, int] = DEFAULT_PATCH_SIZE
+    spacing_mm: float | None = None
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    foreground_ratio: float = 0.67
+    augment: bool = True
+    val_fraction: float = 0.25
+    val_patches: int = 64
+    max_minutes: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+    def __post_init__(self):
+        if str(self.model).lower() not in available_models():
+            raise ValueError(f"unknown model {self.model!r}; available: {', '.join(available_models())}")
+        object.__setattr__(self, "model", str(self.model).lower())
+        object.__setattr__(self, "model_config", model_spec(self.model).config_from_dict(self.model_config))
+        object.__setattr__(self, "patch_size", tuple(int(p) for p in self.patch_size))
+        object.__setattr__(self, "percentiles", tuple(float(p) for p in self.percentiles))
+        if self.batch_size < 1 or self.val_patches < 1:
+            raise ValueError(f"batch_size and val_patches must be >= 1, got {self.batch_size} and "
+                             f"{self.val_patches}")
+        if not 0.0 <= self.foreground_ratio <= 1.0:
+            raise ValueError(f"foreground_ratio must be within [0, 1], got {self.foreground_ratio}")
+        self.loop_config()  # validates the loop settings
+
+    def loop_config(self) -> LoopConfig:
+        """The task-neutral part, for :func:`~napari_pvs.engine.training.loop.run_training`."""
+        return LoopConfig(epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
+                          optimizer=self.optimizer, learning_rate=self.learning_rate,
+                          max_minutes=self.max_minutes, seed=self.seed, device=self.device, amp=self.amp)
+
+
+def train_config_to_dict(cfg: TrainConfig) -> dict:
+    """JSON-able dict of a :class:`TrainConfig` (nested model config included)."""
+    return dataclasses.asdict(cfg)
+
+
+def split_by_volume(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split volume indices ``0..n-1`` into training and validation sets.
+
+    Whole volumes go to one side or the other. With one volume, it is used for both
+    (and validation then measures fit, not generalisation).
+
+    Raises
+    ------
+    ValueError
+        ``n < 1``.
+    """
+    if n < 1:
+        raise ValueError("need at least one volume")
+    if n == 1:
+        return [0], [0]
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    n_val = min(n - 1, max(1, int(round(n * val_fraction))))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def _augmenter(seed: int):
+    from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandFlipd,
+                                  RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
+                                  RandShiftIntensityd)
+
+    keys = ("image", "label")
+    aug = Compose([
+        RandFlipd(keys, prob=0.5, spatial_axis=0),
+        RandFlipd(keys, prob=0.5, spatial_axis=1),
+        RandAffined(keys, prob=0.3, rotate_range=(math.pi / 12,), scale_range=(0.1, 0.1),
+                    mode=("bilinear", "nearest"), padding_mode="zeros"),
+        RandGaussianSmoothd("image", sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), prob=0.2),
+        RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.3),
+        RandScaleIntensityd("image", factors=0.15, prob=0.5),
+        RandShiftIntensityd("image", offsets=0.1, prob=0.5),
+        RandGaussianNoised("image", prob=0.2, std=0.03),
+    ])
+    aug.set_random_state(seed=seed)
+    return aug
+
+
+def _as_mask_array(mask, image: Volume) -> np.ndarray:
+    """The mask's array, checked to be on ``image``'s grid (shape and, for a Volume, affine)."""
+    if isinstance(mask, Volume):
+        check_same_grid(image, mask)
+        return np.asarray(mask.data)
+    arr = np.asarray(mask)
+    if arr.shape != image.shape:
+        raise PVSInputError(f"mask shape {arr.shape} differs from the image grid {image.shape}", image.path)
+    return arr
+
+
+def _source_info(image: Volume, mask, role: str) -> dict:
+    return {
+        "image": str(image.path) if image.path else None,
+        "image_sha256": sha256_file(image.path) if image.path and image.path.is_file() else None,
+        "mask": str(mask.path) if isinstance(mask, Volume) and mask.path else None,
+        "shape_zyx": list(image.shape),
+        "voxel_size_mm_zyx": [round(v, 4) for v in image.voxel_size],
+        "role": role,
+        **{k: v for k, v in image.meta.items() if isinstance(v, (str, int, float))},
+    }
+
+
+class SegmentationTask:
+    """2D PVS segmentation on axial patches (the :class:`~.loop.TrainingTask` of :func:`train`).
+
+    Parameters
+    ----------
+    images : sequence of Volume
+        T2-weighted volumes, data ``(Z, Y, X)``, any voxel size and orientation.
+    masks : sequence of Volume or np.ndarray
+        Binary PVS masks on the same grids (nonzero = PVS).
+    config : TrainConfig
+
+    Raises
+    ------
+    PVSInputError
+        No volumes, different numbers of images and masks, a mask on another grid, or
+        masks without any PVS voxel.
+    """
+
+    metric_name = "DSC"
+
+    def __init__(self, images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config: TrainConfig):
+        if len(images) == 0:
+            raise PVSInputError("no training images given")
+        if len(images) != len(masks):
+            raise PVSInputError(f"{len(images)} images but {len(masks)} masks; expected one mask per image")
+        self.mask_arrays = [_as_mask_array(m, im) for im, m in zip(images, masks)]
+        if not any(np.any(m > 0) for m in self.mask_arrays):
+            raise PVSInputError("the training masks contain no PVS voxel", images[0].path)
+        self.images, self.masks, self.config = list(images), list(masks), config
+        self.model_name, self.model_config = config.model, config.model_config
+        self.train_idx, self.val_idx = split_by_volume(len(images), config.val_fraction, config.seed)
+        self.spacing = config.spacing_mm or float(np.median([min(inplane_spacing(images[i]))
+                                                             for i in self.train_idx]))
+        div = self.model_config.divisor
+        self.patch = tuple(int(math.ceil(p / div) * div) for p in config.patch_size)
+        self.loss_fn = MaxPoolDeepSupervisionLoss()
+        self.rng = np.random.default_rng(config.seed)
+
+    # ------------------------------------------------------------------ TrainingTask
+    def build_model(self) -> torch.nn.Module:
+        return model_spec(self.model_name).build(self.model_config)
+
+    def _prepare(self, i: int) -> dict:
+        """Slices of volume ``i``, normalised and resampled: ``{"image", "label"}`` of shape
+        ``(1, S, H', W')`` padded in-plane to the patch size, with the foreground and
+        background voxel lists of ``FgBgToIndicesd``."""
+        from monai.transforms import FgBgToIndicesd, SpatialPadd
+
+        image = self.images[i]
+        stack = axial_stack(image, normalize_percentile(image.data, self.config.percentiles))
+        lab = axial_stack(image, (self.mask_arrays[i] > 0).astype(np.float32))
+        hw = resampled_hw(stack.shape[1:], inplane_spacing(image), self.spacing)
+        d = {"image": resample_stack(stack, hw)[None], "label": (resample_stack(lab, hw) >= 0.5).float()[None]}
+        d = SpatialPadd(("image", "label"), spatial_size=(-1, *self.patch), method="end")(d)
+        d = {k: torch.as_tensor(v) for k, v in d.items()}
+        return FgBgToIndicesd("label", image_key="image", image_threshold=HEAD_LEVEL)(d)
+
+    def _cropper(self, pos: float, seed: int):
+        from monai.transforms import RandCropByPosNegLabeld
+
+        crop = RandCropByPosNegLabeld(("image", "label"), "label", spatial_size=(1, *self.patch),
+                                      pos=pos, neg=1.0 - pos, num_samples=1,
+                                      fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices")
+        crop.set_random_state(seed=seed)
+        return crop
+
+    def setup(self, device: torch.device) -> str:
+        cfg = self.config
+        prepared = {i: self._prepare(i) for i in sorted(set(self.train_idx) | set(self.val_idx))}
+        self.train_vols = [prepared[i] for i in self.train_idx
+                           if prepared[i]["label_fg_indices"].numel() or prepared[i]["label_bg_indices"].numel()]
+        if not self.train_vols:
+            raise PVSInputError("no training volume has head or PVS voxels", self.images[0].path)
+        self.crop = self._cropper(cfg.foreground_ratio, cfg.seed)
+        self.aug = _augmenter(cfg.seed) if cfg.augment else None
+        # the fixed validation sample: half the patches centred on PVS, half on head voxels
+        val_crop = self._cropper(0.5, cfg.seed + 1)
+        vols = [prepared[i] for i in self.val_idx]
+        xs, ys = zip(*(self._crop(val_crop, vols[k % len(vols)]) for k in range(cfg.val_patches)))
+        self.val_x, self.val_y = torch.stack(xs).to(device), torch.stack(ys).to(device)
+        self.sources = [_source_info(self.images[i], self.masks[i],
+                                     "train" if i in self.train_idx else "validation")
+                        for i in range(len(self.images))]
+        note = (f"{len(self.train_idx)} training / {len(self.val_idx)} validation volume(s), "
+                f"spacing {self.spacing:.3f} mm, patch {self.patch[0]}x{self.patch[1]}, "
+                f"validation on {cfg.val_patches} fixed patches")
+        if self.val_idx == self.train_idx:
+            for s in self.sources:
+                s["role"] = "train+validation"
+            note += "; only one volume: validation DSC is measured on the training volume"
+        return note
+
+    @staticmethod
+    def _crop(crop, vol: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        d = crop(vol)[0]
+        return torch.as_tensor(d["image"])[:, 0], torch.as_tensor(d["label"])[:, 0]  # (1, ph, pw) each
+
+    def sample_batch(self, device: torch.device) -> dict[str, torch.Tensor]:
+        xs, ys = [], []
+        for _ in range(self.config.batch_size):
+            x, y = self._crop(self.crop, self.train_vols[int(self.rng.integers(len(self.train_vols)))])
+            if self.aug is not None:
+                d = self.aug({"image": x, "label": y})
+                x, y = torch.as_tensor(d["image"]), (torch.as_tensor(d["label"]) > 0.5).float()
+            xs.append(x)
+            ys.append(y)
+        return {"image": torch.stack(xs).float().to(device), "label": torch.stack(ys).float().to(device)}
+
+    def loss(self, outputs, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss_fn(outputs, batch["label"])
+
+    def validate(self, model: torch.nn.Module, device: torch.device) -> float:
+        """DSC over the fixed validation patches (all voxels pooled)."""
+        tp = fp = fn = 0
+        for start in range(0, self.val_x.shape[0], 16):
+            pred = model({"image": self.val_x[start:start + 16]}) > 0  # logit > 0: probability > 0.5
+            truth = self.val_y[start:start + 16] > 0
+            tp += int((pred & truth).sum())
+            fp += int((pred & ~truth).sum())
+            fn += int((~pred & truth).sum())
+        return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+
+    def save_checkpoint(self, path: Path, model: torch.nn.Module, metrics: dict) -> Path:
+        return save_checkpoint(path, model=model, model_name=self.model_name, model_config=self.model_config,
+                               spacing_mm=self.spacing, percentiles=self.config.percentiles,
+                               patch_size=self.patch, train_config=train_config_to_dict(self.config),
+                               training_data=self.sources, metrics={**metrics, "best_val_dice": metrics["best_val_metric"]})
+
+
+def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config: TrainConfig,
+          checkpoint_path: str | Path, *, init_from: str | Path | None = None
+          ) -> Generator[TrainEvent, None, TrainResult]:
+    """Train a 2D PVS segmentation network, yielding progress events.
+
+    Parameters
+    ----------
+    images : sequence of Volume
+        T2-weighted volumes, data ``(Z, Y, X)``, any voxel size/orientation.
+    masks : sequence of Volume or np.ndarray
+        Binary PVS masks on the same grids (nonzero = PVS).
+    config : TrainConfig
+    checkpoint_path : str or Path
+        Where the best checkpoint (highest validation DSC) is written, atomically.
+    init_from : str or Path, optional
+        Fine-tune: start from this checkpoint's weights (same model and config).
+
+    Yields
+    ------
+    TrainEvent
+
+    Returns
+    -------
+    TrainResult
+        As the generator's return value (``StopIteration.value``).
+
+    Raises
+    ------
+    PVSInputError
+        No volumes, different numbers of images and masks, a mask on another grid, masks
+        without any PVS voxel, or an ``init_from`` checkpoint for another model or config.
+        Raised when the generator is first advanced.
+    """
+    task = SegmentationTask(images, masks, config)
+    return (yield from run_training(task, config.loop_config(), checkpoint_path, init_from=init_from))

@@ -1,0 +1,142 @@
+"""Dock widget "Segment PVS": apply a trained checkpoint to a T2 Image layer.
+
+Pick the T2 layer, a checkpoint (``.pt`` written by the Train widget or by
+``napari-pvs train``) and a probability threshold, then *Segment*. The checkpoint is read
+on the main thread (a missing or foreign file is refused at once); inference
+(:func:`napari_pvs.engine.inference.segment_iter`) runs in a worker through the shared job
+lifecycle with a progress bar and *Cancel*. The result is shown as two layers on the T2's
+geometry (same ``scale`` and ``affine``):
+
+* ``"<name> PVS probability"``: Image, colormap ``magma``, additive blending, contrast 0-1;
+* ``"<name> PVS mask"``: Labels, with the T2's ``affine`` and ``nifti_header`` in its
+  metadata, so *File > Save Selected Layers* (``.nii.gz``) writes it on the T2's grid.
+
+Running again updates those layers in place. Changing the threshold afterwards
+re-thresholds the last probability map without running the model again.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import Container, FileEdit, FloatSpinBox, SpinBox, create_widget
+
+from ..engine.progress import format_seconds
+from ._job import JobWidget, notify_info
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["SegmentWidget"]
+
+log = logging.getLogger(__name__)
+
+
+class SegmentWidget(JobWidget):
+    """Segment PVS in a T2 Image layer with a trained checkpoint.
+
+    Attributes
+    ----------
+    prediction : Prediction or None
+        Last result (probability and mask, ``(Z, Y, X)``).
+    prob_layer, mask_layer : napari layers or None
+        The layers written by the last run.
+    """
+
+    start_text = "Segment"
+    job_name = "segmentation"
+
+    def __init__(self, napari_viewer: "napari.viewer.Viewer"):
+        super().__init__(napari_viewer)
+        self.prediction = None
+        self.prob_layer = None
+        self.mask_layer = None
+        self._source = None
+        self.image = create_widget(annotation="napari.layers.Image", label="T2 image")
+        self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt")
+        self.threshold = FloatSpinBox(label="threshold", value=0.5, min=0.01, max=0.99, step=0.05)
+        self.batch_size = SpinBox(label="slices / batch", value=8, min=1, max=256)
+        self.threshold.changed.connect(self._rethreshold)
+        self._build(Container(widgets=[self.image, self.checkpoint, self.threshold, self.batch_size]))
+        self.segment_button = self.start_button
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        v = self.checkpoint.value
+        return None if v is None or str(v) in ("", ".") else Path(v).expanduser()
+
+    @checkpoint_path.setter
+    def checkpoint_path(self, path) -> None:
+        self.checkpoint.value = Path(path)
+
+    # ------------------------------------------------------------------ job
+    def prepare(self):
+        from ..engine.checkpoint import load_model
+        from ..engine.errors import PVSInputError
+        from ..engine.inference import segment_iter
+        from ..layers import layer_to_volume
+
+        layer = self.image.value
+        if layer is None:
+            raise PVSInputError("choose a T2 Image layer to segment")
+        ckpt = self.checkpoint_path
+        if ckpt is None:
+            raise PVSInputError("choose a checkpoint (.pt file written by training)")
+        volume = layer_to_volume(layer)
+        loaded = load_model(ckpt)  # a missing or foreign file is refused here, on the main thread
+        self._source = layer
+        threshold, batch = float(self.threshold.value), int(self.batch_size.value)
+        return (lambda: segment_iter(loaded, volume, batch_size=batch, threshold=threshold),
+                f"segmenting '{layer.name}' with {ckpt.name} ({loaded.name}) ...")
+
+    def on_result(self, result) -> None:
+        self.prediction = result
+        self._show(result)
+        msg = (f"Segmented '{self._source.name}' in {format_seconds(result.seconds)}: "
+               f"{int(result.mask.sum())} PVS voxels at threshold {result.threshold:g}")
+        self.status.setText(msg)
+        notify_info(msg)
+
+    # ------------------------------------------------------------------ layers
+    def _layer(self, name: str):
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _put(self, name: str, data: np.ndarray, geom: dict, meta: dict, add):
+        """Update layer ``name`` in place (same shape) or (re)create it with ``add``."""
+        layer = self._layer(name)
+        if layer is not None and layer.data.shape == data.shape:
+            layer.data = data
+            for key, value in geom.items():
+                setattr(layer, key, value)
+            layer.metadata.update(meta)
+            return layer
+        if layer is not None:
+            self.viewer.layers.remove(layer)
+        return add(data, name=name, metadata=dict(meta), **geom)
+
+    def _show(self, prediction) -> None:
+        src = self._source
+        geom = {"scale": tuple(src.scale), "translate": tuple(src.translate), "rotate": np.asarray(src.rotate),
+                "shear": np.asarray(src.shear), "affine": np.asarray(src.affine.affine_matrix)}
+        meta = {k: v for k, v in (src.metadata or {}).items()
+                if k in ("affine", "nifti_header", "source_path", "orientation")}
+        meta.update(source_layer=src.name, threshold=prediction.threshold)
+        self.prob_layer = self._put(
+            f"{src.name} PVS probability", prediction.prob, geom, meta,
+            lambda d, **kw: self.viewer.add_image(d, colormap="magma", blending="additive",
+                                                  contrast_limits=(0.0, 1.0), opacity=0.7, **kw))
+        self.mask_layer = self._put(f"{src.name} PVS mask", prediction.mask, geom, meta,
+                                    lambda d, **kw: self.viewer.add_labels(d, opacity=0.6, **kw))
+
+    def _rethreshold(self, value) -> None:
+        """Re-threshold the last probability map when the threshold changes."""
+        pred, mask = self.prediction, self.mask_layer
+        if pred is None or mask is None or mask not in self.viewer.layers or self.worker is not None:
+            return
+        new = (pred.prob >= float(value)).astype(np.uint8)
+        mask.data = new
+        mask.metadata["threshold"] = float(value)
+        self.status.setText(f"threshold {float(value):g}: {int(new.sum())} PVS voxels")
