@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test demo test benchmark screenshots clean
+.PHONY: venv install install-test demo test benchmark benchmark-speed screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,20 @@ install-test: $(VENV)/.install-test
 demo: install
 	$(PY) -m napari_pvs._demo
 
-## test: install the test extras and run the whole suite headless (pytest-xvfb starts Xvfb)
+## test: install the test extras, lint (ruff: pyflakes, bugbear, blind except), run the whole suite
+## headless (pytest-xvfb starts Xvfb)
 test: install-test
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -ra
 
 ## benchmark: simulate, train mfnsde <= 10 min, segment the other visit; writes benchmarks/results/
 benchmark: install
 	$(PY) benchmarks/vertical_slice.py --data $(DATA)
+
+## benchmark-speed: inference seconds and peak memory (CPU, 2 threads), training steps/s and validation share
+benchmark-speed: install
+	$(PY) benchmarks/inference_speed.py --data $(DATA)
+	$(PY) benchmarks/training_speed.py --data $(DATA)
 
 ## screenshots: napari with a real T2 and the predicted overlay, 2D and 3D, under Xvfb
 screenshots: install

@@ -8,10 +8,10 @@ per-user cache). Realistic synthetic PVS (:func:`napari_pvs.engine.synth.simulat
 fixed seed) are inserted into it, which gives a voxel-exact ground-truth mask: no public
 data set has manual PVS masks.
 
-Inside a running napari, the simulation (a few seconds) runs in a worker thread: the
-sample returns the T2 and an empty mask layer at once, and both are filled in when the
-simulation is done (``metadata["simulation"]`` goes from ``"running"`` to ``"done"``).
-Without a viewer (scripts, tests) it simulates before returning.
+Inside a running napari (*File > Open Sample*), the simulation (a few seconds) runs in a
+worker thread: :func:`make_sample_data` returns the T2 and an empty mask layer at once,
+and both are filled in when the simulation is done (``metadata["simulation"]`` goes from
+``"running"`` to ``"done"``). :func:`load_sample` simulates before returning (scripts).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["make_sample_data", "sample_layer_data", "SAMPLE_T2", "SAMPLE_SEED", "IMAGE_NAME", "MASK_NAME"]
+__all__ = ["make_sample_data", "load_sample", "sample_layer_data", "SAMPLE_T2", "SAMPLE_SEED", "IMAGE_NAME", "MASK_NAME"]
 
 log = logging.getLogger(__name__)
 
@@ -75,31 +75,51 @@ def _fill_in(viewer, token: str, sim) -> None:
             layer.reset_contrast_limits()
 
 
-def make_sample_data() -> "list[napari.types.LayerDataTuple]":
-    """Real T2 (open_ms patient01, visit 1) with simulated PVS, and the PVS mask.
+def _sample_t2():
+    from .engine.data import fetch
+    from .engine.io import load_volume
+
+    return load_volume(fetch(SAMPLE_T2))
+
+
+def load_sample() -> "list[napari.types.LayerDataTuple]":
+    """Real T2 (open_ms patient01, visit 1) with simulated PVS, and the PVS mask, simulated
+    before returning.
 
     Returns
     -------
     list of LayerDataTuple
         ``(image float32 (Z, Y, X), {...}, "image")`` and ``(mask uint8 (Z, Y, X), {...},
-        "labels")`` on the T2's geometry. In a running napari both are filled in by a
-        worker thread (see the module docstring).
+        "labels")`` on the T2's geometry.
 
     Raises
     ------
     PVSInputError
         The T2 cannot be found or downloaded.
     """
-    from .engine.data import fetch
-    from .engine.io import load_volume
     from .engine.synth import simulate_pvs
 
-    t2 = load_volume(fetch(SAMPLE_T2))
+    t2 = _sample_t2()
+    sim = simulate_pvs(t2, seed=SAMPLE_SEED)
+    log.info("sample data: %d synthetic PVS in %s", len(sim.table), SAMPLE_T2)
+    return sample_layer_data(t2, sim.image.data, sim.mask, simulation="done", n_simulated_pvs=len(sim.table))
+
+
+def make_sample_data() -> "list[napari.types.LayerDataTuple]":
+    """The npe2 sample: as :func:`load_sample`, but inside a running napari the simulation
+    runs in a worker thread and fills in the returned layers (see the module docstring).
+
+    Raises
+    ------
+    PVSInputError
+        The T2 cannot be found or downloaded.
+    """
     viewer = _running_viewer()
     if viewer is None:
-        sim = simulate_pvs(t2, seed=SAMPLE_SEED)
-        log.info("sample data: %d synthetic PVS in %s", len(sim.table), SAMPLE_T2)
-        return sample_layer_data(t2, sim.image.data, sim.mask, simulation="done", n_simulated_pvs=len(sim.table))
+        return load_sample()
+    from .engine.synth import simulate_pvs
+
+    t2 = _sample_t2()
 
     from napari.qt.threading import create_worker
     from napari.utils.notifications import show_error, show_info

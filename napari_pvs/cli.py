@@ -64,7 +64,7 @@ def cmd_train(args) -> int:
     if len(images) != len(masks):
         raise PVSInputError(f"{len(images)} --image but {len(masks)} --mask; give one --mask after each --image")
     vols = [load_volume(p) for p in images]
-    mvols = [load_mask(m, reference=v) for m, v in zip(masks, vols)]
+    mvols = [load_mask(m, reference=v) for m, v in zip(masks, vols, strict=True)]
     kwargs = dict(model=args.model, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                   batch_size=args.batch_size, max_minutes=args.max_minutes, seed=args.seed,
                   device=args.device, spacing_mm=args.spacing_mm)

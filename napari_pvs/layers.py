@@ -78,7 +78,7 @@ def layer_geometry(volume: Volume) -> dict:
                     "space with axial scans", volume.path or "volume", "".join(volume.orientation))
         order = np.argmax(np.abs(full[:3, :3]), axis=0)   # world axis of each data axis
         perm = np.eye(4)
-        perm[:3, :3] = np.eye(3)[order].T                 # world axis order[a] -> a
+        perm[:3, :3] = np.eye(3)[order]                   # world axis order[a] -> a
         full = perm @ full
     rest = full @ np.diag([*(1.0 / scale), 1.0])
     return {"scale": tuple(float(s) for s in scale), "affine": rest}

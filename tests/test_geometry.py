@@ -48,8 +48,10 @@ def _copies(tmp_path):
 def test_napari_affine_round_trip():
     aff = np.array([[0.1, -0.9, 0.05, 3.0], [0.8, 0.1, 0.2, -4.0], [0.0, 0.3, 2.9, 7.0], [0, 0, 0, 1]])
     np.testing.assert_allclose(nifti_affine_from_napari(napari_affine(aff)), aff, atol=1e-12)
-    geom = layer_geometry(load_volume_from(aff))
-    np.testing.assert_allclose(geom["affine"] @ np.diag([*geom["scale"], 1.0]), napari_affine(aff), atol=1e-12)
+    oblique = np.array([[-0.9, 0.1, 0.05, 3.0], [0.1, -0.8, 0.2, -4.0], [0.0, 0.3, 2.9, 7.0], [0, 0, 0, 1]])
+    geom = layer_geometry(load_volume_from(oblique))
+    np.testing.assert_allclose(geom["affine"] @ np.diag([*geom["scale"], 1.0]), napari_affine(oblique),
+                               atol=1e-12)
 
 
 def load_volume_from(aff):

@@ -29,7 +29,7 @@ def resample_inplane(vol: Volume, data: np.ndarray, spacing_mm: float, order: in
     zooms = np.sqrt((vol.affine[:3, :3] ** 2).sum(0))
     s = np.array([spacing_mm / zooms[0], spacing_mm / zooms[1], 1.0])
     shape_ijk = np.array(vol.shape[::-1])
-    new_shape = tuple(int(np.floor(n / f)) for n, f in zip(shape_ijk, s))
+    new_shape = tuple(int(np.floor(n / f)) for n, f in zip(shape_ijk, s, strict=True))
     t = np.diag([*s, 1.0])
     t[:3, 3] = (s - 1) / 2  # new voxel centres inside the same field of view
     new_aff = vol.affine @ t

@@ -149,11 +149,11 @@ def test_mfnsde_train_mode_deep_supervision_outputs():
     model = build_model("mfnsde", SMALL).train()
     out = model(torch.randn(2, 1, 64, 96))
     assert isinstance(out, list)
-    L = len(SMALL.features) - 1
+    L = len(SMALL["features"]) - 1
     assert len(out) == 2 * L - 1 == len(model.output_scales)
     assert model.output_scales == [1, 1, 1, 2, 4]
     assert out[0].shape == (2, 1, 64, 96)  # final output first
-    for o, s in zip(out, model.output_scales):
+    for o, s in zip(out, model.output_scales, strict=True):
         assert o.shape == (2, 1, 64 // s, 96 // s)
     assert out[-2].shape[-2:] == (32, 48) and out[-1].shape[-2:] == (16, 24)
     # the first train-mode output is the eval output (same weights, same node); the

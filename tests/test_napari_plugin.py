@@ -287,8 +287,8 @@ def test_sample_data_simulates_off_the_gui_thread(make_napari_viewer, qtbot):
 
 def test_sample_data_without_viewer_returns_the_simulation():
     real_file(T2_REL)
-    from napari_pvs._sample_data import make_sample_data
+    from napari_pvs._sample_data import load_sample
 
-    (img, ikw, ikind), (mask, mkw, mkind) = make_sample_data()
+    (img, ikw, ikind), (mask, mkw, mkind) = load_sample()
     assert (ikind, mkind) == ("image", "labels") and mask.sum() > 50
     assert ikw["metadata"]["simulation"] == "done" and img[mask > 0].mean() > 0

@@ -404,7 +404,7 @@ def test_write_table_csv_round_trip(tmp_path, phantom_run):
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(res.table)
     assert tuple(rows[0].keys()) == TABLE_COLUMNS
-    for got, want in zip(rows, res.table):
+    for got, want in zip(rows, res.table, strict=True):
         assert int(got["id"]) == want["id"] and got["region"] == want["region"]
         assert float(got["width_mm"]) == want["width_mm"]
         assert int(got["n_mask_voxels"]) == want["n_mask_voxels"]

@@ -302,7 +302,7 @@ def test_train_widget_pairs(make_napari_viewer):
     widget.pairs[1].image.value = viewer.layers["b"]
     widget.pairs[1].labels.value = viewer.layers["b_pvs"]
     widget.features.value = "4, 8, 16"
-    assert widget.pairs[1].image.choices == (viewer.layers["b"], viewer.layers["a"])
+    assert widget.pairs[1].image.choices == (viewer.layers["a"], viewer.layers["b"])
     task, config, init_from = widget.collect()
     assert len(task.images) == len(task.masks) == 2 and init_from is None
     assert [im.meta["napari_layer"] for im in task.images] == ["a", "b"]
@@ -445,7 +445,7 @@ def test_count_widget_table(make_napari_viewer, tmp_path):
     lab = _blobs(shape, per_slice)
     viewer = make_napari_viewer()
     layer = viewer.add_labels(lab, name="pvs", scale=(3.0, 0.5, 0.5))
-    viewer.dims.set_current_step(0, 12)  # world z = 12 mm = slice 4 at 3 mm
+    viewer.dims.set_current_step(0, 4)  # slice 4 (world 12 mm at 3 mm slices)
     _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Count PVS (BG/CSO)")
     assert widget.labels.value is layer
     assert widget.bg_slice.value == 4  # the viewer's current slice

@@ -48,7 +48,7 @@ def inplane_spacing(volume: Volume) -> tuple[float, float]:
 
 def resampled_hw(hw: tuple[int, int], spacing: tuple[float, float], target_mm: float) -> tuple[int, int]:
     """In-plane size ``(H', W')`` after resampling pixels of ``spacing`` mm to ``target_mm``."""
-    return tuple(max(1, int(round(n * s / target_mm))) for n, s in zip(hw, spacing))  # type: ignore[return-value]
+    return tuple(max(1, int(round(n * s / target_mm))) for n, s in zip(hw, spacing, strict=True))  # type: ignore[return-value]
 
 
 def resample_stack(stack: np.ndarray | torch.Tensor, out_hw: tuple[int, int], *,

@@ -76,4 +76,4 @@ def crop_to(mask: np.ndarray, pad_vox) -> tuple[slice, slice, slice]:
     idx = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax)))
            for ax in range(3)]
     return tuple(slice(max(int(i[0]) - int(p), 0), min(int(i[-1]) + int(p) + 1, n))
-                 for i, p, n in zip(idx, pad_vox, mask.shape))
+                 for i, p, n in zip(idx, pad_vox, mask.shape, strict=True))

@@ -83,7 +83,10 @@ def _aligned_range(lo: int, hi: int, size: int, roi: int, stride: int) -> slice:
         return slice(0, size)
     start = (max(lo, 0) // stride) * stride
     k = max(0, -(-(hi - start - roi) // stride))  # ceil
-    return slice(start, min(start + k * stride + roi, size))
+    stop = start + k * stride + roi
+    if size - stop < stride:  # the whole axis' last window (clipped to size - roi) may reach back
+        stop = size
+    return slice(start, stop)
 
 
 def head_box(stack: torch.Tensor, roi_size: tuple[int, int], overlap: float, *,

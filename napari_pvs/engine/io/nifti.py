@@ -70,7 +70,7 @@ def load_volume(path: str | Path, *, allow_nan: bool = False) -> Volume:
     _check_readable(path)
     try:
         img = nib.load(str(path))
-    except Exception as exc:  # nibabel raises many types for bad files
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for bad files
         raise PVSInputError(f"cannot read as NIfTI ({type(exc).__name__}: {exc})", path) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise PVSInputError(f"not a NIfTI image ({type(img).__name__})", path)

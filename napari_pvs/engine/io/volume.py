@@ -56,8 +56,8 @@ class Volume:
     @property
     def orientation(self) -> tuple[str, str, str]:
         """Axis codes of NIfTI ``(i, j, k)``, e.g. ``('L', 'P', 'S')``: the direction each
-        voxel axis increases towards (nibabel's ``aff2axcodes``)."""
-        return tuple(nib.aff2axcodes(self.affine))  # type: ignore[return-value]
+        voxel axis increases towards (``nibabel.orientations.aff2axcodes``)."""
+        return tuple(aff2axcodes(self.affine))  # type: ignore[return-value]
 
     def _array_axis_of(self, world_axis: int) -> int:
         # nibabel's io_orientation: for each voxel axis (i, j, k), the world axis it is

@@ -112,7 +112,7 @@ class MaxPoolDeepSupervisionLoss(DeepSupervisionLoss):
             raise ValueError(f"target must have shape (B, 1, H, W), got {tuple(target.shape)}")
         target = target.float()
         weights = self.get_weights(len(outs))
-        return sum(w * self.get_loss(o.float(), target) for w, o in zip(weights, outs))
+        return sum(w * self.get_loss(o.float(), target) for w, o in zip(weights, outs, strict=True))
 
 
 def deep_supervision_loss(

@@ -97,7 +97,7 @@ class _NestedNode(nn.Module):
 
     def forward(self, skips: list[torch.Tensor], below: torch.Tensor) -> torch.Tensor:
         g = self.up(below)
-        gated = [gate(g=g, x=s) for gate, s in zip(self.gates, skips)]
+        gated = [gate(g=g, x=s) for gate, s in zip(self.gates, skips, strict=True)]
         return self.conv(torch.cat([*gated, g], dim=1))
 
 

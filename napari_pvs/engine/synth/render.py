@@ -58,7 +58,7 @@ def render_local(shape_zyx, affine, centre_xyz, direction_xyz, width_mm, length_
     zyx_hi = np.minimum(zyx_hi, dims - 1)
     if (zyx_hi < zyx_lo).any():
         return None, None, True
-    slices = tuple(slice(int(a), int(b) + 1) for a, b in zip(zyx_lo, zyx_hi))
+    slices = tuple(slice(int(a), int(b) + 1) for a, b in zip(zyx_lo, zyx_hi, strict=True))
     kk, jj, ii = np.meshgrid(*(np.arange(s.start, s.stop, dtype=float) for s in slices),
                              indexing="ij")
     centres = (np.stack([ii, jj, kk], axis=-1) @ rot.T + trans) - c   # relative, world

@@ -332,9 +332,9 @@ def simulate_pvs(image: Volume, *, seed: int = 0,
             fraction[sl] = np.maximum(fraction[sl], frac)
             contrast_map[sl][touched] = contrast
             # mark the PVS and its 26-neighbourhood as occupied
-            big = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, d)) for s, d in zip(sl, shape))
+            big = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, d)) for s, d in zip(sl, shape, strict=True))
             local = np.zeros(tuple(b.stop - b.start for b in big), dtype=bool)
-            inner = tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(sl, big))
+            inner = tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(sl, big, strict=True))
             local[inner] = touched
             occupied[big] |= ndi.binary_dilation(local, structure=ball)
             table.append({

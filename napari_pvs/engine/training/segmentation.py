@@ -235,7 +235,7 @@ class SegmentationTask:
             raise PVSInputError("no training images given")
         if len(images) != len(masks):
             raise PVSInputError(f"{len(images)} images but {len(masks)} masks; expected one mask per image")
-        self.mask_arrays = [_as_mask_array(m, im) for im, m in zip(images, masks)]
+        self.mask_arrays = [_as_mask_array(m, im) for im, m in zip(images, masks, strict=True)]
         if not any(np.any(m > 0) for m in self.mask_arrays):
             raise PVSInputError("the training masks contain no PVS voxel", images[0].path)
         self.images, self.masks, self.config = list(images), list(masks), config
@@ -288,7 +288,7 @@ class SegmentationTask:
         # the fixed validation sample: half the patches centred on PVS, half on head voxels
         val_crop = self._cropper(0.5, cfg.seed + 1)
         vols = [prepared[i] for i in self.val_idx]
-        xs, ys = zip(*(self._crop(val_crop, vols[k % len(vols)]) for k in range(cfg.val_patches)))
+        xs, ys = zip(*(self._crop(val_crop, vols[k % len(vols)]) for k in range(cfg.val_patches)), strict=True)
         self.val_x, self.val_y = torch.stack(xs).to(device), torch.stack(ys).to(device)
         self.sources = [_source_info(self.images[i], self.masks[i],
                                      "train" if i in self.train_idx else "validation")
