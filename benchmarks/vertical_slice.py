@@ -35,7 +35,7 @@ from napari_pvs.engine.checkpoint import load_model  # noqa: E402
 from napari_pvs.engine.inference import predict_volume  # noqa: E402
 from napari_pvs.engine.io import load_volume, save_volume  # noqa: E402
 from napari_pvs.engine.metrics import overlap_metrics  # noqa: E402
-from napari_pvs.engine.simulate import simulate_pvs  # noqa: E402
+from napari_pvs.engine.synth import simulate_pvs  # noqa: E402
 from napari_pvs.engine.training import TrainConfig, train  # noqa: E402
 
 
@@ -89,8 +89,8 @@ def main(argv=None) -> int:
         if ev.kind in ("start", "done"):
             print(f"[{ev.kind}] {ev.message}", flush=True)
         elif ev.kind == "epoch":
-            print(f"epoch {ev.epoch:3d} step {ev.step:5d} loss {ev.loss:.4f} val DSC {ev.val_dice:.3f} "
-                  f"(best {ev.best_val_dice:.3f}) {ev.elapsed_s:6.0f} s", flush=True)
+            print(f"epoch {ev.epoch:3d} step {ev.step:5d} loss {ev.loss:.4f} val DSC {ev.val_metric:.3f} "
+                  f"(best {ev.best_val_metric:.3f}) {ev.elapsed_s:6.0f} s", flush=True)
     train_s = time.perf_counter() - t
 
     loaded = load_model(ckpt)
@@ -106,7 +106,8 @@ def main(argv=None) -> int:
         "test_image": "open_ms/longitudinal/patient01/study2_T2W (seed 3)",
         "dsc": m.dsc, "sensitivity": m.sensitivity, "ppv": m.ppv,
         **det,
-        "best_val_dice": last.best_val_dice if last else None,
+        "best_val_dice": last.best_val_metric if last else None,
+        "validation_seconds": last.val_seconds if last else 0.0,
         "train_steps": last.step if last else 0,
         "train_epochs": last.epoch if last else 0,
         "training_seconds": train_s,

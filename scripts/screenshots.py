@@ -139,6 +139,9 @@ def main(argv=None) -> int:
     if args.image is None:
         log.info("loading the sample data (real T2 + simulated PVS) ...")
         t2, truth = viewer.open_sample("napari-pvs", "t2_simulated_pvs")
+        deadline = time.time() + 300
+        while truth.metadata.get("simulation") != "done" and time.time() < deadline:
+            pump(0.2)  # the sample's simulation runs in a worker thread
         source = "open_ms patient01 study1 T2W (Lesjak et al. 2016, CC-BY) + simulated PVS"
     else:
         (t2,) = viewer.open(str(args.image), plugin="napari-pvs")
@@ -178,7 +181,7 @@ def main(argv=None) -> int:
         r = train_w.result
         note = (f"DEMO model: {args.train_model} ({args.train_features}) trained {r.seconds / 60:.1f} min "
                 f"on CPU on THIS image's simulated PVS ({r.steps_done} steps, best val DSC "
-                f"{r.best_val_dice:.2f}); not a validated model")
+                f"{r.best_val_metric:.2f}); not a validated model")
         close_notifications(viewer)
         train_png = grab_widget(train_w, out / "widget_train.png")
         viewer.window.remove_dock_widget(train_dock)

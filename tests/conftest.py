@@ -59,14 +59,27 @@ def write_nifti(path: Path, data_ijk: np.ndarray, affine: np.ndarray, *, qform_c
 
 
 def blob_mask(shape=(6, 96, 96), *, n=30, size=(3, 3), seed=0) -> np.ndarray:
-    """uint8 ``(Z, Y, X)`` mask of ``n`` separate-ish rectangles (PVS stand-ins)."""
+    """uint8 ``(Z, Y, X)`` mask of ``n`` rectangles of ``size`` voxels in-plane (PVS stand-ins),
+    placed at random (seeded) at least 4 voxels from the in-plane border."""
     r = np.random.default_rng(seed)
     mask = np.zeros(shape, np.uint8)
     for _ in range(n):
-        z, y, x = r.integers([0, 4, 4], [shape[0], shape[1] - 4 - size[0], shape[2] - 4 - size[1]])
+        z, y, x = r.integers([0, 4, 4], [shape[0], shape[1] - 4, shape[2] - 4])
         mask[z, y:y + size[0], x:x + size[1]] = 1
     return mask
 
 
-#: the smallest network config used in the tests (features per level)
+def blob_volume(seed: int, shape=(6, 96, 96), spacing=(3.0, 0.5, 0.5)):
+    """``(Volume, mask)``: noisy background (100 +- 5) with bright (+60) :func:`blob_mask`
+    blobs, on a diagonal RAS affine of ``spacing`` mm ``(Z, Y, X)``."""
+    from napari_pvs.engine.io import Volume
+
+    mask = blob_mask(shape, seed=seed)
+    img = np.random.default_rng(seed).normal(100, 5, shape).astype(np.float32)
+    img[mask > 0] += 60
+    return Volume(img, np.diag([spacing[2], spacing[1], spacing[0], 1.0])), mask
+
+
+#: network sizes used in the tests (features per level)
 TINY_FEATURES = (4, 8, 16)
+SMALL_FEATURES = (8, 16, 32)

@@ -9,11 +9,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import SMALL_FEATURES, write_nifti
+
 from napari_pvs.cli import main
 from napari_pvs.engine.checkpoint import save_checkpoint
 from napari_pvs.engine.models import UNetConfig, build_model
 
-TINY = UNetConfig(features=(8, 16, 32))
+TINY = UNetConfig(features=SMALL_FEATURES)
 
 
 @pytest.fixture
@@ -67,9 +69,7 @@ def test_count_cli(tmp_path, capsys):
 
 
 def _nifti(tmp_path, name, arr, affine=None):
-    p = tmp_path / name
-    nib.save(nib.Nifti1Image(arr, np.eye(4) if affine is None else affine), p)
-    return p
+    return write_nifti(tmp_path / name, arr, np.eye(4) if affine is None else affine)
 
 
 def test_bad_inputs_exit_2_one_line_no_output(tmp_path, tiny_ckpt, capsys):

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL_FEATURES, blob_volume
 
 from napari_pvs.engine.checkpoint import load_model, save_checkpoint
 from napari_pvs.engine.errors import PVSInputError
@@ -17,21 +18,8 @@ from napari_pvs.engine.models import UNetConfig, build_model
 from napari_pvs.engine.progress import run_to_end
 from napari_pvs.engine.training import LoopConfig, TrainConfig, TrainEvent, run_training, split_by_volume, train
 
-TINY = {"features": (8, 16, 32)}
-TINY_UNET = UNetConfig(features=(8, 16, 32))
-
-
-def synthetic_pvs_volume(seed: int, shape=(6, 96, 96), spacing=(3.0, 0.5, 0.5)):
-    """Noisy background with bright 3x3-voxel dots (PVS stand-ins) and their mask."""
-    r = np.random.default_rng(seed)
-    img = r.normal(100, 5, shape).astype(np.float32)
-    mask = np.zeros(shape, np.uint8)
-    for _ in range(30):
-        z, y, x = r.integers([0, 4, 4], [shape[0], shape[1] - 4, shape[2] - 4])
-        mask[z, y:y + 3, x:x + 3] = 1
-    img[mask > 0] += 60
-    aff = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
-    return Volume(img, aff), mask
+TINY = {"features": SMALL_FEATURES}
+TINY_UNET = UNetConfig(features=SMALL_FEATURES)
 
 
 def run(gen):
@@ -59,7 +47,7 @@ def test_split_is_by_volume():
 
 
 def test_train_learns_and_checkpoint_is_self_contained(tmp_path):
-    vols = [synthetic_pvs_volume(s) for s in range(3)]
+    vols = [blob_volume(s) for s in range(3)]
     cfg = TrainConfig(model="mfnsde", model_config=TINY, epochs=3, steps_per_epoch=20, patch_size=(64, 64))
     ckpt = tmp_path / "model.pt"
     events, result = run(train([v for v, _ in vols[:2]], [m for _, m in vols[:2]], cfg, ckpt))
@@ -89,7 +77,7 @@ def test_train_learns_and_checkpoint_is_self_contained(tmp_path):
 
 
 def test_closing_the_generator_stops_cleanly(tmp_path):
-    v, m = synthetic_pvs_volume(0)
+    v, m = blob_volume(0)
     cfg = TrainConfig(model="unet", model_config=TINY, epochs=50, steps_per_epoch=5, patch_size=(64, 64))
     ckpt = tmp_path / "m.pt"
     gen = train([v], [m], cfg, ckpt)
@@ -105,7 +93,7 @@ def test_closing_the_generator_stops_cleanly(tmp_path):
 
 
 def test_time_budget_stops_training(tmp_path):
-    v, m = synthetic_pvs_volume(0)
+    v, m = blob_volume(0)
     cfg = TrainConfig(model="unet", model_config=TINY, epochs=1000, steps_per_epoch=1000,
                       patch_size=(64, 64), max_minutes=0.02)
     events, result = run(train([v], [m], cfg, tmp_path / "m.pt"))
@@ -114,7 +102,7 @@ def test_time_budget_stops_training(tmp_path):
 
 
 def test_bad_training_input(tmp_path):
-    v, m = synthetic_pvs_volume(0)
+    v, m = blob_volume(0)
     cfg = TrainConfig(model="unet", model_config=TINY, epochs=1, steps_per_epoch=1, patch_size=(64, 64))
     with pytest.raises(PVSInputError, match="differs from the image grid"):
         next(train([v], [m[:, :-1]], cfg, tmp_path / "m.pt"))
@@ -222,7 +210,7 @@ def test_inference_skips_the_background(tmp_path):
 
 
 def test_fine_tuning_starts_from_checkpoint_weights(tmp_path):
-    vols = [synthetic_pvs_volume(s) for s in range(2)]
+    vols = [blob_volume(s) for s in range(2)]
     images, masks = [v for v, _ in vols], [m for _, m in vols]
     cfg = TrainConfig(model="unet", model_config=TINY, epochs=2, steps_per_epoch=15, patch_size=(64, 64))
     _, first = run(train(images, masks, cfg, tmp_path / "a.pt"))

@@ -17,11 +17,11 @@ pytest.importorskip("napari")
 
 from qtpy.QtCore import Qt, QTimer  # noqa: E402
 
-from conftest import real_file  # noqa: E402
+from conftest import TINY_FEATURES, real_file, write_nifti  # noqa: E402
 from napari_pvs.layers import layer_to_volume  # noqa: E402
 
 T2_REL = "open_ms/longitudinal/patient01/study1_T2W.nii.gz"
-TINY = (4, 8, 16)
+TINY = TINY_FEATURES
 
 
 def synthetic_t2(shape=(6, 96, 96), seed=0):
@@ -43,14 +43,10 @@ def synthetic_t2(shape=(6, 96, 96), seed=0):
 
 
 def oblique_nifti(tmp_path: Path, data_zyx: np.ndarray, name="t2.nii.gz") -> Path:
-    """Write ``data_zyx`` as an LPS, slightly oblique NIfTI; returns its path."""
+    """Write ``data_zyx`` as an LPS, slightly oblique NIfTI (qform code 1, sform code 2)."""
     aff = np.array([[-0.5, 0.01, 0.05, 100.0], [0.01, -0.5, 0.08, 110.0], [0.0, 0.02, 3.0, -60.0], [0, 0, 0, 1]])
-    img = nib.Nifti1Image(np.ascontiguousarray(data_zyx.transpose(2, 1, 0)), aff)
-    img.header.set_qform(aff, code=1)
-    img.header.set_sform(aff, code=2)
-    path = tmp_path / name
-    nib.save(img, str(path))
-    return path
+    return write_nifti(tmp_path / name, np.ascontiguousarray(data_zyx.transpose(2, 1, 0)), aff,
+                       qform_code=1, sform_code=2)
 
 
 @pytest.fixture
@@ -151,7 +147,7 @@ def test_train_in_thread_cancel_keeps_gui_responsive(make_napari_viewer, qtbot, 
     timer.start(20)
     qtbot.mouseClick(widget.train_button, Qt.LeftButton)
     worker = widget.worker
-    assert worker is not None
+    assert type(worker).__name__ == "GeneratorWorker"
     assert not widget.train_button.isEnabled() and widget.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: widget.last_event is not None and widget.last_event.kind == "step"
                     and widget.last_event.step >= 5, timeout=90_000)
@@ -331,7 +327,7 @@ def _tiny_checkpoint(path: Path, spacing_mm=0.8) -> Path:
 def _run_segment(qtbot, widget):
     qtbot.mouseClick(widget.segment_button, Qt.LeftButton)
     worker = widget.worker
-    assert worker is not None
+    assert type(worker).__name__ == "GeneratorWorker", widget.status.text()
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         pass
     qtbot.waitUntil(lambda: widget.worker is None, timeout=5_000)
@@ -454,7 +450,7 @@ def test_count_widget_table(make_napari_viewer, tmp_path):
     widget.count_button.click()
 
     counts = widget.last_counts
-    assert counts is not None
+    assert type(counts).__name__ == "RatingCounts", widget.status.text()
     # no NIfTI geometry: the napari-pvs world frame (LPS, as displayed: the subject's left
     # on the screen's right) makes high X indices the subject's left
     assert (counts.bg.left, counts.bg.right, counts.bg.total) == (5, 3, 8)

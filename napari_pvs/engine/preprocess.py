@@ -59,6 +59,9 @@ def resample_stack(stack: np.ndarray | torch.Tensor, out_hw: tuple[int, int], *,
     consistent between the forward and the backward resampling. Returns the input
     unchanged (as a float tensor) when the size already matches.
     """
+    # MONAI's Spacing/Resize resample whole 3D volumes (or need a per-slice loop); here the
+    # slice axis must stay untouched and the forward and backward resampling must use the
+    # same pixel-centre convention, which one batched F.interpolate over the slices gives.
     t = torch.as_tensor(np.ascontiguousarray(stack) if isinstance(stack, np.ndarray) else stack)
     t = t.float()
     if tuple(t.shape[-2:]) == tuple(out_hw):
@@ -76,6 +79,9 @@ def normalize_percentile(data: np.ndarray, percentiles: tuple[float, float] = (0
     mean/4, so the empty background of brain-extracted or padded scans does not count);
     values are mapped linearly so that they land at 0 and 1 (not clipped).
     """
+    # MONAI's ScaleIntensityRangePercentiles takes the percentiles over every voxel; on
+    # scans with large empty backgrounds that maps the tissue differently from scan to scan,
+    # so the percentiles here are taken over the foreground only.
     arr = np.asarray(data, dtype=np.float32)
     fg = arr[arr > arr.mean() / 4]
     if fg.size < 10:

@@ -118,7 +118,13 @@ class CountWidget(QWidget):
             axial = layer_to_volume(layer).axial_axis
         except PVSInputError:
             return None
-        data_pos = np.asarray(layer.world_to_data(self.viewer.dims.point))[-3:]
+        # the viewer's slice position, taken at the centre of the layer in the displayed plane
+        # (for an oblique scan the slice index varies across the plane)
+        point = np.asarray(self.viewer.dims.point, dtype=float)
+        centre = np.asarray(layer.data_to_world((np.asarray(layer.data.shape) - 1) / 2.0), dtype=float)
+        for d in self.viewer.dims.displayed:
+            point[d] = centre[d - (len(point) - len(centre))]
+        data_pos = np.asarray(layer.world_to_data(point))[-3:]
         n = layer.data.shape[axial]
         return int(np.clip(np.round(data_pos[axial]), 0, n - 1))
 
@@ -145,7 +151,7 @@ class CountWidget(QWidget):
     def count(self, *_):
         """Count PVS on the two slices and fill the table (the *Count* button).
 
-        Returns the :class:`~napari_pvs.engine.counting.RatingCounts` (None on error)."""
+        Returns the :class:`~napari_pvs.engine.rating.RatingCounts` (None on error)."""
         from ..engine.rating import count_rating_slices
 
         layer = self.labels.value

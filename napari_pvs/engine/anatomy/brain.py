@@ -1,4 +1,10 @@
-"""Brain mask of a T2-weighted image by intensity and morphology (no atlas)."""
+"""Brain mask of a T2-weighted image by intensity and morphology (no atlas).
+
+Learned skull-strippers (SynthStrip, HD-BET) need weights that cannot be downloaded at
+run time here, and classical ones (FSL BET) are not Python packages; this rule-based mask
+(scipy/scikit-image morphology) is enough to keep synthetic PVS and inference windows
+inside the head's brain.
+"""
 
 from __future__ import annotations
 

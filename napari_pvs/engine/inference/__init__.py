@@ -2,8 +2,9 @@
 mixed-precision choice shared with training (:mod:`.device`)."""
 
 from .device import amp_dtype, autocast, pick_device
-from .sliding import (BACKGROUND_LEVEL, InferenceProgress, Prediction, head_box, predict_stack,
-                      predict_volume, segment_iter)
+from .sliding import (BACKGROUND_LEVEL, BRAIN_MARGIN_MM, WINDOWS_PER_PASS, InferenceProgress, Prediction,
+                      brain_region, head_box, predict_stack, predict_volume, segment_iter)
 
-__all__ = ["Prediction", "InferenceProgress", "segment_iter", "predict_volume", "predict_stack",
-           "head_box", "BACKGROUND_LEVEL", "pick_device", "autocast", "amp_dtype"]
+__all__ = ["Prediction", "InferenceProgress", "segment_iter", "predict_volume", "predict_stack", "head_box",
+           "brain_region", "BACKGROUND_LEVEL", "BRAIN_MARGIN_MM", "WINDOWS_PER_PASS", "pick_device", "autocast",
+           "amp_dtype"]
