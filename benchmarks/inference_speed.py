@@ -171,7 +171,11 @@ def main(argv=None) -> int:
                 continue
             cmd = [sys.executable, __file__, "--data", args.data, "--checkpoint", args.checkpoint,
                    "--threads", str(args.threads), "--work", args.work, "--one", vol_key, name]
-            line = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(proc.stderr, file=sys.stderr)
+                raise SystemExit(f"{vol_key}:{name} failed")
+            line = proc.stdout.strip().splitlines()[-1]
             res = json.loads(line)
             ref = Path(args.work) / f"{vol_key}_v0.1_mask.npy"
             if ref.exists() and name != "v0.1":

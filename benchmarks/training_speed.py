@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         "date": time.strftime("%Y-%m-%d"), "model": args.model, "volumes": 4, "max_minutes": args.max_minutes,
         "steps": result.steps_done, "epochs": result.epochs_done, "seconds": round(result.seconds, 1),
         "validation_seconds": round(result.val_seconds, 1), "validation_share": round(result.val_share, 4),
-        "training_share": round(1 - result.val_share, 4),
+        "share_not_validating": round(1 - result.val_share, 4),  # training steps and data preparation
         "steps_per_second": round(result.steps_per_second, 3),
         "validations": len(result.history),
         "seconds_per_validation": round(result.val_seconds / max(1, len(result.history)), 2),

@@ -232,7 +232,7 @@ def brain_region(image: Volume, margin_mm: float = BRAIN_MARGIN_MM) -> np.ndarra
 
 def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, threshold: float = 0.5,
                  device: str | torch.device | None = None, overlap: float | None = None,
-                 crop_to_head: bool = True, brain_only: bool = True,
+                 crop_to_head: bool = True, brain_only: bool = True, windows_per_pass: int | None = None,
                  ) -> Generator[InferenceProgress, None, Prediction]:
     """Segment PVS in a volume, yielding :class:`InferenceProgress` after each batch.
 
@@ -254,6 +254,8 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
         Predict only inside the head's bounding box (:func:`head_box`); default True.
     brain_only : bool
         Skip the windows that hold no voxel of the (dilated) brain mask; default True.
+    windows_per_pass : int, optional
+        Windows per forward pass; default :data:`WINDOWS_PER_PASS` of the device.
 
     Returns (as the generator's return value)
     ------------------------------------------
@@ -274,7 +276,7 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
         if region is not None:
             roi = resample_stack(axial_stack(image, region.astype(np.float32)), work_hw) > 0
     gen = predict_stack(loaded, x, batch_size=batch_size, device=dev, overlap=overlap,
-                        crop_to_head=crop_to_head, roi_mask=roi)
+                        crop_to_head=crop_to_head, roi_mask=roi, windows_per_pass=windows_per_pass)
     prob_work = yield from map_events(gen, lambda done: InferenceProgress(done, total, time.perf_counter() - t0))
     prob = resample_stack(prob_work, hw).clamp_(0, 1).numpy()
     prob = np.ascontiguousarray(from_axial_stack(image, prob)).astype(np.float32)
@@ -284,9 +286,9 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
 
 def predict_volume(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, threshold: float = 0.5,
                    device: str | torch.device | None = None, overlap: float | None = None,
-                   crop_to_head: bool = True, brain_only: bool = True,
+                   crop_to_head: bool = True, brain_only: bool = True, windows_per_pass: int | None = None,
                    progress: Callable[[InferenceProgress], None] | None = None) -> Prediction:
     """Run :func:`segment_iter` to the end, calling ``progress`` with each event."""
     return run_to_end(segment_iter(loaded, image, batch_size=batch_size, threshold=threshold,
                                    device=device, overlap=overlap, crop_to_head=crop_to_head,
-                                   brain_only=brain_only), progress)
+                                   brain_only=brain_only, windows_per_pass=windows_per_pass), progress)
