@@ -524,3 +524,24 @@ def test_all_widgets_dock_together(make_napari_viewer):
         assert viewer.window._qt_window.dockWidgetArea(dock) == Qt.RightDockWidgetArea
     docked = set(viewer.window.dock_widgets)
     assert {f"{n} (napari-pvs)" for n in names} <= docked, docked
+
+
+def test_count_widget_current_slice_of_an_oblique_scan(make_napari_viewer, tmp_path):
+    """On an oblique scan the slice under the viewer's position is read at the layer's
+    centre, not at the corner of the plane (where the tilt shifts it)."""
+    img, _ = synthetic_t2((8, 120, 100))
+    tilted = np.array([[-0.5, 0, 0, 25.0], [0, -0.5, 0.3, 30.0], [0, 0.1, 3.0, -10.0], [0, 0, 0, 1]])
+    path = write_nifti(tmp_path / "oblique_T2.nii.gz", np.ascontiguousarray(img.transpose(2, 1, 0)), tilted)
+    viewer = make_napari_viewer()
+    (t2,) = viewer.open(str(path), plugin="napari-pvs")
+    labels = viewer.add_labels(np.zeros(img.shape, np.uint8), name="pvs", scale=t2.scale,
+                               affine=t2.affine, metadata={"affine": t2.metadata["affine"]})
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Count PVS (BG/CSO)")
+    widget.labels.value = labels
+    for z in (2, 5):
+        centre = (z, (img.shape[1] - 1) / 2, (img.shape[2] - 1) / 2)
+        viewer.dims.set_point(0, float(t2.data_to_world(centre)[0]))
+        assert widget.current_slice() == z
+        # at the plane's corner the same world height falls on another slice of this scan
+        corner = np.round(t2.world_to_data((viewer.dims.point[0], *t2.data_to_world((0, 0, 0))[1:]))[0])
+        assert corner != z

@@ -118,12 +118,14 @@ class CountWidget(QWidget):
             axial = layer_to_volume(layer).axial_axis
         except PVSInputError:
             return None
-        # the viewer's slice position, taken at the centre of the layer in the displayed plane
-        # (for an oblique scan the slice index varies across the plane)
+        # the viewer's position, taken at the centre of the layer along the displayed axes
+        # other than the axial one (for an oblique scan the slice index varies across the plane)
         point = np.asarray(self.viewer.dims.point, dtype=float)
         centre = np.asarray(layer.data_to_world((np.asarray(layer.data.shape) - 1) / 2.0), dtype=float)
+        offset = len(point) - len(centre)
         for d in self.viewer.dims.displayed:
-            point[d] = centre[d - (len(point) - len(centre))]
+            if d - offset != axial:
+                point[d] = centre[d - offset]
         data_pos = np.asarray(layer.world_to_data(point))[-3:]
         n = layer.data.shape[axial]
         return int(np.clip(np.round(data_pos[axial]), 0, n - 1))
