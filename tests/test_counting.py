@@ -76,3 +76,19 @@ def test_csv(tmp_path):
     assert lines[0].startswith("region,slice_index,left,right,total,grade,area_mm2")
     assert lines[1].startswith("BG,1,")
     assert len(lines) == 4
+
+
+def test_component_table_rows_per_pvs():
+    from napari_pvs.engine.rating import component_table
+
+    lab = np.zeros((4, 20, 30), np.uint8)
+    lab[1, 2:5, 3] = 1           # a 3-voxel line
+    lab[2:4, 10, 20:22] = 1      # a 2x2 block spanning two slices
+    aff = np.diag([0.5, 0.5, 3.0, 1.0])
+    rows = component_table(Volume(lab, aff))
+    assert [r["n_voxels"] for r in rows] == [3, 4]
+    assert rows[0]["volume_mm3"] == pytest.approx(3 * 0.75)
+    assert (rows[0]["centroid_z"], rows[0]["centroid_y"], rows[0]["centroid_x"]) == (1.0, 3.0, 3.0)
+    assert (rows[1]["extent_z"], rows[1]["extent_y"], rows[1]["extent_x"]) == (2, 1, 2)
+    assert rows[1]["z_mm"] == pytest.approx(3.0 * 2.5) and rows[1]["x_mm"] == pytest.approx(0.5 * 20.5)
+    assert component_table(Volume(np.zeros((2, 3, 3), np.uint8), aff)) == []

@@ -410,3 +410,25 @@ def test_write_table_csv_round_trip(tmp_path, phantom_run):
         assert int(got["n_mask_voxels"]) == want["n_mask_voxels"]
     empty = write_table_csv([], tmp_path / "empty.csv")
     assert empty.read_text().strip().split(",") == list(TABLE_COLUMNS)
+
+
+def test_rating_slice_levels_from_the_ventricle_landmark(study1):
+    from napari_pvs.engine.anatomy import analyze_anatomy, rating_slice_levels
+
+    anat = analyze_anatomy(study1)
+    levels = rating_slice_levels(study1, anat)
+    n = study1.shape[study1.axial_axis]
+    assert 0 <= levels["bg"] < levels["cso"] < n
+    centre = (np.asarray(study1.shape, float) - 1) / 2
+
+    def z_mm(k):
+        idx = centre.copy()
+        idx[study1.axial_axis] = k
+        return float(study1.voxel_to_world(idx)[2])
+
+    # the BG slice lies inside the BG region's height, the CSO slice ~1 cm above the
+    # ventricles' roof (within half a 4 mm slice)
+    lo, hi = anat.bg_level_mm
+    assert lo <= z_mm(levels["bg"]) <= hi
+    assert abs(z_mm(levels["cso"]) - (anat.ventricle_top_mm + 10.0)) <= 2.0 + 1e-6
+    assert anat.ventricles.any() and anat.regions.max() == 2

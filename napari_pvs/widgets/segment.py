@@ -25,6 +25,7 @@ import numpy as np
 from magicgui.widgets import Container, FileEdit, FloatSpinBox, SpinBox, create_widget
 
 from ..engine.progress import format_seconds
+from ..layers import geometry_metadata
 from ._job import JobWidget, notify_info
 
 if TYPE_CHECKING:
@@ -121,9 +122,7 @@ class SegmentWidget(JobWidget):
         src = self._source
         geom = {"scale": tuple(src.scale), "translate": tuple(src.translate), "rotate": np.asarray(src.rotate),
                 "shear": np.asarray(src.shear), "affine": np.asarray(src.affine.affine_matrix)}
-        meta = {k: v for k, v in (src.metadata or {}).items()
-                if k in ("affine", "nifti_header", "source_path", "orientation")}
-        meta.update(source_layer=src.name, threshold=prediction.threshold)
+        meta = {**geometry_metadata(src), "source_layer": src.name, "threshold": prediction.threshold}
         self.prob_layer = self._put(
             f"{src.name} PVS probability", prediction.prob, geom, meta,
             lambda d, **kw: self.viewer.add_image(d, colormap="magma", blending="additive",
