@@ -24,18 +24,23 @@ def test_engine_layout_one_way_imports():
     import ast
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "napari_pvs" / "engine"
+    pkg = Path(__file__).resolve().parents[1] / "napari_pvs"
     offenders = []
-    for path in root.rglob("*.py"):
-        depth = len(path.relative_to(root).parts) - 1  # folders below engine/
+    for path in (pkg / "engine").rglob("*.py"):
+        here = ["napari_pvs", *path.relative_to(pkg).parts[:-1]]  # the module's package
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module is not None:
-                if node.level == 0:
-                    target = node.module
-                elif node.level > depth + 1:  # climbs out of the engine
-                    target = "napari_pvs." + node.module
-                else:
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level == 0:
+                base = node.module or ""
+            else:
+                base = ".".join(here[:len(here) - node.level + 1] + ([node.module] if node.module else []))
+            # "from X import a" may import the submodule X.a: check both
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            for target in targets:
+                if target == "napari_pvs.__version__":  # the package root holds only the version
                     continue
-                if target.startswith("napari_pvs") and not target.startswith("napari_pvs.engine"):
-                    offenders.append(f"{path.name}: {target}")
+                if target.startswith("napari_pvs") and target != "napari_pvs" \
+                        and not target.startswith("napari_pvs.engine"):
+                    offenders.append(f"{path.relative_to(pkg)}: {target}")
     assert offenders == []

@@ -95,7 +95,9 @@ def sha256_file(path: str | Path) -> str:
     return pooch.file_hash(str(path), alg="sha256")
 
 
+@lru_cache(maxsize=8)
 def _pooch(root: Path, *, env: str | None = None) -> pooch.Pooch:
+    """One Pooch per folder (built once: the registry has every manifest row)."""
     entries = manifest()
     return pooch.create(
         path=root, base_url="", env=env, allow_updates=False, retry_if_failed=2,
