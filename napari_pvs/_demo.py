@@ -1,5 +1,8 @@
 """``make demo``: open napari with napari-pvs docked and a real T2 loaded.
 
+The Segment tab is in front with the shipped default model selected: one click on
+*Segment* gives the PVS overlay, then *Count PVS* gives the BG/CSO counts.
+
 The T2 is visit 1 of open_ms patient01 (Lesjak et al., Neuroinformatics 2016, CC-BY),
 read from the data directory (``$NAPARI_PVS_DATA`` or ``../shared/data``) or downloaded
 into the per-user cache.
@@ -26,8 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     viewer = napari.Viewer(title="napari-pvs demo")
     viewer.open(path, plugin="napari-pvs")
-    for name in ("Train PVS model", "Segment PVS", "Count PVS (BG/CSO)"):
-        viewer.window.add_plugin_dock_widget("napari-pvs", name, tabify=True)
+    docks = {name: viewer.window.add_plugin_dock_widget("napari-pvs", name, tabify=True)[0]
+             for name in ("Train PVS model", "Segment PVS", "Count PVS (BG/CSO)")}
+    docks["Segment PVS"].raise_()
     napari.run()
     return 0
 

@@ -97,16 +97,17 @@ def cmd_train(args) -> int:
 
 # ---------------------------------------------------------------------------- segment
 def cmd_segment(args) -> int:
-    from .engine.checkpoint import load_model
+    from .engine.checkpoint import default_checkpoint, load_model
     from .engine.inference import pick_device, predict_volume
     from .engine.io import load_volume, save_volume
 
     _check_nifti_out(args.output, "output mask")
+    model_path = args.model or default_checkpoint()
     if args.prob:
         _check_nifti_out(args.prob, "probability map")
     image = load_volume(args.image)
     device = pick_device(args.device)
-    loaded = load_model(args.model, device=device)
+    loaded = load_model(model_path, device=device)
 
     def progress(ev):
         if sys.stderr.isatty():
@@ -120,7 +121,8 @@ def cmd_segment(args) -> int:
     if args.prob:
         save_volume(args.prob, pred.prob, image, dtype="float32")
     vs = image.voxel_size
-    print(f"segmented {args.image} with {loaded.name} ({loaded.spacing_mm:.2f} mm in-plane) in "
+    print(f"segmented {args.image} with {loaded.name} ({Path(model_path).name}, {loaded.spacing_mm:.2f} mm "
+          f"in-plane) in "
           f"{pred.seconds:.1f} s: {int(pred.mask.sum())} PVS voxels "
           f"({pred.mask.sum() * vs[0] * vs[1] * vs[2]:.1f} mm^3); wrote {args.output}"
           + (f" and {args.prob}" if args.prob else ""))
@@ -190,10 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=int, default=10, help="print every N steps")
     t.set_defaults(func=cmd_train)
 
-    g = sub.add_parser("segment", help="segment PVS in a T2 image with a trained checkpoint",
+    g = sub.add_parser("segment", help="segment PVS in a T2 image (shipped default model or a checkpoint)",
                        description="Segment PVS; the mask (and probability map) get the input's affine and header.")
     g.add_argument("image", help="T2-weighted NIfTI image")
-    g.add_argument("-m", "--model", required=True, metavar="CKPT", help="checkpoint from 'napari-pvs train'")
+    g.add_argument("-m", "--model", metavar="CKPT",
+                   help="checkpoint from 'napari-pvs train' (default: the shipped default model)")
     g.add_argument("-o", "--output", required=True, metavar="MASK", help="output mask (.nii.gz)")
     g.add_argument("--prob", metavar="PROB", help="also write the probability map (.nii.gz)")
     g.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")

@@ -80,6 +80,33 @@ def blob_volume(seed: int, shape=(6, 96, 96), spacing=(3.0, 0.5, 0.5)):
     return Volume(img, np.diag([spacing[2], spacing[1], spacing[0], 1.0])), mask
 
 
+def make_phantom(noise: float = 10.0, seed: int = 123) -> tuple:
+    """A T2-like head phantom: ellipsoidal brain (WM core 300, GM shell 450), a CSF
+    rim and two lateral ventricles (900), background 0, Gaussian noise ``noise``.
+    LPS-like orientation, 1 mm in-plane, 3 mm slices. Returns the volume and the label
+    map (0 background, 1 WM, 2 GM, 3 CSF)."""
+    shape = (44, 176, 146)  # (Z, Y, X)
+    aff = np.array([[-1.0, 0, 0, 72.5], [0, -1.0, 0, 87.5], [0, 0, 3.0, -64.5], [0, 0, 0, 1]])
+    k, j, i = np.meshgrid(*(np.arange(n, dtype=float) for n in shape), indexing="ij")
+    x = aff[0, 0] * i + aff[0, 3]
+    y = aff[1, 1] * j + aff[1, 3]
+    z = aff[2, 2] * k + aff[2, 3]
+    rho = np.sqrt((x / 62) ** 2 + (y / 78) ** 2 + (z / 58) ** 2)
+    lab = np.zeros(shape, np.uint8)
+    lab[rho <= 1.06] = 3
+    lab[rho <= 1.0] = 2
+    lab[rho <= 0.92] = 1
+    for sx in (-9.0, 9.0):
+        lab[((x - sx) / 6) ** 2 + (y / 22) ** 2 + ((z - 8) / 12) ** 2 <= 1] = 3
+    vals = np.array([0.0, 300.0, 450.0, 900.0])
+    rng = np.random.default_rng(seed)
+    data = (vals[lab] + rng.normal(0.0, noise, shape)).astype(np.float32)
+    from napari_pvs.engine.io import Volume
+
+    return Volume(data=data, affine=aff), lab
+
+
+
 #: network sizes used in the tests (features per level)
 TINY_FEATURES = (4, 8, 16)
 SMALL_FEATURES = (8, 16, 32)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import real_file
+from conftest import make_phantom, real_file
 from scipy import ndimage as ndi
 
 from napari_pvs.engine.errors import PVSInputError
@@ -41,30 +41,6 @@ MNI_LESION = "open_ms/mni/patient07/lesion_mask.nii.gz"
 def _thick_slice_affine(dz: float = 4.0, dxy: float = 0.5) -> np.ndarray:
     """LPS-like affine (x and y flipped), ``dxy`` in-plane, ``dz`` slices."""
     return np.array([[-dxy, 0, 0, 10.0], [0, -dxy, 0, 12.0], [0, 0, dz, -20.0], [0, 0, 0, 1]])
-
-
-def make_phantom(noise: float = 10.0, seed: int = 123) -> tuple[Volume, np.ndarray]:
-    """A T2-like head phantom: ellipsoidal brain (WM core 300, GM shell 450), a CSF
-    rim and two lateral ventricles (900), background 0, Gaussian noise ``noise``.
-    LPS-like orientation, 1 mm in-plane, 3 mm slices. Returns the volume and the label
-    map (0 background, 1 WM, 2 GM, 3 CSF)."""
-    shape = (44, 176, 146)  # (Z, Y, X)
-    aff = np.array([[-1.0, 0, 0, 72.5], [0, -1.0, 0, 87.5], [0, 0, 3.0, -64.5], [0, 0, 0, 1]])
-    k, j, i = np.meshgrid(*(np.arange(n, dtype=float) for n in shape), indexing="ij")
-    x = aff[0, 0] * i + aff[0, 3]
-    y = aff[1, 1] * j + aff[1, 3]
-    z = aff[2, 2] * k + aff[2, 3]
-    rho = np.sqrt((x / 62) ** 2 + (y / 78) ** 2 + (z / 58) ** 2)
-    lab = np.zeros(shape, np.uint8)
-    lab[rho <= 1.06] = 3
-    lab[rho <= 1.0] = 2
-    lab[rho <= 0.92] = 1
-    for sx in (-9.0, 9.0):
-        lab[((x - sx) / 6) ** 2 + (y / 22) ** 2 + ((z - 8) / 12) ** 2 <= 1] = 3
-    vals = np.array([0.0, 300.0, 450.0, 900.0])
-    rng = np.random.default_rng(seed)
-    data = (vals[lab] + rng.normal(0.0, noise, shape)).astype(np.float32)
-    return Volume(data=data, affine=aff), lab
 
 
 def _capsule_volume(width: float, length: float) -> float:

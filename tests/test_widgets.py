@@ -545,3 +545,19 @@ def test_count_widget_current_slice_of_an_oblique_scan(make_napari_viewer, tmp_p
         # at the plane's corner the same world height falls on another slice of this scan
         corner = np.round(t2.world_to_data((viewer.dims.point[0], *t2.data_to_world((0, 0, 0))[1:]))[0])
         assert corner != z
+
+
+def test_segment_widget_starts_on_the_shipped_model_one_click(make_napari_viewer, qtbot, tmp_path):
+    from napari_pvs.engine.checkpoint import default_checkpoint
+
+    img, _ = synthetic_t2((3, 60, 50))
+    path = oblique_nifti(tmp_path, img, "one_click_T2.nii.gz")
+    viewer = make_napari_viewer()
+    (t2,) = viewer.open(str(path), plugin="napari-pvs")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Segment PVS")
+    assert widget.checkpoint_path == default_checkpoint()
+    assert widget.image.value is t2
+    _run_segment(qtbot, widget)                     # no other setting: one click
+    mask = viewer.layers["one_click_T2 PVS mask"]
+    assert mask.data.shape == t2.data.shape
+    assert "pvs_default.pt" in widget.status.text() or "Segmented" in widget.status.text()

@@ -25,6 +25,12 @@ the model (the voxelmorph habit of saving the constructor config with the weight
     Where the training data came from (paths, sha256, shapes, voxel sizes, roles).
 ``metrics``
     Best validation DSC, epoch and step of the saved weights.
+``recipe``
+    How the training data were made (recipe, data files with sha256, stages), and for the
+    shipped model ``benchmark``: its real-scan benchmark numbers.
+
+The shipped default model (:func:`default_checkpoint`) lives in ``napari_pvs/weights/`` and is
+made by ``scripts/make_default_model.py``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from .io import atomic_path
 from .models import MODEL_REGISTRY, available_models
 
 __all__ = ["LoadedModel", "save_checkpoint", "load_model", "read_checkpoint", "checkpoint_config",
+           "update_checkpoint", "default_checkpoint", "DEFAULT_CHECKPOINT_NAME",
            "CHECKPOINT_FORMAT",
            "CHECKPOINT_VERSION", "DEFAULT_PATCH_SIZE"]
 
@@ -51,6 +58,29 @@ CHECKPOINT_VERSION = 2
 _V1_CONFIG_KEYS = ("in_channels", "out_channels", "features", "dropout", "deep_supervision")
 #: training patch (H, W) in pixels, also the inference window for checkpoints without one
 DEFAULT_PATCH_SIZE = (128, 128)
+#: file name of the shipped default model in ``napari_pvs/weights/``
+DEFAULT_CHECKPOINT_NAME = "pvs_default.pt"
+
+
+def default_checkpoint() -> Path:
+    """Path of the shipped default PVS model (``napari_pvs/weights/pvs_default.pt``).
+
+    It is an ``mfnsde`` trained by ``scripts/make_default_model.py`` on synthetic PVS in
+    real T2 scans (ignore mask on the scans' own PVS, widened simulation, domain
+    randomisation, pseudo-labels); its recipe, data sources and benchmark numbers are in
+    the checkpoint (``read_checkpoint(default_checkpoint())["recipe"]``).
+
+    Raises
+    ------
+    PVSInputError
+        The file is not installed (a source checkout without it: run
+        ``python scripts/make_default_model.py --install``).
+    """
+    path = Path(__file__).resolve().parents[1] / "weights" / DEFAULT_CHECKPOINT_NAME
+    if not path.is_file():
+        raise PVSInputError("the default model is not installed; make it with "
+                            "'python scripts/make_default_model.py --out DIR --install'", path)
+    return path
 
 
 @dataclass
@@ -97,7 +127,7 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, model_name: str
                     percentiles: tuple[float, float], patch_size: tuple[int, int] = DEFAULT_PATCH_SIZE,
                     train_config: dict | None = None,
                     training_data: list[dict] | None = None, metrics: dict | None = None,
-                    task: str = "segmentation") -> Path:
+                    task: str = "segmentation", recipe: dict | None = None) -> Path:
     """Write a self-contained checkpoint atomically (temporary file, fsync, rename).
 
     Parameters
@@ -116,6 +146,8 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, model_name: str
         Saved as they are (JSON-able values).
     task : str
         What the network does (``"segmentation"``).
+    recipe : dict, optional
+        How the training data were made (JSON-able), saved under ``"recipe"``.
     """
     from .. import __version__
 
@@ -135,10 +167,34 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, model_name: str
         "train_config": train_config or {},
         "training_data": training_data or [],
         "metrics": metrics or {},
+        "recipe": recipe or {},
     }
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+    return path
+
+
+def update_checkpoint(path: str | Path, **fields) -> Path:
+    """Replace top-level metadata fields of a checkpoint (e.g. ``recipe``, ``benchmark``),
+    atomically; the weights and the model fields cannot be changed this way.
+
+    Raises
+    ------
+    ValueError
+        A field that holds the model (``state_dict``, ``model_name``, ``model_config``...).
+    PVSInputError
+        Not a napari-pvs checkpoint.
+    """
+    protected = {"state_dict", "model_name", "model_config", "model_config_class", "format", "version", "task"}
+    bad = sorted(set(fields) & protected)
+    if bad:
+        raise ValueError(f"cannot update the model fields {bad} of a checkpoint")
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    ckpt.update(fields)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
     return path
 
 

@@ -1,7 +1,8 @@
 """Dock widget "Segment PVS": apply a trained checkpoint to a T2 Image layer.
 
 Pick the T2 layer, a checkpoint (``.pt`` written by the Train widget or by
-``napari-pvs train``) and a probability threshold, then *Segment*. The checkpoint is read
+``napari-pvs train``; it starts on the shipped default model, so one click on a real scan
+gives the overlay) and a probability threshold, then *Segment*. The checkpoint is read
 on the main thread (a missing or foreign file is refused at once); inference
 (:func:`napari_pvs.engine.inference.segment_iter`) runs in a worker through the shared job
 lifecycle with a progress bar and *Cancel*. The result is shown as two layers on the T2's
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import Container, FileEdit, FloatSpinBox, SpinBox, create_widget
 
+from ..engine.checkpoint import default_checkpoint
+from ..engine.errors import PVSInputError
 from ..engine.progress import format_seconds
 from ..layers import geometry_metadata
 from ._job import JobWidget, notify_info
@@ -58,6 +61,11 @@ class SegmentWidget(JobWidget):
         self._source = None
         self.image = create_widget(annotation="napari.layers.Image", label="T2 image")
         self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt")
+        self.checkpoint.tooltip = "a .pt checkpoint; empty: the shipped default model"
+        try:
+            self.checkpoint.value = default_checkpoint()
+        except PVSInputError:
+            log.warning("the shipped default model is not installed; choose a checkpoint")
         self.threshold = FloatSpinBox(label="threshold", value=0.5, min=0.01, max=0.99, step=0.05)
         self.batch_size = SpinBox(label="slices / batch", value=8, min=1, max=256)
         self.threshold.changed.connect(self._rethreshold)
@@ -76,16 +84,13 @@ class SegmentWidget(JobWidget):
     # ------------------------------------------------------------------ job
     def prepare(self):
         from ..engine.checkpoint import load_model
-        from ..engine.errors import PVSInputError
         from ..engine.inference import segment_iter
         from ..layers import layer_to_volume
 
         layer = self.image.value
         if layer is None:
             raise PVSInputError("choose a T2 Image layer to segment")
-        ckpt = self.checkpoint_path
-        if ckpt is None:
-            raise PVSInputError("choose a checkpoint (.pt file written by training)")
+        ckpt = self.checkpoint_path or default_checkpoint()
         volume = layer_to_volume(layer)
         loaded = load_model(ckpt)  # a missing or foreign file is refused here, on the main thread
         self._source = layer

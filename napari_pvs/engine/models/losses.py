@@ -13,15 +13,21 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DeepSupervisionLoss, DiceLoss
+from monai.losses import DeepSupervisionLoss, DiceLoss, MaskedDiceLoss
 
 __all__ = ["downsample_label_max", "deep_supervision_loss", "default_dice_loss",
-           "MaxPoolDeepSupervisionLoss"]
+           "masked_dice_loss", "MaxPoolDeepSupervisionLoss"]
 
 
 def default_dice_loss() -> DiceLoss:
     """The default soft Dice loss: sigmoid on the logits, Dice over the whole batch."""
     return DiceLoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5, batch=True)
+
+
+def masked_dice_loss() -> MaskedDiceLoss:
+    """:func:`default_dice_loss` restricted to a mask (MONAI ``MaskedDiceLoss``): voxels with
+    mask 0 (ignored) contribute neither to the prediction nor to the target."""
+    return MaskedDiceLoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5, batch=True)
 
 
 def downsample_label_max(target: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -73,21 +79,30 @@ class MaxPoolDeepSupervisionLoss(DeepSupervisionLoss):
     :meth:`get_loss` uses :func:`downsample_label_max`. Weights are normalised to sum to 1
     (default: the plain mean over the outputs, as in the paper's implementation).
 
+    ``forward(outputs, target, ignore=None)``: with an ``ignore`` map ``(B, 1, H, W)`` (1 =
+    unknown, e.g. unlabelled real PVS-like objects), those voxels are left out of the loss
+    with MONAI's ``MaskedDiceLoss``; the map is max-pooled like the label, so a
+    down-sampled voxel that covers any ignored voxel is ignored.
+
     Parameters
     ----------
     loss : callable
         ``loss(logits, label) -> scalar``; default :func:`default_dice_loss`.
     weights : sequence of float, optional
         One weight per output; default equal weights.
+    masked_loss : callable, optional
+        ``masked_loss(logits, label, mask) -> scalar`` used when an ignore map is given;
+        default :func:`masked_dice_loss`.
 
     Refer to: "Deep-learning-based segmentation of perivascular spaces on T2-weighted 3T
     MR images", Frontiers in Aging Neuroscience (2024); ``monai.losses.DeepSupervisionLoss``.
     """
 
     def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 weights: Sequence[float] | None = None):
+                 weights: Sequence[float] | None = None, masked_loss: Callable | None = None):
         super().__init__(loss if loss is not None else default_dice_loss(), weight_mode="same",
                          weights=None if weights is None else [float(w) for w in weights])
+        self.masked_loss = masked_loss if masked_loss is not None else masked_dice_loss()
 
     def get_weights(self, levels: int = 1) -> list[float]:
         if self.weights is not None:
@@ -104,7 +119,16 @@ class MaxPoolDeepSupervisionLoss(DeepSupervisionLoss):
             raise ValueError(f"output shape {tuple(input.shape)} does not match target {tuple(target.shape)}")
         return self.loss(input, downsample_label_max(target, input.shape[-2:]).to(dtype=input.dtype))
 
-    def forward(self, input, target: torch.Tensor) -> torch.Tensor:  # noqa: A002
+    def get_masked_loss(self, input: torch.Tensor, target: torch.Tensor,  # noqa: A002
+                        ignore: torch.Tensor) -> torch.Tensor:
+        if input.ndim != 4 or input.shape[0] != target.shape[0]:
+            raise ValueError(f"output shape {tuple(input.shape)} does not match target {tuple(target.shape)}")
+        size = input.shape[-2:]
+        keep = 1.0 - downsample_label_max(ignore, size)
+        return self.masked_loss(input, downsample_label_max(target, size).to(dtype=input.dtype),
+                                keep.to(dtype=input.dtype))
+
+    def forward(self, input, target: torch.Tensor, ignore: torch.Tensor | None = None) -> torch.Tensor:  # noqa: A002
         outs = [input] if isinstance(input, torch.Tensor) else list(input)
         if not outs:
             raise ValueError("deep supervision loss: no outputs given")
@@ -112,6 +136,13 @@ class MaxPoolDeepSupervisionLoss(DeepSupervisionLoss):
             raise ValueError(f"target must have shape (B, 1, H, W), got {tuple(target.shape)}")
         target = target.float()
         weights = self.get_weights(len(outs))
+        if ignore is not None:
+            if tuple(ignore.shape) != tuple(target.shape):
+                raise ValueError(f"ignore map shape {tuple(ignore.shape)} differs from the target's "
+                                 f"{tuple(target.shape)}")
+            ignore = ignore.float()
+            return sum(w * self.get_masked_loss(o.float(), target, ignore)
+                       for w, o in zip(weights, outs, strict=True))
         return sum(w * self.get_loss(o.float(), target) for w, o in zip(weights, outs, strict=True))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["render_pvs_fraction", "render_local", "tilted_direction"]
+__all__ = ["render_pvs_fraction", "render_local", "tilted_direction", "wall_radius_factor"]
 
 
 def _unit(v) -> np.ndarray:
@@ -19,13 +19,28 @@ def _unit(v) -> np.ndarray:
     return v / n
 
 
+def wall_radius_factor(t: np.ndarray, wall) -> np.ndarray | float:
+    """Radius multiplier ``1 + sum_k a_k sin(w_k t + phi_k)`` along the axis (``t`` in mm
+    from the centre), clipped to ``[0.3, 2]``; ``wall = None`` gives 1 (a smooth wall).
+
+    ``wall`` is ``(amplitudes, wavenumbers_per_mm, phases)``, three equal-length
+    sequences: low wavenumbers make an irregular wall, one larger amplitude at a period
+    of 2-5 mm a beaded tube."""
+    if wall is None:
+        return 1.0
+    amps, waves, phases = (np.asarray(v, dtype=float) for v in wall)
+    f = 1.0 + sum(a * np.sin(w * t + p) for a, w, p in zip(amps, waves, phases, strict=True))
+    return np.clip(f, 0.3, 2.0)
+
+
 def render_local(shape_zyx, affine, centre_xyz, direction_xyz, width_mm, length_mm,
-                  shape="tube", supersample_mm=0.25):
+                  shape="tube", supersample_mm=0.25, wall=None):
     """Partial-volume fraction of one PVS in its bounding box.
 
     Returns ``(slices, frac, clipped)``: ``slices`` a (Z, Y, X) tuple of slices into
     the grid, ``frac`` float32 of the box's shape, ``clipped`` True when the PVS may
-    reach outside the grid (``None, None, True`` if it is entirely outside).
+    reach outside the grid (``None, None, True`` if it is entirely outside). ``wall``
+    modulates the radius along the axis (:func:`wall_radius_factor`; None: smooth).
     """
     if shape not in ("tube", "ellipsoid"):
         raise ValueError(f"shape must be 'tube' or 'ellipsoid', not {shape!r}")
@@ -36,6 +51,9 @@ def render_local(shape_zyx, affine, centre_xyz, direction_xyz, width_mm, length_
     c = np.asarray(centre_xyz, dtype=float).reshape(3)
     u = _unit(direction_xyz)
     r = 0.5 * float(width_mm)
+    r_nominal = r
+    if wall is not None:     # bounding radius: the largest the modulation can make it
+        r = r * min(2.0, 1.0 + float(np.abs(np.asarray(wall[0], dtype=float)).sum()))
     length = max(float(length_mm), float(width_mm))
     if shape == "tube":
         half = max(0.5 * length - r, 0.0)
@@ -83,13 +101,15 @@ def render_local(shape_zyx, affine, centre_xyz, direction_xyz, width_mm, length_
         t = p @ u
         if shape == "tube":
             ts = np.clip(t, -half, half)
-            sd = np.sqrt(((p - ts[..., None] * u) ** 2).sum(-1)) - r   # exact signed distance
+            rr = r if wall is None else r_nominal * wall_radius_factor(ts, wall)
+            sd = np.sqrt(((p - ts[..., None] * u) ** 2).sum(-1)) - rr   # exact signed distance (smooth wall)
         else:
+            rr = r if wall is None else r_nominal * wall_radius_factor(t, wall)
             perp2 = np.maximum((p * p).sum(-1) - t * t, 0.0)
-            k0 = np.sqrt((t / half) ** 2 + perp2 / r ** 2)
-            k1 = np.sqrt((t / half ** 2) ** 2 + perp2 / r ** 4)
+            k0 = np.sqrt((t / half) ** 2 + perp2 / rr ** 2)
+            k1 = np.sqrt((t / half ** 2) ** 2 + perp2 / rr ** 4)
             with np.errstate(invalid="ignore", divide="ignore"):
-                sd = np.where(k1 > 1e-12, k0 * (k0 - 1.0) / k1, -r)   # close to the surface
+                sd = np.where(k1 > 1e-12, k0 * (k0 - 1.0) / k1, -rr)   # close to the surface
         # area of each sub-cell inside the shape (box filter across a locally flat edge)
         out[a:a + chunk] = np.clip(0.5 - sd / h, 0.0, 1.0).mean(axis=1)
     frac[cand] = out

@@ -51,6 +51,7 @@ from .render import render_local, tilted_direction
 __all__ = [
     "SimulationConfig",
     "SimulationResult",
+    "wide_simulation",
     "simulate_pvs",
     "write_table_csv",
     "TABLE_COLUMNS",
@@ -113,6 +114,14 @@ class SimulationConfig:
     bg_halfwidth_fraction : float
         Half-size of the central box that bounds the BG region, as a fraction of the
         brain's left-right and anterior-posterior extent (0.2 = central 40 %).
+    wall_irregularity : float
+        Amplitude (share of the radius) of a slow random modulation of the radius along
+        the axis: slightly irregular walls (0 = smooth, the 0.1.0 model).
+    beading_fraction : float
+        Probability that a tube is beaded: its radius swells and narrows by
+        ``beading_amplitude`` with a period of 2-5 mm.
+    beading_amplitude : float
+        Relative radius modulation of beaded tubes.
     """
 
     n_bg: int = 20
@@ -130,6 +139,9 @@ class SimulationConfig:
     placement_margin_mm: float = 1.0
     max_tries: int = 300
     bg_halfwidth_fraction: float = 0.2
+    wall_irregularity: float = 0.0
+    beading_fraction: float = 0.0
+    beading_amplitude: float = 0.35
 
     def __post_init__(self):
         for name in ("width_mm", "length_mm", "contrast"):
@@ -146,6 +158,11 @@ class SimulationConfig:
                                 f"got {self.ellipsoid_fraction}")
         if not 0.0 <= self.max_tilt_deg <= 90.0:
             raise PVSInputError(f"max_tilt_deg must be within [0, 90], got {self.max_tilt_deg}")
+        if not (0.0 <= self.wall_irregularity <= 0.5 and 0.0 <= self.beading_fraction <= 1.0
+                and 0.0 <= self.beading_amplitude <= 0.6):
+            raise PVSInputError("expected wall_irregularity in [0, 0.5], beading_fraction in [0, 1] and "
+                                f"beading_amplitude in [0, 0.6], got {self.wall_irregularity}, "
+                                f"{self.beading_fraction}, {self.beading_amplitude}")
         if self.supersample_mm <= 0 or self.max_tries < 1:
             raise PVSInputError("supersample_mm must be > 0 and max_tries >= 1")
 
@@ -181,7 +198,9 @@ class SimulationResult:
         unit axis direction in world RAS (``dir_x, dir_y, dir_z``), ``contrast`` and
         ``n_mask_voxels`` (voxels of this PVS with fraction >= 0.5; may be 0 for a thin
         PVS lying in a thick slice). Re-rendering a row with :func:`render_pvs_fraction`
-        (same ``supersample_mm``) reproduces that PVS's fraction exactly. Fewer rows
+        (same ``supersample_mm``) reproduces that PVS's fraction exactly when its walls are
+        smooth (``wall_irregularity`` and ``beading_fraction`` 0; ``beaded`` tells which
+        tubes were beaded otherwise). Fewer rows
         than requested only if a PVS could not be placed (logged warning).
     regions : np.ndarray
         uint8 ``(Z, Y, X)`` eligibility map used for the centres: 0 none, 1 BG, 2 CSO
@@ -200,6 +219,33 @@ class SimulationResult:
     regions: np.ndarray
     noise_sigma: float
     info: dict = field(default_factory=dict)
+
+
+def wide_simulation() -> SimulationConfig:
+    """The widened simulation of the default model's recipe (closer to real PVS).
+
+    Fainter PVS (contrast down to 0.2 of the tissue-CSF difference), widths from
+    sub-voxel 0.6 mm to 3 mm, slightly irregular walls and beaded tubes, more PVS per
+    scan. Everything else as :class:`SimulationConfig`.
+    """
+    return SimulationConfig(n_bg=25, n_cso=50, width_mm=(0.6, 3.0), length_mm=(2.0, 25.0),
+                            contrast=(0.2, 1.0), wall_irregularity=0.15, beading_fraction=0.3,
+                            max_tilt_deg=25.0)
+
+
+def _draw_wall(config: SimulationConfig, kind: str, rng: np.random.Generator):
+    """Radius modulation of one PVS (see :func:`~.render.wall_radius_factor`); None (and no
+    random draw, so 0.1.0 outputs stay identical) when the config asks for smooth walls."""
+    if config.wall_irregularity <= 0 and config.beading_fraction <= 0:
+        return None
+    amps = list(rng.uniform(0.0, config.wall_irregularity, size=2))
+    waves = list(rng.uniform(0.2, 0.8, size=2))           # slow: periods of 8-30 mm
+    phases = list(rng.uniform(0, 2 * np.pi, size=2))
+    if kind == "tube" and rng.random() < config.beading_fraction:
+        amps.append(config.beading_amplitude)
+        waves.append(2 * np.pi / rng.uniform(2.0, 5.0))
+        phases.append(rng.uniform(0, 2 * np.pi))
+    return amps, waves, phases
 
 
 def _allowed_map(image: Volume, anat, margin_mm: float) -> np.ndarray:
@@ -314,8 +360,9 @@ def simulate_pvs(image: Volume, *, seed: int = 0,
                 direction = tilted_direction(axis, max_tilt, rng)
                 if reg == REGION_BG and direction[2] < 0:
                     direction = -direction
+                wall = _draw_wall(config, kind, rng)
                 sl, frac, clipped = render_local(shape, aff, centre, direction, width, length,
-                                                  kind, config.supersample_mm)
+                                                  kind, config.supersample_mm, wall=wall)
                 if clipped or sl is None:
                     continue
                 touched = frac > 0
@@ -354,6 +401,7 @@ def simulate_pvs(image: Volume, *, seed: int = 0,
                 "dir_z": float(direction[2]),
                 "contrast": contrast,
                 "n_mask_voxels": int((frac >= 0.5).sum()),
+                **({"beaded": len(wall[0]) > 2} if wall is not None else {}),
             })
 
     np.clip(fraction, 0.0, 1.0, out=fraction)

@@ -82,6 +82,15 @@ class TrainConfig:
     augment : bool
         MONAI random flips, small affine (rotation, +-10 % scale), blur, gamma,
         intensity scale/shift and noise (for other scanners and voxel sizes).
+    domain_randomisation : bool
+        SynthSeg-style widening of the augmentation (Billot B. et al., "SynthSeg:
+        Segmentation of brain MRI scans of any contrast and resolution without
+        retraining", Medical Image Analysis 2023, doi:10.1016/j.media.2023.102789): a
+        smooth multiplicative bias field, gamma 0.5-2, stronger noise and blur, and a
+        simulated lower in-plane resolution (down- then up-sampling), so that only
+        shape and relative brightness mark a PVS. Through-plane (slice thickness)
+        randomisation is done on whole volumes, see
+        :func:`~napari_pvs.engine.training.recipe.thick_slice_volume`.
     val_fraction : float
         Share of volumes held out for validation (at least one when there are two or
         more volumes; with a single volume, validation uses the training volume).
@@ -113,6 +122,7 @@ class TrainConfig:
     percentiles: tuple[float, float] = (0.5, 99.5)
     foreground_ratio: float = 0.67
     augment: bool = True
+    domain_randomisation: bool = False
     val_fraction: float = 0.25
     val_patches: int = 64
     max_minutes: float | None = None
@@ -166,23 +176,39 @@ def split_by_volume(n: int, val_fraction: float, seed: int) -> tuple[list[int], 
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
-def _augmenter(seed: int):
-    from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandFlipd,
+def _augmenter(seed: int, domain_randomisation: bool = False):
+    """MONAI augmentation of a ``{"image", "label", "ignore"}`` patch dict (each ``(1, H, W)``)."""
+    from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandBiasFieldd, RandFlipd,
                                   RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
-                                  RandShiftIntensityd)
+                                  RandShiftIntensityd, RandSimulateLowResolutiond)
 
-    keys = ("image", "label")
-    aug = Compose([
+    keys = ("image", "label", "ignore")
+    spatial = [
         RandFlipd(keys, prob=0.5, spatial_axis=0),
         RandFlipd(keys, prob=0.5, spatial_axis=1),
         RandAffined(keys, prob=0.3, rotate_range=(math.pi / 12,), scale_range=(0.1, 0.1),
-                    mode=("bilinear", "nearest"), padding_mode="zeros"),
-        RandGaussianSmoothd("image", sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), prob=0.2),
-        RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.3),
-        RandScaleIntensityd("image", factors=0.15, prob=0.5),
-        RandShiftIntensityd("image", offsets=0.1, prob=0.5),
-        RandGaussianNoised("image", prob=0.2, std=0.03),
-    ])
+                    mode=("bilinear", "nearest", "nearest"), padding_mode="zeros"),
+    ]
+    if not domain_randomisation:
+        intensity = [
+            RandGaussianSmoothd("image", sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), prob=0.2),
+            RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.3),
+            RandScaleIntensityd("image", factors=0.15, prob=0.5),
+            RandShiftIntensityd("image", offsets=0.1, prob=0.5),
+            RandGaussianNoised("image", prob=0.2, std=0.03),
+        ]
+    else:
+        intensity = [
+            RandSimulateLowResolutiond("image", prob=0.25, downsample_mode="area",
+                                       upsample_mode="bilinear", zoom_range=(0.5, 0.9)),
+            RandGaussianSmoothd("image", sigma_x=(0.25, 1.2), sigma_y=(0.25, 1.2), prob=0.3),
+            RandBiasFieldd("image", degree=3, coeff_range=(0.0, 0.3), prob=0.5),
+            RandAdjustContrastd("image", gamma=(0.5, 2.0), prob=0.5),
+            RandScaleIntensityd("image", factors=0.25, prob=0.5),
+            RandShiftIntensityd("image", offsets=0.15, prob=0.5),
+            RandGaussianNoised("image", prob=0.4, std=0.06),
+        ]
+    aug = Compose(spatial + intensity)
     aug.set_random_state(seed=seed)
     return aug
 
@@ -220,17 +246,29 @@ class SegmentationTask:
     masks : sequence of Volume or np.ndarray
         Binary PVS masks on the same grids (nonzero = PVS).
     config : TrainConfig
+    ignore_masks : sequence of (np.ndarray or None), optional
+        Per volume, voxels (nonzero) left out of the loss and of the validation DSC:
+        "unknown", e.g. unlabelled real PVS-like objects of a scan with synthetic PVS
+        (:func:`~napari_pvs.engine.candidates.find_pvs_candidates`). PVS voxels of the
+        mask are never ignored.
+    val_indices : sequence of int, optional
+        Volumes to validate on (the rest train); default :func:`split_by_volume`.
+    metadata : dict, optional
+        JSON-able record saved in the checkpoint under ``"recipe"`` (how the training
+        data were made).
 
     Raises
     ------
     PVSInputError
-        No volumes, different numbers of images and masks, a mask on another grid, or
-        masks without any PVS voxel.
+        No volumes, different numbers of images and masks, a mask or ignore mask on
+        another grid, masks without any PVS voxel, or validation indices out of range.
     """
 
     metric_name = "DSC"
 
-    def __init__(self, images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config: TrainConfig):
+    def __init__(self, images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config: TrainConfig,
+                 *, ignore_masks: Sequence[np.ndarray | None] | None = None,
+                 val_indices: Sequence[int] | None = None, metadata: dict | None = None):
         if len(images) == 0:
             raise PVSInputError("no training images given")
         if len(images) != len(masks):
@@ -238,9 +276,21 @@ class SegmentationTask:
         self.mask_arrays = [_as_mask_array(m, im) for im, m in zip(images, masks, strict=True)]
         if not any(np.any(m > 0) for m in self.mask_arrays):
             raise PVSInputError("the training masks contain no PVS voxel", images[0].path)
+        if ignore_masks is not None and len(ignore_masks) != len(images):
+            raise PVSInputError(f"{len(images)} images but {len(ignore_masks)} ignore masks")
+        self.ignore_arrays = [None if ig is None else _as_mask_array(ig, im)
+                              for im, ig in zip(images, ignore_masks or [None] * len(images), strict=True)]
         self.images, self.masks, self.config = list(images), list(masks), config
+        self.metadata = metadata or {}
         self.model_name, self.model_config = config.model, config.model_config
-        self.train_idx, self.val_idx = split_by_volume(len(images), config.val_fraction, config.seed)
+        if val_indices is not None:
+            val = sorted({int(i) for i in val_indices})
+            if not val or val[0] < 0 or val[-1] >= len(images):
+                raise PVSInputError(f"validation indices {list(val_indices)} out of range for {len(images)} volumes")
+            rest = [i for i in range(len(images)) if i not in val]
+            self.train_idx, self.val_idx = (rest or val), val
+        else:
+            self.train_idx, self.val_idx = split_by_volume(len(images), config.val_fraction, config.seed)
         self.spacing = config.spacing_mm or float(np.median([min(inplane_spacing(images[i]))
                                                              for i in self.train_idx]))
         div = self.model_config.divisor
@@ -260,17 +310,24 @@ class SegmentationTask:
 
         image = self.images[i]
         stack = axial_stack(image, normalize_percentile(image.data, self.config.percentiles))
-        lab = axial_stack(image, (self.mask_arrays[i] > 0).astype(np.float32))
+        pvs = self.mask_arrays[i] > 0
+        lab = axial_stack(image, pvs.astype(np.float32))
         hw = resampled_hw(stack.shape[1:], inplane_spacing(image), self.spacing)
-        d = {"image": resample_stack(stack, hw)[None], "label": (resample_stack(lab, hw) >= 0.5).float()[None]}
-        d = SpatialPadd(("image", "label"), spatial_size=(-1, *self.patch), method="end")(d)
+        label = (resample_stack(lab, hw) >= 0.5).float()[None]
+        d = {"image": resample_stack(stack, hw)[None], "label": label}
+        if self.ignore_arrays[i] is not None:
+            ig = axial_stack(image, ((self.ignore_arrays[i] > 0) & ~pvs).astype(np.float32))
+            d["ignore"] = ((resample_stack(ig, hw) > 0.25).float()[None]) * (1.0 - label)
+        else:
+            d["ignore"] = torch.zeros_like(label)
+        d = SpatialPadd(("image", "label", "ignore"), spatial_size=(-1, *self.patch), method="end")(d)
         d = {k: torch.as_tensor(v) for k, v in d.items()}
         return FgBgToIndicesd("label", image_key="image", image_threshold=HEAD_LEVEL)(d)
 
     def _cropper(self, pos: float, seed: int):
         from monai.transforms import RandCropByPosNegLabeld
 
-        crop = RandCropByPosNegLabeld(("image", "label"), "label", spatial_size=(1, *self.patch),
+        crop = RandCropByPosNegLabeld(("image", "label", "ignore"), "label", spatial_size=(1, *self.patch),
                                       pos=pos, neg=1.0 - pos, num_samples=1,
                                       fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices")
         crop.set_random_state(seed=seed)
@@ -284,18 +341,23 @@ class SegmentationTask:
         if not self.train_vols:
             raise PVSInputError("no training volume has head or PVS voxels", self.images[0].path)
         self.crop = self._cropper(cfg.foreground_ratio, cfg.seed)
-        self.aug = _augmenter(cfg.seed) if cfg.augment else None
+        self.aug = _augmenter(cfg.seed, cfg.domain_randomisation) if cfg.augment else None
         # the fixed validation sample: half the patches centred on PVS, half on head voxels
         val_crop = self._cropper(0.5, cfg.seed + 1)
         vols = [prepared[i] for i in self.val_idx]
-        xs, ys = zip(*(self._crop(val_crop, vols[k % len(vols)]) for k in range(cfg.val_patches)), strict=True)
+        xs, ys, igs = zip(*(self._crop(val_crop, vols[k % len(vols)]) for k in range(cfg.val_patches)),
+                          strict=True)
         self.val_x, self.val_y = torch.stack(xs).to(device), torch.stack(ys).to(device)
+        self.val_ignore = torch.stack(igs).to(device) > 0
         self.sources = [_source_info(self.images[i], self.masks[i],
                                      "train" if i in self.train_idx else "validation")
                         for i in range(len(self.images))]
         note = (f"{len(self.train_idx)} training / {len(self.val_idx)} validation volume(s), "
                 f"spacing {self.spacing:.3f} mm, patch {self.patch[0]}x{self.patch[1]}, "
                 f"validation on {cfg.val_patches} fixed patches")
+        n_ign = sum(int(a is not None and (a > 0).any()) for a in self.ignore_arrays)
+        if n_ign:
+            note += f"; ignore masks on {n_ign} volume(s)"
         if self.val_idx == self.train_idx:
             for s in self.sources:
                 s["role"] = "train+validation"
@@ -303,30 +365,37 @@ class SegmentationTask:
         return note
 
     @staticmethod
-    def _crop(crop, vol: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _crop(crop, vol: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         d = crop(vol)[0]
-        return torch.as_tensor(d["image"])[:, 0], torch.as_tensor(d["label"])[:, 0]  # (1, ph, pw) each
+        return tuple(torch.as_tensor(d[k])[:, 0] for k in ("image", "label", "ignore"))  # (1, ph, pw) each
 
     def sample_batch(self, device: torch.device) -> dict[str, torch.Tensor]:
-        xs, ys = [], []
+        xs, ys, igs = [], [], []
         for _ in range(self.config.batch_size):
-            x, y = self._crop(self.crop, self.train_vols[int(self.rng.integers(len(self.train_vols)))])
+            x, y, ig = self._crop(self.crop, self.train_vols[int(self.rng.integers(len(self.train_vols)))])
             if self.aug is not None:
-                d = self.aug({"image": x, "label": y})
+                d = self.aug({"image": x, "label": y, "ignore": ig})
                 x, y = torch.as_tensor(d["image"]), (torch.as_tensor(d["label"]) > 0.5).float()
+                ig = (torch.as_tensor(d["ignore"]) > 0.5).float()
             xs.append(x)
             ys.append(y)
-        return {"image": torch.stack(xs).float().to(device), "label": torch.stack(ys).float().to(device)}
+            igs.append(ig)
+        batch = {"image": torch.stack(xs).float().to(device), "label": torch.stack(ys).float().to(device)}
+        ignore = torch.stack(igs).float()
+        if ignore.any():
+            batch["ignore"] = ignore.to(device)
+        return batch
 
     def loss(self, outputs, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.loss_fn(outputs, batch["label"])
+        return self.loss_fn(outputs, batch["label"], batch.get("ignore"))
 
     def validate(self, model: torch.nn.Module, device: torch.device) -> float:
-        """DSC over the fixed validation patches (all voxels pooled)."""
+        """DSC over the fixed validation patches (all voxels pooled; ignored voxels left out)."""
         tp = fp = fn = 0
         for start in range(0, self.val_x.shape[0], 16):
-            pred = model({"image": self.val_x[start:start + 16]}) > 0  # logit > 0: probability > 0.5
-            truth = self.val_y[start:start + 16] > 0
+            keep = ~self.val_ignore[start:start + 16]
+            pred = (model({"image": self.val_x[start:start + 16]}) > 0) & keep  # logit > 0: p > 0.5
+            truth = (self.val_y[start:start + 16] > 0) & keep
             tp += int((pred & truth).sum())
             fp += int((pred & ~truth).sum())
             fn += int((~pred & truth).sum())
@@ -336,11 +405,14 @@ class SegmentationTask:
         return save_checkpoint(path, model=model, model_name=self.model_name, model_config=self.model_config,
                                spacing_mm=self.spacing, percentiles=self.config.percentiles,
                                patch_size=self.patch, train_config=train_config_to_dict(self.config),
-                               training_data=self.sources, metrics={**metrics, "best_val_dice": metrics["best_val_metric"]})
+                               training_data=self.sources, metrics={**metrics, "best_val_dice": metrics["best_val_metric"]},
+                               recipe=self.metadata)
 
 
 def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config: TrainConfig,
-          checkpoint_path: str | Path, *, init_from: str | Path | None = None
+          checkpoint_path: str | Path, *, init_from: str | Path | None = None,
+          ignore_masks: Sequence[np.ndarray | None] | None = None,
+          val_indices: Sequence[int] | None = None, metadata: dict | None = None
           ) -> Generator[TrainEvent, None, TrainResult]:
     """Train a 2D PVS segmentation network, yielding progress events.
 
@@ -355,6 +427,8 @@ def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config
         Where the best checkpoint (highest validation DSC) is written, atomically.
     init_from : str or Path, optional
         Fine-tune: start from this checkpoint's weights (same model and config).
+    ignore_masks, val_indices, metadata : optional
+        See :class:`SegmentationTask`.
 
     Yields
     ------
@@ -372,5 +446,6 @@ def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config
         without any PVS voxel, or an ``init_from`` checkpoint for another model or config.
         Raised when the generator is first advanced.
     """
-    task = SegmentationTask(images, masks, config)
+    task = SegmentationTask(images, masks, config, ignore_masks=ignore_masks, val_indices=val_indices,
+                            metadata=metadata)
     return (yield from run_training(task, config.loop_config(), checkpoint_path, init_from=init_from))

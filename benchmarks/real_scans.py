@@ -1,0 +1,292 @@
+"""Real-scan benchmark: do the models find the real PVS of real T2 scans?
+
+On every shared real T2 (open_ms patient01 visits 1 and 2, patient04, patient07 in 1 mm
+MNI space with its expert lesion mask, the stroke T2), *without* inserted PVS, for each
+model given with ``--model NAME=CKPT``:
+
+* detected PVS (3D components, 26-connectivity) per region: BG, CSO white matter, other
+  (the nearest BG/CSO region voxel within 5 mm of the centroid,
+  :func:`~napari_pvs.engine.candidates.nearest_region`), and the BG/CSO rating-slice
+  counts (rating slices from the ventricle landmark, ``rating_slice_levels``);
+* agreement with a **reference of real PVS-like objects** built without a network
+  (:func:`~napari_pvs.engine.candidates.find_pvs_candidates` with the strict
+  :func:`~napari_pvs.engine.candidates.reference_config`: CSF-like local contrast >= 0.3
+  of the tissue-CSF difference and >= 3 noise sigma, STRIVE width <= 3 mm, in the
+  parenchyma away from ventricles, sulci, cortex and lesions). Object-level: share of
+  reference objects touched by a detection (sensitivity), share of detections touching a
+  reference object (PPV), F1. The reference is imperfect (it misses faint PVS and takes
+  some vessels or noise for PVS); its outlines are drawn on the figures to be judged;
+* test-retest: patient01's two visits (months apart), relative difference
+  ``|a - b| / mean(a, b)`` of the counts per rating slice and per region;
+* PVS mimics: share of patient07's expert-lesion voxels called PVS (goal <= 2 %),
+  detections touching the lateral ventricles and detections centred outside the brain
+  mask (goal 0);
+* figures: for every scan, the BG and CSO rating slices zoomed on the brain, the T2 beside
+  the T2 with the detections outlined (red) and the reference objects (cyan);
+* synthetic check: DSC and PVS-level F1 on synthetic PVS (0.1.0 simulation, seed 3)
+  inserted into patient01 visit 2 (not used in training) and into patient07 (1 mm).
+
+Writes ``<out>/real_scans.json``, ``<out>/real_scans.md`` (tables) and
+``<out>/figures/<model>_<scan>.png``; prints the tables.
+
+Usage::
+
+    python benchmarks/real_scans.py --model before=/tmp/before.pt --model default=napari_pvs/weights/pvs_default.pt
+        [--data ../shared/data] [--out benchmarks/results/real_scans] [--figures default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from napari_pvs.engine.anatomy import REGION_NAMES, analyze_anatomy, rating_slice_levels  # noqa: E402
+from napari_pvs.engine.candidates import find_pvs_candidates, nearest_region, reference_config  # noqa: E402
+from napari_pvs.engine.checkpoint import load_model  # noqa: E402
+from napari_pvs.engine.inference import predict_volume  # noqa: E402
+from napari_pvs.engine.io import load_volume  # noqa: E402
+from napari_pvs.engine.metrics import overlap_metrics  # noqa: E402
+from napari_pvs.engine.rating.counting import count_rating_slices  # noqa: E402
+from napari_pvs.engine.synth import simulate_pvs  # noqa: E402
+
+SCANS = {
+    "p01_v1": ("open_ms/longitudinal/patient01/study1_T2W.nii.gz", None),
+    "p01_v2": ("open_ms/longitudinal/patient01/study2_T2W.nii.gz", None),
+    "p04_v1": ("open_ms/longitudinal/patient04/study1_T2W.nii.gz", None),
+    "p07_1mm": ("open_ms/mni/patient07/T2.nii.gz", "open_ms/mni/patient07/lesion_mask.nii.gz"),
+    "stroke_1mm": ("stroke/T2.nii.gz", None),
+}
+SYNTHETIC = {"p01_v2": 3, "p07_1mm": 3}
+CONN = ndi.generate_binary_structure(3, 3)
+
+
+def objects(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    return ndi.label(mask > 0, structure=CONN)
+
+
+def object_agreement(pred: np.ndarray, ref: np.ndarray) -> dict:
+    """Object-level agreement (3D components): sensitivity, PPV and F1."""
+    lp, npred = objects(pred)
+    lr, nref = objects(ref)
+    hit_r = len(np.unique(lr[(pred > 0) & (lr > 0)]))
+    hit_p = len(np.unique(lp[(ref > 0) & (lp > 0)]))
+    sens = hit_r / nref if nref else float("nan")
+    ppv = hit_p / npred if npred else float("nan")
+    f1 = 2 * sens * ppv / (sens + ppv) if nref and npred and (sens + ppv) > 0 else 0.0
+    return {"n_pred": int(npred), "n_ref": int(nref), "sensitivity": sens, "ppv": ppv, "f1": f1}
+
+
+def region_counts(pred: np.ndarray, region_map: np.ndarray) -> dict:
+    lab, n = objects(pred)
+    out = {"BG": 0, "CSO": 0, "other": 0, "total": int(n)}
+    if n:
+        centres = ndi.center_of_mass(np.ones_like(lab), lab, np.arange(1, n + 1))
+        for c in centres:
+            reg = int(region_map[tuple(int(round(v)) for v in c)])
+            out[REGION_NAMES.get(reg, "other")] += 1
+    return out
+
+
+def mimics(pred: np.ndarray, anat, lesion: np.ndarray | None) -> dict:
+    lab, n = objects(pred)
+    in_vent = len(np.unique(lab[anat.ventricles & (lab > 0)])) if n else 0
+    outside = 0
+    if n:
+        centres = ndi.center_of_mass(np.ones_like(lab), lab, np.arange(1, n + 1))
+        outside = sum(not anat.brain[tuple(int(round(v)) for v in c)] for c in centres)
+    out = {"in_ventricles": int(in_vent), "outside_brain": int(outside)}
+    if lesion is not None:
+        out["lesion_voxels_called_pvs_pct"] = 100.0 * float((pred[lesion] > 0).mean()) if lesion.any() else 0.0
+        out["lesion_voxels"] = int(lesion.sum())
+    return out
+
+
+def figure(path: Path, image, pred: np.ndarray, ref: np.ndarray, levels: dict, anat, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = image.axial_axis
+    data = np.moveaxis(np.asarray(image.data, dtype=np.float32), ax, 0)
+    p = np.moveaxis(pred, ax, 0)
+    r = np.moveaxis(ref, ax, 0)
+    brain = np.moveaxis(anat.brain, ax, 0)
+    vs = [v for a, v in enumerate(image.voxel_size) if a != ax]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 12.5))
+    for row, name in enumerate(("bg", "cso")):
+        s = int(levels[name])
+        sl = data[s]
+        b = brain[s]
+        if b.any():
+            ys, xs = np.nonzero(b)
+            y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+            # zoom: the central 70 % of the brain's extent on this slice
+            cy, cx, hy, hx = (y0 + y1) / 2, (x0 + x1) / 2, 0.35 * (y1 - y0), 0.35 * (x1 - x0)
+            box = (slice(int(cy - hy), int(cy + hy)), slice(int(cx - hx), int(cx + hx)))
+        else:
+            box = (slice(None), slice(None))
+        crop = sl[box]
+        lo, hi = np.percentile(sl[b] if b.any() else sl, [1, 99.5])
+        extent = None
+        for col in range(2):
+            a = axes[row, col]
+            a.imshow(crop, cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest",
+                     aspect=vs[0] / vs[1])
+            if col == 1:
+                if r[s][box].any():
+                    a.contour(r[s][box] > 0, levels=[0.5], colors="cyan", linewidths=0.7)
+                if p[s][box].any():
+                    a.contour(p[s][box] > 0, levels=[0.5], colors="red", linewidths=0.9)
+            a.set_xticks([])
+            a.set_yticks([])
+        n_pred = ndi.label(p[s] > 0)[1]
+        n_ref = ndi.label(r[s] > 0)[1]
+        axes[row, 0].set_title(f"{name.upper()} rating slice {s}: T2")
+        axes[row, 1].set_title(f"detections (red, {n_pred}) / reference (cyan, {n_ref})")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def rel_diff(a: float, b: float) -> float:
+    return abs(a - b) / ((a + b) / 2) if (a + b) > 0 else 0.0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--model", action="append", required=True, metavar="NAME=CKPT")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "real_scans"))
+    ap.add_argument("--figures", action="append", default=None, metavar="NAME",
+                    help="models to draw figures for (default all)")
+    ap.add_argument("--scans", default=",".join(SCANS), help="comma-separated subset of " + ",".join(SCANS))
+    ap.add_argument("--no-synthetic", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data, out = Path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    models = dict(m.split("=", 1) for m in args.model)
+    figure_models = set(args.figures or models)
+    t_start = time.perf_counter()
+    results: dict = {"models": {k: str(v) for k, v in models.items()}, "scans": {}, "per_model": {}}
+    loaded = {name: load_model(path) for name, path in models.items()}
+
+    for key in args.scans.split(","):
+        rel, les_rel = SCANS[key]
+        image = load_volume(data / rel)
+        lesion_vol = load_volume(data / les_rel) if les_rel else None
+        lesion = np.asarray(lesion_vol.data) > 0 if lesion_vol is not None else None
+        t = time.perf_counter()
+        anat = analyze_anatomy(image, lesion_vol)
+        levels = rating_slice_levels(image, anat)
+        ref = find_pvs_candidates(image, lesion_vol, config=reference_config())
+        region_map = nearest_region(anat.regions, np.asarray(image.voxel_size))
+        ref_mask = ref.mask > 0
+        results["scans"][key] = {"path": rel, "rating_slices": levels,
+                                 "reference": region_counts(ref_mask, region_map),
+                                 "reference_rating": _rating(ref_mask, image, levels),
+                                 "voxel_size_mm": [round(v, 3) for v in image.voxel_size]}
+        print(f"{key}: rating slices {levels}, reference {results['scans'][key]['reference']} "
+              f"({time.perf_counter() - t:.0f} s)", flush=True)
+        for name, lm in loaded.items():
+            pred = predict_volume(lm, image)
+            mask = pred.mask > 0
+            row = {"regions": region_counts(mask, region_map), "rating": _rating(mask, image, levels),
+                   "reference_agreement": object_agreement(mask, ref_mask),
+                   "mimics": mimics(mask, anat, lesion), "inference_s": pred.seconds}
+            results["per_model"].setdefault(name, {})[key] = row
+            print(f"  {name}: {row['regions']} rating {row['rating']} agreement "
+                  f"F1 {row['reference_agreement']['f1']:.2f} mimics {row['mimics']} ({pred.seconds:.0f} s)",
+                  flush=True)
+            if name in figure_models:
+                figure(out / "figures" / f"{name}_{key}.png", image, mask, ref_mask, levels, anat,
+                       f"{name} on {rel} (rating slices from the ventricle landmark)")
+        if key in SYNTHETIC and not args.no_synthetic:
+            sim = simulate_pvs(image, seed=SYNTHETIC[key], lesion_mask=lesion_vol)
+            for name, lm in loaded.items():
+                pred = predict_volume(lm, sim.image)
+                m = overlap_metrics(pred.mask, sim.mask)
+                agree = object_agreement(pred.mask, sim.mask)
+                results["per_model"][name].setdefault("synthetic", {})[key] = {
+                    "dsc": m.dsc, "sensitivity": m.sensitivity, "ppv": m.ppv,
+                    "pvs_sensitivity": agree["sensitivity"], "pvs_ppv": agree["ppv"], "pvs_f1": agree["f1"],
+                    "n_true_pvs": agree["n_ref"]}
+                print(f"  {name} synthetic {key}: DSC {m.dsc:.3f} PVS F1 {agree['f1']:.3f} "
+                      f"(sens {agree['sensitivity']:.2f}, PPV {agree['ppv']:.2f})", flush=True)
+
+    for name in loaded:
+        r = results["per_model"][name]
+        if "p01_v1" in r and "p01_v2" in r:
+            a, b = r["p01_v1"], r["p01_v2"]
+            r["test_retest_rel_diff"] = {
+                "bg_slice": rel_diff(a["rating"]["bg"], b["rating"]["bg"]),
+                "cso_slice": rel_diff(a["rating"]["cso"], b["rating"]["cso"]),
+                "BG_region": rel_diff(a["regions"]["BG"], b["regions"]["BG"]),
+                "CSO_region": rel_diff(a["regions"]["CSO"], b["regions"]["CSO"]),
+                "total": rel_diff(a["regions"]["total"], b["regions"]["total"])}
+    results["seconds"] = time.perf_counter() - t_start
+    results["device"] = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    (out / "real_scans.json").write_text(json.dumps(results, indent=2))
+    md = tables(results)
+    (out / "real_scans.md").write_text(md)
+    print(md)
+    print(f"benchmark took {results['seconds']:.0f} s")
+    return 0
+
+
+def _rating(mask: np.ndarray, image, levels: dict) -> dict:
+    c = count_rating_slices(image.with_data(mask.astype(np.uint8)), levels["bg"], levels["cso"])
+    return {"bg": c.bg.total, "cso": c.cso.total, "bg_grade": c.bg.grade, "cso_grade": c.cso.grade}
+
+
+def tables(res: dict) -> str:
+    scans = list(res["scans"])
+    lines = ["### Detections on real scans (no inserted PVS)", "",
+             "| model | scan | BG | CSO | other | BG slice | CSO slice | ref. F1 (sens / PPV) | in ventricles | outside brain | lesion % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for k in scans:
+        s = res["scans"][k]
+        lines.append(f"| reference | {k} | {s['reference']['BG']} | {s['reference']['CSO']} | "
+                     f"{s['reference']['other']} | {s['reference_rating']['bg']} | {s['reference_rating']['cso']} "
+                     f"| - | - | - | - |")
+    for name, r in res["per_model"].items():
+        for k in scans:
+            if k not in r:
+                continue
+            x = r[k]
+            ag, mi = x["reference_agreement"], x["mimics"]
+            les = f"{mi['lesion_voxels_called_pvs_pct']:.2f}" if "lesion_voxels_called_pvs_pct" in mi else "-"
+            lines.append(f"| {name} | {k} | {x['regions']['BG']} | {x['regions']['CSO']} | {x['regions']['other']} | "
+                         f"{x['rating']['bg']} | {x['rating']['cso']} | {ag['f1']:.2f} ({ag['sensitivity']:.2f} / "
+                         f"{ag['ppv']:.2f}) | {mi['in_ventricles']} | {mi['outside_brain']} | {les} |")
+    lines += ["", "### Test-retest (patient01 visit 1 vs visit 2, relative difference)", "",
+              "| model | BG slice | CSO slice | BG region | CSO region | all |", "|---|---|---|---|---|---|"]
+    for name, r in res["per_model"].items():
+        if "test_retest_rel_diff" in r:
+            t = r["test_retest_rel_diff"]
+            lines.append(f"| {name} | {t['bg_slice']:.2f} | {t['cso_slice']:.2f} | {t['BG_region']:.2f} | "
+                         f"{t['CSO_region']:.2f} | {t['total']:.2f} |")
+    lines += ["", "### Synthetic PVS (0.1.0 simulation, seed 3) in held-out scans", "",
+              "| model | scan | DSC | PVS F1 | PVS sensitivity | PVS PPV |", "|---|---|---|---|---|---|"]
+    for name, r in res["per_model"].items():
+        for k, x in r.get("synthetic", {}).items():
+            lines.append(f"| {name} | {k} | {x['dsc']:.3f} | {x['pvs_f1']:.3f} | {x['pvs_sensitivity']:.2f} | "
+                         f"{x['pvs_ppv']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

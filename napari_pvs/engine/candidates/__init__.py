@@ -1,0 +1,9 @@
+"""Real PVS-like objects found without a network (top-hat + STRIVE size and shape filters):
+the ignore mask of synthetic training, the reference of the real-scan benchmark, the filter
+of pseudo-labels and candidate proposals for annotators."""
+
+from .pvs_like import (CANDIDATE_COLUMNS, CandidateConfig, CandidateResult, component_widths_mm,
+                       find_pvs_candidates, ignore_config, nearest_region, reference_config, strive_filter)
+
+__all__ = ["CandidateConfig", "CandidateResult", "find_pvs_candidates", "strive_filter",
+           "ignore_config", "reference_config", "component_widths_mm", "nearest_region", "CANDIDATE_COLUMNS"]

@@ -1,0 +1,52 @@
+"""The shipped default model: present, small, self-describing, and the default of the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import write_nifti
+
+from napari_pvs.engine.checkpoint import (DEFAULT_CHECKPOINT_NAME, default_checkpoint, load_model,
+                                          read_checkpoint)
+
+
+def test_default_model_is_shipped_small_and_records_its_recipe():
+    path = default_checkpoint()
+    assert path.name == DEFAULT_CHECKPOINT_NAME and path.parent.name == "weights"
+    assert path.stat().st_size <= 20 * 2**20
+    ck = read_checkpoint(path)
+    recipe = ck["recipe"]
+    assert recipe["recipe"]["ignore_real_pvs"] is True
+    assert {d["path"] for d in recipe["data"]} >= {"open_ms/longitudinal/patient01/study1_T2W.nii.gz"}
+    assert all(len(d["sha256"]) == 64 for d in recipe["data"])
+    assert "open_ms/mni/patient07/T2.nii.gz" in recipe["held_out"]
+    assert "make_default_model.py" in recipe["script"]
+    assert "benchmark" in ck and ck["benchmark"]["scans"]
+    loaded = load_model(path)
+    assert loaded.name == "mfnsde"
+
+
+def test_cli_segment_uses_the_default_model(tmp_path):
+    from napari_pvs.cli import main
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(300, 10, (64, 64, 4)).astype(np.float32)         # (i, j, k)
+    data[20:24, 30:33, :] = 900                                          # a bright dot
+    aff = np.diag([0.5, 0.5, 3.0, 1.0])
+    img = write_nifti(tmp_path / "t2.nii.gz", data, aff)
+    out = tmp_path / "mask.nii.gz"
+    assert main(["segment", str(img), "-o", str(out)]) == 0
+    import nibabel as nib
+
+    m = nib.load(str(out))
+    assert m.shape == (64, 64, 4)
+    np.testing.assert_allclose(m.affine, aff)
+
+
+def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
+    import napari_pvs.engine.checkpoint as ck
+    from napari_pvs.engine.errors import PVSInputError
+
+    monkeypatch.setattr(ck, "DEFAULT_CHECKPOINT_NAME", "absent.pt")
+    with pytest.raises(PVSInputError, match="default model is not installed"):
+        ck.default_checkpoint()
