@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import make_phantom
@@ -35,7 +37,12 @@ def _phantom_with_objects(contrast: float = 0.7):
 @pytest.fixture(scope="module")
 def phantom_candidates():
     vol, lab, lesion = _phantom_with_objects()
-    return vol, lab, lesion, find_pvs_candidates(vol, lesion, config=reference_config())
+    # the phantom's regions are crude: test the detector everywhere (regions_only off)
+    return vol, lab, lesion, find_pvs_candidates(vol, lesion, config=_anywhere(reference_config()))
+
+
+def _anywhere(cfg):
+    return dataclasses.replace(cfg, regions_only=False)
 
 
 def test_bright_dots_found_wide_blob_lesion_and_ventricles_not(phantom_candidates):
@@ -56,14 +63,34 @@ def test_bright_dots_found_wide_blob_lesion_and_ventricles_not(phantom_candidate
 
 def test_faint_objects_only_in_the_generous_ignore_settings():
     vol, _, lesion = _phantom_with_objects(contrast=0.22)
-    strict = find_pvs_candidates(vol, lesion, config=reference_config())
-    generous = find_pvs_candidates(vol, lesion, config=ignore_config())
+    strict = find_pvs_candidates(vol, lesion, config=_anywhere(reference_config()))
+    generous = find_pvs_candidates(vol, lesion, config=_anywhere(ignore_config()))
     hits = [generous.labels[z:z + 2, y:y + 2, x:x + 2].any() for z, y, x in DOTS]
     assert all(hits)
     assert strict.info["n_kept"] == 0
     # the ignore mask is dilated by 0.5 mm (the rim) but never enters the lesion
     assert generous.mask.sum() > (generous.labels > 0).sum()
     assert not generous.mask[lesion > 0].any()
+
+
+def test_regions_only_keeps_candidates_near_bg_and_cso(phantom_candidates):
+    vol, lab, lesion, anywhere = phantom_candidates
+    near = find_pvs_candidates(vol, lesion, config=reference_config())
+    assert near.info["n_kept"] < anywhere.info["n_kept"]
+    assert near.table and all(row["region"] in ("BG", "CSO") for row in near.table)
+
+
+def test_grey_matter_surroundings_are_not_pvs():
+    vol, lab = make_phantom()
+    data = np.array(vol.data)
+    z, y, x = 18, 110, 45
+    data[z:z + 2, y - 4:y + 6, x - 4:x + 6] = 450.0        # a grey-matter island in the WM ...
+    data[z:z + 2, y:y + 2, x:x + 2] = 900.0                 # ... with a bright dot in it
+    v = Volume(data=data, affine=vol.affine)
+    cfg = _anywhere(reference_config())
+    assert not (find_pvs_candidates(v, config=cfg).labels[z:z + 2, y:y + 2, x:x + 2] > 0).any()
+    off = dataclasses.replace(cfg, min_wm_ring=0.0)
+    assert (find_pvs_candidates(v, config=off).labels[z:z + 2, y:y + 2, x:x + 2] > 0).any()
 
 
 def test_strive_filter_and_widths():

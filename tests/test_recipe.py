@@ -110,7 +110,8 @@ def test_thick_slice_volume_keeps_world_positions():
 @pytest.fixture(scope="module")
 def phantom_examples():
     vol, lab = _phantom_with_real_pvs()
-    recipe = RecipeConfig(simulation=SimulationConfig(n_bg=4, n_cso=10), candidates=CandidateConfig())
+    recipe = RecipeConfig(simulation=SimulationConfig(n_bg=4, n_cso=10),
+                          candidates=CandidateConfig(regions_only=False))
     cands = find_pvs_candidates(vol, config=recipe.candidates)
     return vol, lab, recipe, cands, synthetic_examples(vol, [1, 2], recipe, candidates=cands)
 

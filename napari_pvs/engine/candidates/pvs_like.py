@@ -30,7 +30,8 @@ Method (per scan, all in mm so any voxel size works):
 5. 3D components (26-connectivity) kept when inside the parenchyma, at most
    ``max_width_mm`` wide in-plane (twice the largest in-plane distance to the border,
    less one pixel), between ``min_volume_mm3`` and ``max_volume_mm3``, and not touching
-   the dilated lesion mask (lesions are hard negatives, never ignored).
+   the dilated lesion mask (lesions are hard negatives, never ignored), and (by
+   default) centred within 5 mm of the BG or CSO region, where raters count.
 
 It is a threshold detector: it misses faint PVS and takes some vessels, noise peaks and
 small lesions for PVS. It is meant to be generous for the ignore mask and strict for the
@@ -45,7 +46,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import apply_hysteresis_threshold
 
-from ..anatomy import REGION_NAMES, Anatomy, AnatomyConfig, analyze_anatomy
+from ..anatomy import REGION_BG, REGION_NAMES, Anatomy, AnatomyConfig, analyze_anatomy
 from ..anatomy._morph import check_3d, crop_to, dilate_mm, edt_inside, spacing_mm
 from ..errors import PVSInputError
 from ..io import Volume
@@ -89,6 +90,15 @@ class CandidateConfig:
         CSF-class components at least this big (mm^3) are ventricles, sulci or cisterns.
     lesion_margin_mm : float
         The lesion mask is dilated by this before it excludes candidates.
+    regions_only : bool
+        Keep only candidates within ``region_margin_mm`` of the BG or CSO region (where
+        raters count; drops cortical and cerebellar sulci and vessels, which stay hard
+        negatives).
+    region_margin_mm : float
+    min_wm_ring : float
+        Share of the 1 mm ring around a candidate that must be white-matter-like tissue
+        (darker than the multi-Otsu white/grey boundary) or BG region: PVS sit in white
+        matter or the basal ganglia, sulci and vessels on the cortex sit in grey matter.
     levels : tuple of float
         Detection is repeated with the seed thresholds multiplied by each of these and
         the kept objects are merged: an object that merges with its neighbours into a
@@ -110,6 +120,9 @@ class CandidateConfig:
     csf_margin_mm: float = 1.0
     large_csf_mm3: float = 150.0
     lesion_margin_mm: float = 1.5
+    regions_only: bool = True
+    region_margin_mm: float = 5.0
+    min_wm_ring: float = 0.5
     levels: tuple[float, ...] = (1.0, 1.5, 2.25)
     dilate_mm: float = 0.0
 
@@ -318,7 +331,13 @@ def find_pvs_candidates(image: Volume, lesion_mask: Volume | np.ndarray | None =
         good = np.concatenate([[False], inside & ~touches_lesion & shape_ok])
         kept |= good[lab]
     lab, n = ndi.label(kept, structure=conn)
+    region_of = nearest_region(anatomy.regions[box], spacing, config.region_margin_mm)
     keep = np.ones(n, dtype=bool)
+    if n and config.regions_only:
+        centres = ndi.center_of_mass(np.ones_like(lab), lab, np.arange(1, n + 1))
+        keep = np.array([region_of[tuple(np.round(c).astype(int))] > 0 for c in centres], dtype=bool)
+    if n and config.min_wm_ring > 0:
+        keep &= _wm_ring_share(lab, n, sm, brain, anatomy.regions[box] == REGION_BG, image) >= config.min_wm_ring
     kept_ids = np.flatnonzero(keep) + 1
     relabel = np.zeros(n + 1, dtype=np.int32)
     relabel[kept_ids] = np.arange(1, len(kept_ids) + 1)
@@ -332,7 +351,6 @@ def find_pvs_candidates(image: Volume, lesion_mask: Volume | np.ndarray | None =
         peak = np.asarray(ndi.maximum(tophat, lab_kept, ids))
         peak_span = np.asarray(ndi.maximum(tophat / span, lab_kept, ids))
         centres = ndi.center_of_mass(np.ones_like(lab_kept), lab_kept, ids)
-        region_of = nearest_region(anatomy.regions[box], spacing)
         offset = np.array([s.start for s in box], dtype=float)
         for k, i in enumerate(ids):
             c = np.asarray(centres[k])
@@ -359,6 +377,24 @@ def find_pvs_candidates(image: Volume, lesion_mask: Volume | np.ndarray | None =
                            parenchyma=full(parenchyma, bool),
                            info={"noise_sigma": float(sigma), "csf_intensity": csf_i,
                                  "n_components": int(n_total), "n_kept": len(kept_ids)})
+
+
+def _wm_ring_share(lab: np.ndarray, n: int, sm: np.ndarray, brain: np.ndarray, bg: np.ndarray,
+                   image: Volume) -> np.ndarray:
+    """Per component, the share of its in-plane 1 mm ring that is white-matter-like or BG."""
+    from skimage.filters import threshold_multiotsu
+
+    vals = sm[brain]
+    try:
+        t_wm = float(threshold_multiotsu(vals[:: max(1, vals.size // 200_000)], classes=3)[0])
+    except ValueError:
+        return np.ones(n)
+    ok = ((sm < t_wm) & brain) | bg
+    grown = ndi.grey_dilation(lab, footprint=_inplane_disk(image, 1.0))
+    ring = (lab == 0) & (grown > 0)
+    total = np.bincount(grown[ring], minlength=n + 1)[1:]
+    good = np.bincount(grown[ring & ok], minlength=n + 1)[1:]
+    return np.where(total > 0, good / np.maximum(total, 1), 0.0)
 
 
 def nearest_region(regions: np.ndarray, spacing, max_mm: float = 5.0) -> np.ndarray:
