@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test demo test benchmark benchmark-speed screenshots clean
+.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real default-model screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ benchmark: install
 benchmark-speed: install
 	$(PY) benchmarks/inference_speed.py --data $(DATA)
 	$(PY) benchmarks/training_speed.py --data $(DATA)
+
+## benchmark-real: the shipped model (plus MODELS="name=ckpt ...") on the real scans without inserted PVS:
+## detections per region and rating slice, reference agreement, test-retest, mimics, figures
+benchmark-real: install
+	$(PY) benchmarks/real_scans.py --data $(DATA) --model default=napari_pvs/weights/pvs_default.pt \
+		$(foreach m,$(MODELS),--model $(m))
+
+## default-model: train the shipped default model from the shared data (about 30 min on 2 CPU cores)
+## and install it as napari_pvs/weights/pvs_default.pt
+default-model: install
+	$(PY) scripts/make_default_model.py --data $(DATA) --out $(or $(OUT),/tmp/napari-pvs-default-model) --install
 
 ## screenshots: napari with a real T2 and the predicted overlay, 2D and 3D, under Xvfb
 screenshots: install
