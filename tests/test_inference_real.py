@@ -57,6 +57,10 @@ def test_model_works_on_resampled_copy_of_real_scan(trained):
     sim = simulate_pvs(vol, seed=12)
     native = predict_volume(loaded, sim.image)
     dsc_native = dice(native.mask, sim.mask)
+    # PVS lie in the brain: nothing is reported outside the brain mask
+    from napari_pvs.engine.anatomy import brain_mask
+
+    assert native.prob[~brain_mask(sim.image)].max() == 0.0
 
     coarse_img = resample_inplane(vol, sim.image.data, 0.8, order=1)
     coarse_truth = resample_inplane(vol, sim.fraction, 0.8, order=1).data >= 0.5

@@ -216,24 +216,33 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
     return out
 
 
-def brain_region(image: Volume, margin_mm: float = BRAIN_MARGIN_MM) -> np.ndarray | None:
-    """:func:`~napari_pvs.engine.anatomy.brain_mask` grown by ``margin_mm`` (bool
-    ``(Z, Y, X)``), or None when no brain is found (the image is then not restricted)."""
-    from ..anatomy import brain_mask
+def brain_region(image: Volume, margin_mm: float = BRAIN_MARGIN_MM, *,
+                 brain: np.ndarray | None = None) -> np.ndarray | None:
+    """:func:`~napari_pvs.engine.anatomy.brain_mask` (or ``brain``) grown by ``margin_mm``
+    (bool ``(Z, Y, X)``), or None when no brain is found (the image is then not restricted)."""
     from ..anatomy._morph import dilate_mm, spacing_mm
 
+    if brain is None:
+        brain = _brain_or_none(image)
+        if brain is None:
+            return None
+    return dilate_mm(brain, margin_mm, spacing_mm(image))
+
+
+def _brain_or_none(image: Volume) -> np.ndarray | None:
+    from ..anatomy import brain_mask
+
     try:
-        brain = brain_mask(image)
+        return brain_mask(image)
     except PVSInputError as exc:
         log.info("no brain mask (%s): the whole head is segmented", exc)
         return None
-    return dilate_mm(brain, margin_mm, spacing_mm(image))
 
 
 def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, threshold: float = 0.5,
                  device: str | torch.device | None = None, overlap: float | None = None,
                  crop_to_head: bool = True, brain_only: bool = True, windows_per_pass: int | None = None,
-                 ) -> Generator[InferenceProgress, None, Prediction]:
+                 outside_brain_zero: bool = True) -> Generator[InferenceProgress, None, Prediction]:
     """Segment PVS in a volume, yielding :class:`InferenceProgress` after each batch.
 
     Parameters
@@ -256,6 +265,10 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
         Skip the windows that hold no voxel of the (dilated) brain mask; default True.
     windows_per_pass : int, optional
         Windows per forward pass; default :data:`WINDOWS_PER_PASS` of the device.
+    outside_brain_zero : bool
+        Set the probability to 0 outside the brain mask (PVS lie in the brain; without
+        it, windows that touch the brain also report detections in the scalp, the eyes or
+        the dura). Ignored when no brain mask is found. Default True.
 
     Returns (as the generator's return value)
     ------------------------------------------
@@ -271,15 +284,17 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
     total = int(x.shape[0])
     yield InferenceProgress(0, total, time.perf_counter() - t0)
     roi = None
-    if brain_only:
-        region = brain_region(image)
-        if region is not None:
-            roi = resample_stack(axial_stack(image, region.astype(np.float32)), work_hw) > 0
+    brain = _brain_or_none(image) if (brain_only or outside_brain_zero) else None
+    if brain_only and brain is not None:
+        region = brain_region(image, brain=brain)
+        roi = resample_stack(axial_stack(image, region.astype(np.float32)), work_hw) > 0
     gen = predict_stack(loaded, x, batch_size=batch_size, device=dev, overlap=overlap,
                         crop_to_head=crop_to_head, roi_mask=roi, windows_per_pass=windows_per_pass)
     prob_work = yield from map_events(gen, lambda done: InferenceProgress(done, total, time.perf_counter() - t0))
     prob = resample_stack(prob_work, hw).clamp_(0, 1).numpy()
     prob = np.ascontiguousarray(from_axial_stack(image, prob)).astype(np.float32)
+    if outside_brain_zero and brain is not None:
+        prob[~brain] = 0.0
     mask = (prob >= threshold).astype(np.uint8)
     return Prediction(prob=prob, mask=mask, threshold=threshold, seconds=time.perf_counter() - t0)
 
@@ -287,8 +302,10 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
 def predict_volume(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, threshold: float = 0.5,
                    device: str | torch.device | None = None, overlap: float | None = None,
                    crop_to_head: bool = True, brain_only: bool = True, windows_per_pass: int | None = None,
+                   outside_brain_zero: bool = True,
                    progress: Callable[[InferenceProgress], None] | None = None) -> Prediction:
     """Run :func:`segment_iter` to the end, calling ``progress`` with each event."""
     return run_to_end(segment_iter(loaded, image, batch_size=batch_size, threshold=threshold,
                                    device=device, overlap=overlap, crop_to_head=crop_to_head,
-                                   brain_only=brain_only, windows_per_pass=windows_per_pass), progress)
+                                   brain_only=brain_only, windows_per_pass=windows_per_pass,
+                                   outside_brain_zero=outside_brain_zero), progress)
