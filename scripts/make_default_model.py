@@ -15,6 +15,10 @@ Recipe (:mod:`napari_pvs.engine.training.recipe`), each step switchable for the 
 Held out for the benchmark (``benchmarks/real_scans.py``): patient01 visit 2 (another
 visit) and patient07 (1 mm, MNI space, expert lesion mask).
 
+The shipped model (``make default-model``) is the variant that did best on the real-scan
+benchmark: ``--minutes 8 --narrow-simulation --no-domain-randomisation --no-thick-slices
+--no-pseudo-labels`` (synthetic PVS + the ignore mask on real PVS-like objects).
+
 The checkpoint records the recipe, the data files (with sha256), the stages and their
 numbers. ``--install`` copies it to ``napari_pvs/weights/pvs_default.pt`` (the model the
 Segment widget and ``napari-pvs segment`` use by default).

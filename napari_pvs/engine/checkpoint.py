@@ -65,10 +65,11 @@ DEFAULT_CHECKPOINT_NAME = "pvs_default.pt"
 def default_checkpoint() -> Path:
     """Path of the shipped default PVS model (``napari_pvs/weights/pvs_default.pt``).
 
-    It is an ``mfnsde`` trained by ``scripts/make_default_model.py`` on synthetic PVS in
-    real T2 scans (ignore mask on the scans' own PVS, widened simulation, domain
-    randomisation, pseudo-labels); its recipe, data sources and benchmark numbers are in
-    the checkpoint (``read_checkpoint(default_checkpoint())["recipe"]``).
+    It is an ``mfnsde`` trained by ``scripts/make_default_model.py`` (``make default-model``)
+    on synthetic PVS in three real T2 scans with an ignore mask on the scans' own real
+    PVS-like objects (the recipe variant that did best on the real-scan benchmark); its
+    recipe and data sources (``read_checkpoint(...)["recipe"]``) and its real-scan
+    benchmark numbers (``["benchmark"]``) are in the checkpoint.
 
     Raises
     ------
