@@ -44,9 +44,9 @@ def test_cli_segment_uses_the_default_model(tmp_path):
 
 
 def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
-    import napari_pvs.engine.checkpoint as ck
+    import napari_pvs.engine.default_model as dm
     from napari_pvs.engine.errors import PVSInputError
 
-    monkeypatch.setattr(ck, "DEFAULT_CHECKPOINT_NAME", "absent.pt")
+    monkeypatch.setattr(dm, "DEFAULT_CHECKPOINT_NAME", "absent.pt")
     with pytest.raises(PVSInputError, match="default model is not installed"):
-        ck.default_checkpoint()
+        dm.default_checkpoint()

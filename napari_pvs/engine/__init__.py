@@ -12,7 +12,8 @@ tests. Subpackages are named after what they do:
 ``training``              task-neutral loop (events, budget, cancel, checkpoints) + tasks
 ``inference``             sliding-window prediction, device and mixed precision
 ``rating``                counting on the BG/CSO rating slices, Potter grade, per-PVS table
-``checkpoint``, ``preprocess``, ``metrics``, ``progress``, ``errors``
+``candidates``            real PVS-like objects without a network (ignore masks, reference)
+``checkpoint``, ``default_model``, ``preprocess``, ``metrics``, ``progress``, ``errors``
 ========================  =================================================================
 
 Array convention everywhere in the engine: a 3D volume is a NumPy array of shape

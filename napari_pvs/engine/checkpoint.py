@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 
+from .default_model import DEFAULT_CHECKPOINT_NAME, default_checkpoint  # noqa: F401 (re-exported)
 from .errors import PVSInputError
 from .io import atomic_path
 from .models import MODEL_REGISTRY, available_models
@@ -58,30 +59,6 @@ CHECKPOINT_VERSION = 2
 _V1_CONFIG_KEYS = ("in_channels", "out_channels", "features", "dropout", "deep_supervision")
 #: training patch (H, W) in pixels, also the inference window for checkpoints without one
 DEFAULT_PATCH_SIZE = (128, 128)
-#: file name of the shipped default model in ``napari_pvs/weights/``
-DEFAULT_CHECKPOINT_NAME = "pvs_default.pt"
-
-
-def default_checkpoint() -> Path:
-    """Path of the shipped default PVS model (``napari_pvs/weights/pvs_default.pt``).
-
-    It is an ``mfnsde`` trained by ``scripts/make_default_model.py`` (``make default-model``)
-    on synthetic PVS in three real T2 scans with an ignore mask on the scans' own real
-    PVS-like objects (the recipe variant that did best on the real-scan benchmark); its
-    recipe and data sources (``read_checkpoint(...)["recipe"]``) and its real-scan
-    benchmark numbers (``["benchmark"]``) are in the checkpoint.
-
-    Raises
-    ------
-    PVSInputError
-        The file is not installed (a source checkout without it: run
-        ``python scripts/make_default_model.py --install``).
-    """
-    path = Path(__file__).resolve().parents[1] / "weights" / DEFAULT_CHECKPOINT_NAME
-    if not path.is_file():
-        raise PVSInputError("the default model is not installed; make it with "
-                            "'python scripts/make_default_model.py --out DIR --install'", path)
-    return path
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import Container, FileEdit, FloatSpinBox, SpinBox, create_widget
 
-from ..engine.checkpoint import default_checkpoint
+from ..engine.default_model import default_checkpoint
 from ..engine.errors import PVSInputError
 from ..engine.progress import format_seconds
 from ..layers import geometry_metadata
