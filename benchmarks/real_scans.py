@@ -44,6 +44,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,46 +74,48 @@ SYNTHETIC = {"p01_v2": 3, "p07_1mm": 3}
 CONN = ndi.generate_binary_structure(3, 3)
 
 
-def objects(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    return ndi.label(mask > 0, structure=CONN)
+@dataclass
+class Objects:
+    """3D components (26-connectivity) of a mask: labels ``(Z, Y, X)``, count, and each
+    component's centroid as a voxel index."""
+
+    labels: np.ndarray
+    n: int
+    centres: list
 
 
-def object_agreement(pred: np.ndarray, ref: np.ndarray) -> dict:
+def objects(mask: np.ndarray) -> Objects:
+    lab, n = ndi.label(mask > 0, structure=CONN)
+    cents = ndi.center_of_mass(np.ones_like(lab), lab, np.arange(1, n + 1)) if n else []
+    return Objects(lab, int(n), [tuple(int(round(v)) for v in c) for c in cents])
+
+
+def object_agreement(pred: Objects, ref: Objects) -> dict:
     """Object-level agreement (3D components): sensitivity, PPV and F1."""
-    lp, npred = objects(pred)
-    lr, nref = objects(ref)
-    hit_r = len(np.unique(lr[(pred > 0) & (lr > 0)]))
-    hit_p = len(np.unique(lp[(ref > 0) & (lp > 0)]))
+    lp, npred, lr, nref = pred.labels, pred.n, ref.labels, ref.n
+    hit_r = len(np.unique(lr[(lp > 0) & (lr > 0)]))
+    hit_p = len(np.unique(lp[(lr > 0) & (lp > 0)]))
     sens = hit_r / nref if nref else float("nan")
     ppv = hit_p / npred if npred else float("nan")
     f1 = 2 * sens * ppv / (sens + ppv) if nref and npred and (sens + ppv) > 0 else 0.0
     return {"n_pred": int(npred), "n_ref": int(nref), "sensitivity": sens, "ppv": ppv, "f1": f1}
 
 
-def region_counts(pred: np.ndarray, region_map: np.ndarray) -> dict:
-    lab, n = objects(pred)
-    out = {"BG": 0, "CSO": 0, "other": 0, "total": int(n)}
-    if n:
-        centres = ndi.center_of_mass(np.ones_like(lab), lab, np.arange(1, n + 1))
-        for c in centres:
-            reg = int(region_map[tuple(int(round(v)) for v in c)])
-            out[REGION_NAMES.get(reg, "other")] += 1
+def region_counts(obj: Objects, region_map: np.ndarray) -> dict:
+    out = {"BG": 0, "CSO": 0, "other": 0, "total": obj.n}
+    for c in obj.centres:
+        out[REGION_NAMES.get(int(region_map[c]), "other")] += 1
     return out
 
 
-def mimics(pred: np.ndarray, anat, lesion: np.ndarray | None) -> dict:
-    lab, n = objects(pred)
-    touch_vent = len(np.unique(lab[anat.ventricles & (lab > 0)])) if n else 0
-    outside = centred_in_vent = 0
-    if n:
-        centres = ndi.center_of_mass(np.ones_like(lab), lab, np.arange(1, n + 1))
-        idx = [tuple(int(round(v)) for v in c) for c in centres]
-        outside = sum(not anat.brain[i] for i in idx)
-        centred_in_vent = sum(bool(anat.ventricles[i]) for i in idx)
-    out = {"in_ventricles": int(centred_in_vent), "touching_ventricles": int(touch_vent),
-           "outside_brain": int(outside)}
+def mimics(obj: Objects, anat, lesion: np.ndarray | None) -> dict:
+    lab = obj.labels
+    touch_vent = len(np.unique(lab[anat.ventricles & (lab > 0)])) if obj.n else 0
+    out = {"in_ventricles": sum(bool(anat.ventricles[c]) for c in obj.centres),
+           "touching_ventricles": int(touch_vent),
+           "outside_brain": sum(not anat.brain[c] for c in obj.centres)}
     if lesion is not None:
-        out["lesion_voxels_called_pvs_pct"] = 100.0 * float((pred[lesion] > 0).mean()) if lesion.any() else 0.0
+        out["lesion_voxels_called_pvs_pct"] = 100.0 * float((lab[lesion] > 0).mean()) if lesion.any() else 0.0
         out["lesion_voxels"] = int(lesion.sum())
     return out
 
@@ -204,8 +207,9 @@ def main(argv=None) -> int:
         ref = find_pvs_candidates(image, lesion_vol, config=reference_config())
         region_map = nearest_region(anat.regions, np.asarray(image.voxel_size))
         ref_mask = ref.mask > 0
+        ref_obj = objects(ref_mask)
         results["scans"][key] = {"path": rel, "rating_slices": levels,
-                                 "reference": region_counts(ref_mask, region_map),
+                                 "reference": region_counts(ref_obj, region_map),
                                  "reference_rating": _rating(ref_mask, image, levels),
                                  "voxel_size_mm": [round(v, 3) for v in image.voxel_size]}
         print(f"{key}: rating slices {levels}, reference {results['scans'][key]['reference']} "
@@ -214,9 +218,10 @@ def main(argv=None) -> int:
             pred = predict_volume(lm, image)
             mask = pred.mask > 0
             real_masks.setdefault(key, {})[name] = mask
-            row = {"regions": region_counts(mask, region_map), "rating": _rating(mask, image, levels),
-                   "reference_agreement": object_agreement(mask, ref_mask),
-                   "mimics": mimics(mask, anat, lesion), "inference_s": pred.seconds}
+            obj = objects(mask)
+            row = {"regions": region_counts(obj, region_map), "rating": _rating(mask, image, levels),
+                   "reference_agreement": object_agreement(obj, ref_obj),
+                   "mimics": mimics(obj, anat, lesion), "inference_s": pred.seconds}
             results["per_model"].setdefault(name, {})[key] = row
             print(f"  {name}: {row['regions']} rating {row['rating']} agreement "
                   f"F1 {row['reference_agreement']['f1']:.2f} mimics {row['mimics']} ({pred.seconds:.0f} s)",
@@ -226,26 +231,25 @@ def main(argv=None) -> int:
                        f"{name} on {rel} (rating slices from the ventricle landmark)")
         if key in SYNTHETIC and not args.no_synthetic:
             sim = simulate_pvs(image, seed=SYNTHETIC[key], lesion_mask=lesion_vol)
+            truth = objects(sim.mask)
             for name, lm in loaded.items():
                 pred = predict_volume(lm, sim.image)
                 m = overlap_metrics(pred.mask, sim.mask)
-                agree = object_agreement(pred.mask, sim.mask)
+                pred_obj = objects(pred.mask)
+                agree = object_agreement(pred_obj, truth)
                 # the scan's own real PVS are not in the synthetic truth: detections that the
                 # same model also makes on the scan without insertions (and that touch no
                 # synthetic PVS) are left out of the "excluding real" scores
-                own = real_masks.get(key, {}).get(name)
-                kept = pred.mask > 0
-                if own is not None:
-                    lp, n = objects(kept)
-                    hit_sim = np.zeros(n + 1, bool)
-                    hit_sim[np.unique(lp[sim.mask > 0])] = True
-                    hit_own = np.zeros(n + 1, bool)
-                    hit_own[np.unique(lp[own])] = True
-                    drop = hit_own & ~hit_sim
-                    drop[0] = False
-                    kept = kept & ~drop[lp]
+                lp, n = pred_obj.labels, pred_obj.n
+                hit_sim = np.zeros(n + 1, bool)
+                hit_sim[np.unique(lp[sim.mask > 0])] = True
+                hit_own = np.zeros(n + 1, bool)
+                hit_own[np.unique(lp[real_masks[key][name]])] = True
+                drop = hit_own & ~hit_sim
+                drop[0] = False
+                kept = (lp > 0) & ~drop[lp]
                 m2 = overlap_metrics(kept, sim.mask)
-                agree2 = object_agreement(kept, sim.mask)
+                agree2 = object_agreement(objects(kept), truth)
                 results["per_model"][name].setdefault("synthetic", {})[key] = {
                     "dsc": m.dsc, "sensitivity": m.sensitivity, "ppv": m.ppv,
                     "pvs_sensitivity": agree["sensitivity"], "pvs_ppv": agree["ppv"], "pvs_f1": agree["f1"],

@@ -68,11 +68,8 @@ def run_train(images, masks, ignores, cfg, ckpt, *, val_indices, metadata, init_
     for ev in train(images, masks, cfg, ckpt, ignore_masks=ignores, val_indices=val_indices,
                     metadata=metadata, init_from=init_from):
         last = ev
-        if ev.kind in ("start", "done"):
-            print(f"  [{ev.kind}] {ev.message}", flush=True)
-        elif ev.kind == "epoch":
-            print(f"  epoch {ev.epoch:3d} step {ev.step:5d} loss {ev.loss:.4f} val DSC {ev.val_metric:.3f} "
-                  f"(best {ev.best_val_metric:.3f}) {ev.elapsed_s:5.0f} s", flush=True)
+        if ev.kind in ("start", "epoch", "done"):
+            print("  " + ev.summary(), flush=True)
     return {"steps": last.step if last else 0, "best_val_dsc": last.best_val_metric if last else None,
             "seconds": last.elapsed_s if last else 0.0}
 
@@ -134,10 +131,9 @@ def main(argv=None) -> int:
             "held_out": ["open_ms/longitudinal/patient01/study2_T2W.nii.gz", "open_ms/mni/patient07/T2.nii.gz"],
             "script": "scripts/make_default_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "stages": {}}
-    ign = [e.ignore if recipe.ignore_real_pvs or recipe.ignore_partial_volume else None for e in examples]
     teacher = out / "teacher.pt"
     print(f"teacher: {len(examples)} volumes ({prep_s:.0f} s to prepare), {args.minutes} min", flush=True)
-    stage = run_train([e.image for e in examples], [e.mask for e in examples], ign, cfg, teacher,
+    stage = run_train([e.image for e in examples], [e.mask for e in examples], [e.ignore for e in examples], cfg, teacher,
                       val_indices=val_idx, metadata=meta)
     meta["stages"]["teacher"] = stage
     final = teacher

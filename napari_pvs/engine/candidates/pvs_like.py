@@ -332,10 +332,9 @@ def find_pvs_candidates(image: Volume, lesion_mask: Volume | np.ndarray | None =
         kept |= good[lab]
     lab, n = ndi.label(kept, structure=conn)
     region_of = nearest_region(anatomy.regions[box], spacing, config.region_margin_mm)
-    keep = np.ones(n, dtype=bool)
-    if n and config.regions_only:
-        centres = ndi.center_of_mass(np.ones_like(lab), lab, np.arange(1, n + 1))
-        keep = np.array([region_of[tuple(np.round(c).astype(int))] > 0 for c in centres], dtype=bool)
+    centres = np.asarray(ndi.center_of_mass(np.ones_like(lab), lab, np.arange(1, n + 1))).reshape(n, 3)
+    centre_region = np.array([region_of[tuple(np.round(c).astype(int))] for c in centres], dtype=int)
+    keep = centre_region > 0 if config.regions_only else np.ones(n, dtype=bool)
     if n and config.min_wm_ring > 0:
         keep &= _wm_ring_share(lab, n, sm, brain, anatomy.regions[box] == REGION_BG, image) >= config.min_wm_ring
     kept_ids = np.flatnonzero(keep) + 1
@@ -350,13 +349,11 @@ def find_pvs_candidates(image: Volume, lesion_mask: Volume | np.ndarray | None =
         widths = component_widths_mm(lab_kept, sub, len(kept_ids))
         peak = np.asarray(ndi.maximum(tophat, lab_kept, ids))
         peak_span = np.asarray(ndi.maximum(tophat / span, lab_kept, ids))
-        centres = ndi.center_of_mass(np.ones_like(lab_kept), lab_kept, ids)
         offset = np.array([s.start for s in box], dtype=float)
         for k, i in enumerate(ids):
-            c = np.asarray(centres[k])
-            reg = int(region_of[tuple(np.round(c).astype(int))])
+            c = centres[kept_ids[k] - 1]
             table.append({
-                "id": int(i), "region": REGION_NAMES.get(reg, "other"),
+                "id": int(i), "region": REGION_NAMES.get(int(centre_region[kept_ids[k] - 1]), "other"),
                 "n_voxels": int(counts[k]), "volume_mm3": float(counts[k] * np.prod(spacing)),
                 "width_mm": float(widths[k]), "contrast": float(peak_span[k]),
                 "snr": float(peak[k] / sigma),

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..anatomy import AnatomyConfig, analyze_anatomy
 from ..candidates import CandidateConfig, CandidateResult, find_pvs_candidates, ignore_config, strive_filter
 from ..errors import PVSInputError
 from ..io import Volume
@@ -291,9 +290,7 @@ def pseudo_label_example(prob: np.ndarray, image: Volume, recipe: RecipeConfig =
                             image.path)
     cfg = recipe.pseudo
     if candidates is None:
-        anat = analyze_anatomy(image, lesion_mask,
-                               config=AnatomyConfig(lesion_margin_mm=recipe.candidates.lesion_margin_mm))
-        candidates = find_pvs_candidates(image, lesion_mask, config=recipe.candidates, anatomy=anat)
+        candidates = find_pvs_candidates(image, lesion_mask, config=recipe.candidates)
     det = prob >= cfg.mask_threshold
     lab, n = ndi.label(det, structure=ndi.generate_binary_structure(3, 3))
     keep = np.zeros(n + 1, dtype=bool)
