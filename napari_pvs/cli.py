@@ -1,4 +1,5 @@
-"""The ``napari-pvs`` command line: simulate, train, segment and count PVS.
+"""The ``napari-pvs`` command line: simulate, train, segment and count PVS; annotation
+projects (``napari-pvs project ...``, :mod:`napari_pvs.cli_project`).
 
 Every GUI action has a command here and a Python function in :mod:`napari_pvs.engine`.
 Bad input ends with a one-line ``napari-pvs: error: FILE: problem`` and exit code 2,
@@ -61,6 +62,10 @@ def cmd_train(args) -> int:
 
     images = args.image or []
     masks = args.mask or []
+    if args.project and (images or masks):
+        raise PVSInputError("give either --project or --image/--mask pairs, not both")
+    if not args.project and not images:
+        raise PVSInputError("nothing to train on: give --image/--mask pairs or --project DIR")
     if len(images) != len(masks):
         raise PVSInputError(f"{len(images)} --image but {len(masks)} --mask; give one --mask after each --image")
     vols = [load_volume(p) for p in images]
@@ -77,11 +82,28 @@ def cmd_train(args) -> int:
     except ValueError as exc:
         raise PVSInputError(str(exc)) from None
     out = Path(args.output)
-    gen = train(vols, mvols, cfg, out, init_from=args.init_from)
+    project = None
+    if args.project:
+        from .engine.project import Project
+        from .engine.project.training import train_from_project
+
+        project = Project.open(args.project)
+        gen = train_from_project(project, cfg, out, versions=args.versions, init_from=args.init_from)
+    else:
+        gen = train(vols, mvols, cfg, out, init_from=args.init_from)
+    try:
+        _print_training(gen, cfg, args.log_every)
+    finally:
+        if project is not None:
+            project.close()
+    return 0
+
+
+def _print_training(gen, cfg, log_every: int) -> None:
     for ev in gen:
         if ev.kind == "start":
             print(f"training {cfg.model}: {ev.message}", flush=True)
-        elif ev.kind == "step" and (ev.step % args.log_every == 0):
+        elif ev.kind == "step" and (ev.step % log_every == 0):
             print(f"  epoch {ev.epoch} step {ev.step}/{ev.total_steps} loss {ev.loss:.4f} "
                   f"[{ev.elapsed_s:.0f} s]", flush=True)
         elif ev.kind == "epoch":
@@ -92,7 +114,6 @@ def cmd_train(args) -> int:
             print(f"done ({ev.message}): best validation {ev.metric_name} {best}, {ev.step} steps in "
                   f"{ev.elapsed_s:.0f} s ({ev.val_seconds:.0f} s validating); checkpoint {ev.checkpoint}",
                   flush=True)
-    return 0
 
 
 # ---------------------------------------------------------------------------- segment
@@ -176,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "checkpoint (highest validation DSC) is written to -o.")
     t.add_argument("--image", action="append", metavar="IMAGE", help="T2 image (repeat for more volumes)")
     t.add_argument("--mask", action="append", metavar="MASK", help="PVS mask of the preceding --image")
+    t.add_argument("--project", metavar="DIR",
+                   help="train on an annotation project instead: only slices marked done/reviewed are "
+                        "labelled, the rest are left out of the loss; the run is recorded in the project")
+    t.add_argument("--versions", choices=("latest", "reviewed", "consensus"), default="latest",
+                   help="with --project: which version of each image (default latest)")
     t.add_argument("--model", default="mfnsde", help="model name: mfnsde (default) or unet")
     t.add_argument("--init-from", metavar="CKPT",
                    help="fine-tune: start from this checkpoint's weights (same model and config)")
@@ -216,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--csv", help="write the table to this CSV file")
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.set_defaults(func=cmd_count)
+
+    from .cli_project import add_project_parser
+
+    add_project_parser(sub)
     return p
 
 

@@ -27,8 +27,10 @@ def test_version_1_checkpoint_loads_and_predicts_the_same_mask(name, config_clas
     assert loaded.name == name and isinstance(loaded.config, config_class)
     assert loaded.config.features == (4, 8, 16)
     expected = np.load(FIXTURES / f"legacy_{name}_v1_prediction.npz")
-    # outside_brain_zero (new in 0.2) is off: 0.1.0 did not zero the probability outside the brain
-    pred = predict_volume(loaded, load_volume(FIXTURES / "legacy_t2.nii.gz"), outside_brain_zero=False)
+    # the rules new in 0.2 are off: 0.1.0 did not zero the probability outside the brain
+    # or in wide CSF spaces
+    pred = predict_volume(loaded, load_volume(FIXTURES / "legacy_t2.nii.gz"), outside_brain_zero=False,
+                          wide_csf_zero=False)
     assert expected["mask"].sum() > 100  # the fixture predicts something
     np.testing.assert_array_equal(pred.mask, expected["mask"])
     np.testing.assert_allclose(pred.prob, expected["prob"], atol=1e-5)

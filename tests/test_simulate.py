@@ -408,3 +408,30 @@ def test_rating_slice_levels_from_the_ventricle_landmark(study1):
     assert lo <= z_mm(levels["bg"]) <= hi
     assert abs(z_mm(levels["cso"]) - (anat.ventricle_top_mm + 10.0)) <= 2.0 + 1e-6
     assert anat.ventricles.any() and anat.regions.max() == 2
+
+
+def test_wide_csf_holds_the_ventricles_not_thin_bright_tubes_or_sheets():
+    """wide_csf: the phantom's 12 mm wide ventricles are in it; a 1 mm bright tube (a PVS)
+    and a 2 mm thick bright sheet (a narrow sulcus) in white matter are not."""
+    from napari_pvs.engine.anatomy import wide_csf
+
+    vol, lab = make_phantom(noise=5.0)
+    data = vol.data.copy()
+    tube = np.zeros(lab.shape, bool)
+    tube[10:30, 60, 100] = True            # 1 x 1 mm in-plane, 60 mm long, in white matter
+    sheet = np.zeros(lab.shape, bool)
+    sheet[12:28, 110:130, 40:42] = True     # 2 mm thick, 20 mm x 48 mm
+    assert (lab[tube] == 1).all() and (lab[sheet] == 1).all()
+    data[tube | sheet] = 900.0
+    image = Volume(data=data, affine=vol.affine)
+    brain = brain_mask(image)
+    got = wide_csf(image, brain)
+    assert got.shape == image.shape and got.dtype == bool
+    ventricles = (lab == 3) & (brain_mask(vol) & (ndi.binary_erosion(lab > 0, iterations=3)))
+    assert got[ventricles].mean() > 0.8           # all but the tips narrower than 4 mm
+    deep = ndi.distance_transform_edt(ventricles, sampling=vol.voxel_size) > 1.5
+    assert deep.sum() > 1000 and got[deep].all()
+    assert not got[tube].any() and not got[sheet].any()
+    assert not got[~brain].any()
+    with pytest.raises(ValueError, match="brain mask shape"):
+        wide_csf(image, brain[:-1])

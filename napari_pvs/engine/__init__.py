@@ -13,6 +13,7 @@ tests. Subpackages are named after what they do:
 ``inference``             sliding-window prediction, device and mixed precision
 ``rating``                counting on the BG/CSO rating slices, Potter grade, per-PVS table
 ``candidates``            real PVS-like objects without a network (ignore masks, reference)
+``project``               annotation projects: SQLite catalogue + NIfTI versions, agreement
 ``checkpoint``, ``default_model``, ``preprocess``, ``metrics``, ``progress``, ``errors``
 ========================  =================================================================
 

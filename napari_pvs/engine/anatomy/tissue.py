@@ -21,7 +21,7 @@ from ._morph import (check_3d, crop_to, dilate_mm, edt_inside, edt_to, image_nam
                      spacing_mm, world_axis)
 from .brain import brain_mask
 
-__all__ = ["AnatomyConfig", "Anatomy", "analyze_anatomy", "tissue_regions", "rating_slice_levels",
+__all__ = ["AnatomyConfig", "Anatomy", "analyze_anatomy", "tissue_regions", "rating_slice_levels", "wide_csf", "csf_class",
            "REGION_NONE", "REGION_BG", "REGION_CSO", "REGION_NAMES"]
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,103 @@ def _as_lesion_array(image: Volume, lesion_mask) -> np.ndarray | None:
     return arr > 0
 
 
+def _class_thresholds(sm: np.ndarray, brain: np.ndarray, image: Volume) -> tuple[float, float]:
+    """(white matter / grey matter, grey matter / CSF) thresholds: 3-class multi-Otsu of
+    the smoothed brain intensities."""
+    try:
+        t_wm, t_csf = (float(v) for v in threshold_multiotsu(sm[brain], classes=3))
+    except ValueError:
+        raise PVSInputError("no eligible region: brain intensities are not separable "
+                            "into white matter, grey matter and CSF", image.path) from None
+    return t_wm, t_csf
+
+
+def csf_class(image: Volume, brain: np.ndarray, *, crop: tuple[slice, ...] | None = None) -> np.ndarray:
+    """The CSF intensity class within the brain: the brightest of three multi-Otsu classes
+    of the image smoothed by 0.5 mm (as in :func:`analyze_anatomy`).
+
+    Parameters
+    ----------
+    image : Volume
+        3D T2-weighted image ``(Z, Y, X)``.
+    brain : np.ndarray
+        bool ``(Z, Y, X)`` brain mask.
+    crop : tuple of slices, optional
+        Compute on this box only; the result then has the box's shape.
+
+    Returns
+    -------
+    np.ndarray
+        bool, ``(Z, Y, X)`` (or the box's shape).
+
+    Raises
+    ------
+    PVSInputError
+        Brain intensities not separable into three classes.
+    """
+    crop = crop if crop is not None else tuple(slice(None) for _ in range(3))
+    sub = Volume(data=np.asarray(image.data)[crop], affine=image.affine, path=image.path)
+    b = brain[crop]
+    sm = smoothed(sub, 0.5)
+    _, t_csf = _class_thresholds(sm, b, image)
+    return b & (sm >= t_csf)
+
+
+def wide_csf(image: Volume, brain: np.ndarray | None = None, *,
+             min_width_mm: float = 4.0) -> np.ndarray:
+    """CSF spaces wider than ``min_width_mm``: the ventricles, cisterns and wide sulci,
+    where no PVS can lie (STRIVE: PVS are at most about 3 mm wide).
+
+    The CSF class of :func:`analyze_anatomy` (the brightest of three multi-Otsu classes
+    of the image smoothed by 0.5 mm within the brain) is opened by a ball of radius
+    ``r = min_width_mm / 2`` (Euclidean, in mm, so anisotropic voxels are handled): a CSF
+    voxel is kept when it lies within ``r`` plus half the largest voxel size of a CSF voxel
+    that is deeper than ``r`` inside the CSF. Thin CSF-bright structures (PVS, narrow
+    sulci) vanish; the walls of the wide ones are kept whole.
+
+    Refer to: Wardlaw et al., "Neuroimaging standards for research into small vessel
+    disease and its contribution to ageing and neurodegeneration" (STRIVE), Lancet Neurol
+    2013, doi:10.1016/S1474-4422(13)70124-8.
+
+    Parameters
+    ----------
+    image : Volume
+        3D T2-weighted image ``(Z, Y, X)``.
+    brain : np.ndarray, optional
+        bool ``(Z, Y, X)`` brain mask; default :func:`~napari_pvs.engine.anatomy.brain_mask`.
+    min_width_mm : float
+        Width (mm) above which a CSF space is returned.
+
+    Returns
+    -------
+    np.ndarray
+        bool ``(Z, Y, X)``.
+
+    Raises
+    ------
+    PVSInputError
+        Image not 3D, no brain found, or brain intensities not separable into three
+        classes.
+    """
+    check_3d(image)
+    if brain is None:
+        brain = brain_mask(image)
+    if brain.shape != image.shape:
+        raise ValueError(f"brain mask shape {brain.shape} differs from the image's {image.shape}")
+    out = np.zeros(image.shape, dtype=bool)
+    if not brain.any():
+        return out
+    spacing = spacing_mm(image)
+    radius = 0.5 * float(min_width_mm)
+    crop = crop_to(brain, np.ceil(radius / spacing) + 2)
+    csf = csf_class(image, brain, crop=crop)
+    core = edt_inside(csf, spacing) > radius
+    # grown back by half a voxel more than it was eroded, so that the dilation reaches
+    # the next slice of thick-slice scans (3-4 mm) and the ventricles' top slice is kept
+    out[crop] = dilate_mm(core, radius + 0.5 * float(spacing.max()), spacing) & csf
+    return out
+
+
 def analyze_anatomy(image: Volume, lesion_mask: Volume | np.ndarray | None = None, *,
                     config: AnatomyConfig = AnatomyConfig()) -> Anatomy:
     """Brain, tissue classes and landmarks of a T2-weighted image (see :func:`tissue_regions`
@@ -163,12 +260,7 @@ def analyze_anatomy(image: Volume, lesion_mask: Volume | np.ndarray | None = Non
     lesion = lesion_full[crop] if lesion_full is not None else None
 
     sm = smoothed(sub, 0.5)
-    vals = sm[brain]
-    try:
-        t_wm, t_csf = (float(v) for v in threshold_multiotsu(vals, classes=3))
-    except ValueError:
-        raise PVSInputError("no eligible region: brain intensities are not separable "
-                            "into white matter, grey matter and CSF", image.path) from None
+    t_wm, t_csf = _class_thresholds(sm, brain, image)
     wm = brain & (sm < t_wm)
     csf = brain & (sm >= t_csf)
     del sm

@@ -239,10 +239,21 @@ def _brain_or_none(image: Volume) -> np.ndarray | None:
         return None
 
 
+def _wide_csf_or_none(image: Volume, brain: np.ndarray) -> np.ndarray | None:
+    from ..anatomy import wide_csf
+
+    try:
+        return wide_csf(image, brain)
+    except PVSInputError as exc:
+        log.info("no CSF class (%s): wide CSF spaces are not masked", exc)
+        return None
+
+
 def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, threshold: float = 0.5,
                  device: str | torch.device | None = None, overlap: float | None = None,
                  crop_to_head: bool = True, brain_only: bool = True, windows_per_pass: int | None = None,
-                 outside_brain_zero: bool = True) -> Generator[InferenceProgress, None, Prediction]:
+                 outside_brain_zero: bool = True,
+                 wide_csf_zero: bool = True) -> Generator[InferenceProgress, None, Prediction]:
     """Segment PVS in a volume, yielding :class:`InferenceProgress` after each batch.
 
     Parameters
@@ -269,6 +280,11 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
         Set the probability to 0 outside the brain mask (PVS lie in the brain; without
         it, windows that touch the brain also report detections outside it: 16-55 per
         scan on the shared real T2s). Ignored when no brain mask is found. Default True.
+    wide_csf_zero : bool
+        Set the probability to 0 in CSF spaces wider than 4 mm (ventricles, cisterns,
+        wide sulci; :func:`~napari_pvs.engine.anatomy.wide_csf`), where no PVS can lie.
+        Ignored when no brain mask is found or the brain's intensities do not separate
+        into three classes. Default True.
 
     Returns (as the generator's return value)
     ------------------------------------------
@@ -284,7 +300,7 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
     total = int(x.shape[0])
     yield InferenceProgress(0, total, time.perf_counter() - t0)
     roi = None
-    brain = _brain_or_none(image) if (brain_only or outside_brain_zero) else None
+    brain = _brain_or_none(image) if (brain_only or outside_brain_zero or wide_csf_zero) else None
     if brain_only and brain is not None:
         region = brain_region(image, brain=brain)
         roi = resample_stack(axial_stack(image, region.astype(np.float32)), work_hw) > 0
@@ -295,6 +311,10 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
     prob = np.ascontiguousarray(from_axial_stack(image, prob)).astype(np.float32)
     if outside_brain_zero and brain is not None:
         prob[~brain] = 0.0
+    if wide_csf_zero and brain is not None:
+        csf = _wide_csf_or_none(image, brain)
+        if csf is not None:
+            prob[csf] = 0.0
     mask = (prob >= threshold).astype(np.uint8)
     return Prediction(prob=prob, mask=mask, threshold=threshold, seconds=time.perf_counter() - t0)
 
@@ -302,10 +322,11 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
 def predict_volume(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, threshold: float = 0.5,
                    device: str | torch.device | None = None, overlap: float | None = None,
                    crop_to_head: bool = True, brain_only: bool = True, windows_per_pass: int | None = None,
-                   outside_brain_zero: bool = True,
+                   outside_brain_zero: bool = True, wide_csf_zero: bool = True,
                    progress: Callable[[InferenceProgress], None] | None = None) -> Prediction:
     """Run :func:`segment_iter` to the end, calling ``progress`` with each event."""
     return run_to_end(segment_iter(loaded, image, batch_size=batch_size, threshold=threshold,
                                    device=device, overlap=overlap, crop_to_head=crop_to_head,
                                    brain_only=brain_only, windows_per_pass=windows_per_pass,
-                                   outside_brain_zero=outside_brain_zero), progress)
+                                   outside_brain_zero=outside_brain_zero,
+                                   wide_csf_zero=wide_csf_zero), progress)

@@ -249,8 +249,11 @@ class SegmentationTask:
     ignore_masks : sequence of (np.ndarray or None), optional
         Per volume, voxels (nonzero) left out of the loss and of the validation DSC:
         "unknown", e.g. unlabelled real PVS-like objects of a scan with synthetic PVS
-        (:func:`~napari_pvs.engine.candidates.find_pvs_candidates`). PVS voxels of the
-        mask are never ignored.
+        (:func:`~napari_pvs.engine.candidates.find_pvs_candidates`), or the slices of a
+        partly annotated volume that are not marked done
+        (:func:`~napari_pvs.engine.project.training.project_training_data`). PVS voxels of
+        the mask are never ignored, and no patch is centred on an ignored voxel (patches
+        are axial slices, so a volume with one labelled slice trains on that slice only).
     val_indices : sequence of int, optional
         Volumes to validate on (the rest train); default :func:`split_by_volume`.
     metadata : dict, optional
@@ -322,7 +325,13 @@ class SegmentationTask:
             d["ignore"] = torch.zeros_like(label)
         d = SpatialPadd(("image", "label", "ignore"), spatial_size=(-1, *self.patch), method="end")(d)
         d = {k: torch.as_tensor(v) for k, v in d.items()}
-        return FgBgToIndicesd("label", image_key="image", image_threshold=HEAD_LEVEL)(d)
+        d = FgBgToIndicesd("label", image_key="image", image_threshold=HEAD_LEVEL)(d)
+        if d["ignore"].any():
+            # no patch is centred on an ignored voxel: a partly annotated volume (slices not
+            # marked done) gives patches of its labelled slices only
+            bg = torch.as_tensor(d["label_bg_indices"])
+            d["label_bg_indices"] = bg[d["ignore"].reshape(-1)[bg] == 0]
+        return d
 
     def _cropper(self, pos: float, seed: int):
         from monai.transforms import RandCropByPosNegLabeld

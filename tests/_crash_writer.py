@@ -1,0 +1,87 @@
+"""Crash-test driver for the project store (run by tests/test_project.py, not by pytest).
+
+``python _crash_writer.py PROJECT TRIALS SEED``: imports the store once, then for each
+trial forks a writer that opens the project and saves versions in a loop (a random
+mask each time; after each completed save it appends ``<version id> <sha256 of the mask>``
+to ``PROJECT/../written.log`` and fsyncs it), kills the writer with SIGKILL after a random
+delay, and checks the project as a newly started process would: it reopens it, runs
+``PRAGMA integrity_check``, checks every version's file against its sha256 and mask content,
+and checks that every completed save is in the catalogue. Prints one JSON line per trial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from napari_pvs.engine.project import Project
+
+
+def mask_digest(mask: np.ndarray) -> str:
+    return hashlib.sha256((np.asarray(mask) > 0).astype(np.uint8).tobytes()).hexdigest()
+
+
+def writer(root: Path, log: Path, seed: int) -> None:  # runs in the forked child
+    rng = np.random.default_rng(seed)
+    proj = Project.open(root, wait_s=10.0)
+    shape = proj.image("s1").shape
+    with open(log, "a") as fh:
+        while True:
+            mask = (rng.random(shape) > 0.995).astype(np.uint8)
+            status = {int(s): "done" for s in rng.choice(shape[0], size=3, replace=False)}
+            kind = "autosave" if rng.random() < 0.5 else "manual"
+            v = proj.save_annotation("s1", "crash", mask, slice_status=status, kind=kind)
+            fh.write(f"{v.id} {mask_digest(mask)}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def check(root: Path, log: Path) -> dict:
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 2:
+                done[int(parts[0])] = parts[1]
+    with Project.open(root, wait_s=10.0) as proj:
+        integrity = proj.integrity_check()
+        problems = [p for p in proj.verify() if p.kind != "orphan"]
+        orphans = [p for p in proj.verify() if p.kind == "orphan"]
+        bad_content = 0
+        versions = proj.versions("s1", rater="crash")
+        ids = {v.id for v in versions}
+        for v in versions:
+            if v.id in done and mask_digest(proj.load_version(v.id)) != done[v.id]:
+                bad_content += 1
+        lost = sorted(set(done) - ids)
+    return {"integrity": integrity, "problems": [str(p) for p in problems], "orphans": len(orphans),
+            "bad_content": bad_content, "lost": lost, "versions": len(ids), "completed_saves": len(done)}
+
+
+def main() -> None:
+    root, trials, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    log = root.parent / "written.log"
+    rnd = random.Random(seed)
+    for trial in range(trials):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                writer(root, log, seed * 1000 + trial)
+            finally:
+                os._exit(0)
+        time.sleep(rnd.uniform(0.05, 0.6))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        print(json.dumps({"trial": trial, **check(root, log)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
