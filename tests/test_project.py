@@ -164,12 +164,16 @@ def test_not_a_project_and_existing_project(tmp_path, proj):
         proj.add_image(proj.image("s1").path, subject="s1")
 
 
-def test_crash_safety_under_sigkill(tmp_path, t2):
+def test_crash_safety_under_sigkill(tmp_path):
     """60 SIGKILLs at random moments of a save loop: the catalogue stays whole, every
     version's file matches its sha256 and the mask that was saved, and no completed save
     is lost."""
+    from napari_pvs.engine.io import Volume
+
+    big = make_phantom()[0]
+    small = Volume(data=np.ascontiguousarray(big.data[10:30, ::4, ::4]), affine=big.affine)   # (20, 44, 37)
     with Project.create(tmp_path / "proj") as p:
-        p.add_image(t2, subject="s1")
+        p.add_image(save_volume(tmp_path / "small.nii.gz", np.asarray(small.data), small), subject="s1")
     r = subprocess.run([sys.executable, str(HERE / "_crash_writer.py"), str(tmp_path / "proj"), "60", "7"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -305,3 +309,42 @@ def test_one_done_slice_trains_only_on_that_slice(tmp_path):
     c = _train_on_project(tmp_path, "c", image, mask, [4])
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_session_autosave_candidates_and_next_slice(proj):
+    from napari_pvs.engine.candidates import Proposals
+    from napari_pvs.engine.project import AnnotationSession, version_diff
+
+    s = AnnotationSession.start(proj, "s1", "alice", autosave_s=30.0)
+    assert s.base is None and s.mask.sum() == 0 and s.next_unfinished() == 0
+    assert s.maybe_autosave(now=1e9) is None                       # nothing changed: no version
+    s.mask[10, 40:42, 40:42] = 1
+    s.set_status(0, "done")
+    s.set_status(1, "reviewed")
+    assert s.changed and s.next_unfinished() == 2 and s.next_unfinished(after=43) == 2
+    assert s.maybe_autosave(now=s._last_save_t + 5) is None        # too early
+    a = s.maybe_autosave(now=s._last_save_t + 31)
+    assert a is not None and a.kind == "autosave" and a.slice_status == {0: "done", 1: "reviewed"}
+    assert not s.changed and s.maybe_autosave(now=1e12) is None
+    # a crash now: reopening offers the autosave
+    again = AnnotationSession.start(proj, "s1", "alice")
+    assert again.base.id == a.id and again.mask.sum() == 4
+    # candidates: accept merges, reject does not; decisions go with the next save
+    labels = np.zeros(s.mask.shape, np.int32)
+    labels[20, 50:52, 50:52] = 1
+    labels[21, 80:82, 80:82] = 2
+    labels[10, 40:42, 40:42] = 3                                    # already in the mask: skipped
+    table = [{"id": i, "slice": z, "centre": (z, 0.0, 0.0), "n_voxels": 4} for i, z in ((1, 20), (2, 21), (3, 10))]
+    s.set_proposals(Proposals(labels, table, "vesselness"))
+    assert s.next_candidate()["id"] == 1 and s.remaining == 1
+    assert s.decide("accept")["id"] == 2
+    assert s.decide("reject") is None and s.current is None
+    assert s.mask[20, 50, 50] == 1 and s.mask[21, 80, 80] == 0
+    v = s.save(note="two candidates")
+    assert v.parent_id == a.id and [d["decision"] for d in proj.decisions(v.id)] == ["accept", "reject"]
+    diff = version_diff(proj.load_version(a.id), proj.load_version(v.id))
+    assert (diff.added, diff.removed) == (1, 0) and diff.labels[20, 50, 50] == 1
+    with pytest.raises(ValueError, match="decision must be one of"):
+        s.decide("maybe")
+    with pytest.raises(ValueError, match="outside the image's 44 axial slices"):
+        s.set_status(44, "done")

@@ -411,8 +411,9 @@ def test_rating_slice_levels_from_the_ventricle_landmark(study1):
 
 
 def test_wide_csf_holds_the_ventricles_not_thin_bright_tubes_or_sheets():
-    """wide_csf: the phantom's 12 mm wide ventricles are in it; a 1 mm bright tube (a PVS)
-    and a 2 mm thick bright sheet (a narrow sulcus) in white matter are not."""
+    """wide_csf: the phantom's 12 mm wide ventricles are in it, and a thin horn opening onto
+    them; a 1 mm bright tube (a PVS) and a 2 mm thick bright sheet (a narrow sulcus) in
+    white matter are not."""
     from napari_pvs.engine.anatomy import wide_csf
 
     vol, lab = make_phantom(noise=5.0)
@@ -423,6 +424,13 @@ def test_wide_csf_holds_the_ventricles_not_thin_bright_tubes_or_sheets():
     sheet[12:28, 110:130, 40:42] = True     # 2 mm thick, 20 mm x 48 mm
     assert (lab[tube] == 1).all() and (lab[sheet] == 1).all()
     data[tube | sheet] = 900.0
+    # a thin (1 mm) CSF horn, 5 mm long, opening onto the left ventricle: within the reach
+    horn = np.zeros(lab.shape, bool)
+    ventricle_row = np.flatnonzero(lab[24, 88, 40:106] == 3) + 40      # not the CSF rim
+    x0 = int(ventricle_row.min())
+    horn[24, 88, x0 - 5:x0] = True
+    assert (lab[horn] == 1).all()
+    data[horn] = 900.0
     image = Volume(data=data, affine=vol.affine)
     brain = brain_mask(image)
     got = wide_csf(image, brain)
@@ -432,6 +440,9 @@ def test_wide_csf_holds_the_ventricles_not_thin_bright_tubes_or_sheets():
     deep = ndi.distance_transform_edt(ventricles, sampling=vol.voxel_size) > 1.5
     assert deep.sum() > 1000 and got[deep].all()
     assert not got[tube].any() and not got[sheet].any()
+    far_end = horn.copy()
+    far_end[24, 88, x0 - 2:x0] = False
+    assert got[horn].all() and not wide_csf(image, brain, reach_mm=0)[far_end].any()
     assert not got[~brain].any()
     with pytest.raises(ValueError, match="brain mask shape"):
         wide_csf(image, brain[:-1])

@@ -1,4 +1,4 @@
-"""napari dock widgets of napari-pvs: train a model, segment PVS, count PVS.
+"""napari dock widgets of napari-pvs: train a model, segment PVS, count PVS, annotate PVS.
 
 Thin front ends over :mod:`napari_pvs.engine`: they read values from the GUI, validate
 them with the engine's checks, run the engine's job generators through one shared job
@@ -7,13 +7,14 @@ update layers. Layer pickers are magicgui's napari layer widgets, which napari r
 The engine (and torch) is imported when a widget is built or run, never when napari
 starts.
 
-The widget classes live in :mod:`.train`, :mod:`.segment` and :mod:`.count` and are
+The widget classes live in :mod:`.train`, :mod:`.segment`, :mod:`.count` and
+:mod:`.annotate` and are
 registered in ``napari.yaml``; they are importable from here too (lazily).
 """
 
 from __future__ import annotations
 
-__all__ = ["TrainWidget", "SegmentWidget", "CountWidget"]
+__all__ = ["TrainWidget", "SegmentWidget", "CountWidget", "AnnotateWidget"]
 
 
 def __getattr__(name):
@@ -26,4 +27,7 @@ def __getattr__(name):
     if name == "CountWidget":
         from .count import CountWidget
         return CountWidget
+    if name == "AnnotateWidget":
+        from .annotate import AnnotateWidget
+        return AnnotateWidget
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,514 @@
+"""Dock widget "Annotate PVS": experts build PVS masks in an annotation project.
+
+Thin by design: every action calls :class:`~napari_pvs.engine.project.Project` or the
+session object :class:`~napari_pvs.engine.project.AnnotationSession` (which hold all the
+state and are tested headless) and updates layers.
+
+* **Project**: open or create a project folder, add the T2 on screen, choose the rater and
+  the subject; the T2 (and the subject's T1/FLAIR, aligned in world space) and a PVS labels
+  layer open. After a crash the rater's newest autosave is offered (loaded, with a
+  notification). Brush size is set in mm.
+* **Slices**: *Done* (key ``d``) / *Reviewed* (key ``r``) mark the slice on screen, *Next
+  unfinished* (key ``n``) jumps to the next slice not done; the progress line shows which
+  slices are done and reviewed. *Save* (key ``Ctrl+S`` is napari's; here ``v``) writes a
+  version; autosave writes one every N seconds and on subject change, only when something
+  changed.
+* **Suggest**: candidate proposals on the slice on screen or the whole volume, from the
+  vesselness filter or a model (a worker through the shared job lifecycle); *Accept*
+  (``a``), *Reject* (``x``), *Skip* (``s``) go through them one by one with the camera on
+  each; accepted ones merge into the mask; decisions are stored with the next version.
+* **Versions**: the list of versions (rater, time, kind, note); load one, or show what
+  changed between the selected one and the one loaded (components added / removed).
+* **Agreement**: compare with another rater (voxel DSC, detection F1, BG/CSO slice counts),
+  jump through the disagreements, accept or reject each, save the consensus.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QLabel, QListWidget, QVBoxLayout, QWidget
+
+from ..engine.errors import PVSInputError
+from ._job import JobWidget, notify_error, notify_info
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["AnnotateWidget"]
+
+log = logging.getLogger(__name__)
+
+
+def _ranges(slices) -> str:
+    from ..engine.project.store import _ranges as r
+
+    return r(slices) if len(slices) else "none"
+
+
+class _SuggestJob(JobWidget):
+    """Candidate proposals in a worker (the shared job lifecycle)."""
+
+    start_text = "Suggest"
+    job_name = "suggestion"
+
+    def __init__(self, owner: "AnnotateWidget"):
+        super().__init__(owner.viewer)
+        self.owner = owner
+        self.method = ComboBox(label="proposals from", choices=["vesselness", "model"], value="vesselness")
+        self.scope = ComboBox(label="on", choices=["slice on screen", "whole volume"], value="slice on screen")
+        self.checkpoint = FileEdit(label="model", mode="r", filter="*.pt")
+        self.checkpoint.tooltip = "for proposals from a model; empty: the shipped default model"
+        self._build(Container(widgets=[self.method, self.scope, self.checkpoint]))
+
+    def prepare(self):
+        s = self.owner.session
+        if s is None:
+            raise PVSInputError("open a project and a subject first")
+        image = self.owner.project.load_image(s.image.id)
+        method = self.method.value
+        slices = [self.owner.current_slice()] if self.scope.value == "slice on screen" else None
+        ckpt = self.checkpoint.value
+        ckpt = None if ckpt is None or str(ckpt) in ("", ".") else Path(ckpt)
+        loaded = None
+        if method == "model":
+            from ..engine.checkpoint import default_checkpoint, load_model
+
+            loaded = load_model(ckpt or default_checkpoint())
+
+        def gen():
+            from ..engine.candidates import propose_candidates
+
+            prob = None
+            if loaded is not None:
+                from ..engine.inference import segment_iter
+
+                pred = yield from segment_iter(loaded, image)
+                prob = pred.prob
+            return propose_candidates(image, method=method, probability=prob, slices=slices)
+
+        where = f"slice {slices[0]}" if slices else "the whole volume"
+        return gen, f"suggesting candidates ({method}) on {where} ..."
+
+    def on_result(self, result) -> None:
+        self.owner.show_proposals(result)
+
+
+class AnnotateWidget(QWidget):
+    """Annotate PVS in a project (see the module docstring).
+
+    Attributes
+    ----------
+    project : Project or None
+    session : AnnotationSession or None
+    image_layer, labels_layer, candidates_layer : napari layers or None
+    """
+
+    def __init__(self, napari_viewer: "napari.viewer.Viewer"):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.project = None
+        self.session = None
+        self.agreement = None
+        self.image_layer = self.labels_layer = self.candidates_layer = None
+        self._accepted: set[int] = set()
+        self._dis_cursor = -1
+
+        self.folder = FileEdit(label="project folder", mode="d")
+        self.rater = LineEdit(label="rater", value=getpass.getuser() or "rater")
+        self.subject = ComboBox(label="subject", choices=[])
+        self.brush_mm = FloatSpinBox(label="brush (mm)", value=1.0, min=0.2, max=20.0, step=0.2)
+        self.autosave_s = SpinBox(label="autosave (s)", value=30, min=5, max=3600)
+        b = {name: PushButton(text=name) for name in (
+            "Open", "Create", "Add T2 on screen", "Load subject", "Done (d)", "Reviewed (r)",
+            "Next unfinished (n)", "Save version (v)", "Accept (a)", "Reject (x)", "Skip (s)",
+            "Load version", "Show changes", "Compare", "Next disagreement", "Accept disagreement",
+            "Reject disagreement", "Save consensus")}
+        self.buttons = b
+        self.other_rater = ComboBox(label="compare with rater", choices=[])
+        form = Container(widgets=[
+            self.folder, Container(widgets=[b["Open"], b["Create"]], layout="horizontal", labels=False),
+            self.rater, b["Add T2 on screen"], self.subject, b["Load subject"], self.brush_mm, self.autosave_s,
+            Container(widgets=[b["Done (d)"], b["Reviewed (r)"], b["Next unfinished (n)"]], layout="horizontal",
+                      labels=False),
+            b["Save version (v)"]])
+        self.progress_label = QLabel("no project")
+        self.progress_label.setWordWrap(True)
+        self.suggest = _SuggestJob(self)
+        cand_buttons = Container(widgets=[b["Accept (a)"], b["Reject (x)"], b["Skip (s)"]], layout="horizontal",
+                                 labels=False)
+        self.candidate_label = QLabel("no candidates")
+        self.versions_list = QListWidget()
+        self.versions_list.setMaximumHeight(140)
+        version_buttons = Container(widgets=[b["Load version"], b["Show changes"]], layout="horizontal", labels=False)
+        agree = Container(widgets=[self.other_rater, b["Compare"],
+                                   Container(widgets=[b["Next disagreement"], b["Accept disagreement"],
+                                                      b["Reject disagreement"]], layout="horizontal", labels=False),
+                                   b["Save consensus"]])
+        self.agreement_label = QLabel("")
+        self.agreement_label.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        for w in (form.native, self.progress_label, QLabel("<b>Candidates</b>"), self.suggest, cand_buttons.native,
+                  self.candidate_label, QLabel("<b>Versions</b>"), self.versions_list, version_buttons.native,
+                  QLabel("<b>Agreement</b>"), agree.native, self.agreement_label):
+            layout.addWidget(w)
+        layout.addStretch(1)
+
+        actions = {"Open": self.open_project, "Create": self.create_project, "Add T2 on screen": self.add_image,
+                   "Load subject": self.load_subject, "Done (d)": lambda: self.mark("done"),
+                   "Reviewed (r)": lambda: self.mark("reviewed"), "Next unfinished (n)": self.next_unfinished,
+                   "Save version (v)": self.save, "Accept (a)": lambda: self.decide("accept"),
+                   "Reject (x)": lambda: self.decide("reject"), "Skip (s)": lambda: self.decide("skip"),
+                   "Load version": self.load_selected_version, "Show changes": self.show_changes,
+                   "Compare": self.compare, "Next disagreement": self.next_disagreement,
+                   "Accept disagreement": lambda: self.decide_disagreement(True),
+                   "Reject disagreement": lambda: self.decide_disagreement(False),
+                   "Save consensus": self.save_consensus}
+        for name, fn in actions.items():
+            b[name].changed.connect(self._guard(fn))
+        self.brush_mm.changed.connect(lambda *_: self._apply_brush())
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self._guard(self.autosave))
+        self.timer.start(1000)
+        self.viewer.dims.events.current_step.connect(lambda *_: self._update_progress())
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _guard(fn):
+        def run(*_):
+            try:
+                return fn()
+            except (PVSInputError, ValueError) as exc:
+                notify_error(str(exc))
+        return run
+
+    def _need_session(self):
+        if self.session is None:
+            raise PVSInputError("open a project and load a subject first")
+        return self.session
+
+    def current_slice(self) -> int:
+        """The axial slice on screen (0-based index along the image's axial axis)."""
+        s = self._need_session()
+        world = np.asarray(self.viewer.dims.point)[-3:]
+        data = np.asarray(self.labels_layer.world_to_data(world))
+        return int(np.clip(round(float(data[s.image.axial_axis])), 0, s.n_slices - 1))
+
+    def go_to(self, centre_zyx) -> None:
+        """Put the slice and the camera on a voxel position ``(z, y, x)``."""
+        world = np.asarray(self.labels_layer.data_to_world(np.asarray(centre_zyx, float)))
+        self.viewer.dims.point = tuple(float(v) for v in world)
+        self.viewer.camera.center = tuple(float(v) for v in world)
+
+    def _apply_brush(self) -> None:
+        if self.labels_layer is not None and self.session is not None:
+            vs = self.session.image.voxel_size
+            pix = float(np.mean([v for a, v in enumerate(vs) if a != self.session.image.axial_axis]))
+            self.labels_layer.brush_size = max(1, int(round(float(self.brush_mm.value) / pix)))
+
+    def _layer(self, name, data, kind="labels", **kw):
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(self.viewer.layers[name])
+        add = self.viewer.add_labels if kind == "labels" else self.viewer.add_image
+        return add(data, name=name, **kw)
+
+    # ------------------------------------------------------------------ project
+    def _folder(self) -> Path:
+        v = self.folder.value
+        if v is None or str(v) in ("", "."):
+            raise PVSInputError("choose a project folder")
+        return Path(v)
+
+    def open_project(self, *, create: bool = False) -> None:
+        from ..engine.project import Project
+
+        self.close_project()
+        self.project = Project.create(self._folder()) if create else Project.open(self._folder())
+        self._refresh_subjects()
+        problems = [p for p in self.project.verify() if p.kind != "orphan"]
+        if problems:
+            notify_error(f"{len(problems)} problem(s) in the project: {problems[0]}")
+        self.progress_label.setText(f"project {self.project.name}: {len(self.project.subjects())} subjects")
+
+    def create_project(self) -> None:
+        self.open_project(create=True)
+
+    def close_project(self) -> None:
+        if self.session is not None:
+            self.autosave(force=True)
+        if self.project is not None:
+            self.project.close()
+        self.project = self.session = None
+
+    def _refresh_subjects(self) -> None:
+        subjects = self.project.subjects() if self.project is not None else []
+        self.subject.choices = subjects
+        if subjects and self.subject.value not in subjects:
+            self.subject.value = subjects[0]
+        raters = self.project.raters() if self.project is not None else []
+        self.other_rater.choices = [r for r in raters if r != self.rater.value]
+
+    def add_image(self) -> None:
+        """Add the selected (or first) Image layer's file to the project as a T2."""
+        if self.project is None:
+            raise PVSInputError("open or create a project first")
+        import napari
+
+        layer = self.viewer.layers.selection.active
+        if not isinstance(layer, napari.layers.Image):
+            layer = next((ly for ly in self.viewer.layers if isinstance(ly, napari.layers.Image)), None)
+        path = (layer.metadata or {}).get("source_path") if layer is not None else None
+        if not path:
+            raise PVSInputError("select an Image layer opened from a NIfTI file to add it")
+        rec = self.project.add_image(path)
+        self._refresh_subjects()
+        self.subject.value = rec.subject
+        notify_info(f"added {rec.subject} ({rec.shape[rec.axial_axis]} axial slices)")
+
+    def load_subject(self) -> None:
+        """Open the chosen subject's images and the rater's newest work on it."""
+        from ..engine.project import AnnotationSession
+        from ..layers import layer_geometry, volume_metadata
+
+        if self.project is None:
+            raise PVSInputError("open or create a project first")
+        if not self.subject.value:
+            raise PVSInputError("the project has no subject; add a T2 first")
+        if self.session is not None:
+            self.autosave(force=True)
+        rater = self.rater.value.strip()
+        self.project.add_rater(rater)
+        s = AnnotationSession.start(self.project, self.subject.value, rater, autosave_s=float(self.autosave_s.value))
+        self.session = s
+        for rec in self.project.images(s.image.subject):
+            vol = self.project.load_image(rec.id)
+            lyr = self._layer(f"{rec.subject} {rec.role}", np.asarray(vol.data), kind="image",
+                              metadata=volume_metadata(vol), **layer_geometry(vol))
+            if rec.id == s.image.id:
+                self.image_layer = lyr
+            else:
+                lyr.visible = False
+        geom = layer_geometry(self.project.load_image(s.image.id))
+        self.labels_layer = self._layer(f"{s.image.subject} PVS ({rater})", s.mask, metadata=dict(
+            self.image_layer.metadata), opacity=0.7, **geom)
+        s.mask = self.labels_layer.data            # the session edits the layer's own array
+        self.labels_layer.mode = "paint"
+        self._apply_brush()
+        self._bind_keys()
+        if s.base is not None and s.base.kind == "autosave":
+            notify_info(f"restored the autosave v{s.base.id} of {s.base.created} (newer than your last save)")
+        self._refresh_versions()
+        self._refresh_subjects()
+        self.next_unfinished(from_start=True)
+
+    def _bind_keys(self) -> None:
+        keys = {"d": lambda: self.mark("done"), "r": lambda: self.mark("reviewed"), "n": self.next_unfinished,
+                "v": self.save, "a": lambda: self.decide("accept"), "x": lambda: self.decide("reject"),
+                "s": lambda: self.decide("skip")}
+        for layer in (self.labels_layer,):
+            for key, fn in keys.items():
+                layer.bind_key(key, lambda _layer, fn=fn: self._guard(fn)(), overwrite=True)
+
+    # ------------------------------------------------------------------ slices and saving
+    def mark(self, status: str) -> None:
+        s = self._need_session()
+        k = self.current_slice()
+        s.set_status(k, status)
+        self._update_progress()
+
+    def next_unfinished(self, *, from_start: bool = False) -> None:
+        """Go to the next slice not done or reviewed (after the one on screen, or from the
+        first slice)."""
+        s = self._need_session()
+        k = s.next_unfinished(after=-1 if from_start else self.current_slice())
+        if k is None:
+            notify_info("every slice is done or reviewed")
+            return
+        centre = (np.asarray(s.image.shape, float) - 1) / 2
+        centre[s.image.axial_axis] = k
+        self.go_to(centre)
+        self._update_progress()
+
+    def _update_progress(self) -> None:
+        s = self.session
+        if s is None or self.labels_layer is None:
+            return
+        k = self.current_slice()
+        done, rev = s.slices_done(), s.slices_reviewed()
+        self.progress_label.setText(
+            f"{s.image.subject}, rater {s.rater}: slice {k} is {s.status_of(k).replace('_', ' ')}\n"
+            f"done {len(done)}/{s.n_slices}: {_ranges(done)}; reviewed {len(rev)}: {_ranges(rev)}"
+            + (" (unsaved changes)" if s.changed else ""))
+
+    def save(self) -> None:
+        s = self._need_session()
+        v = s.save(note="saved in napari")
+        notify_info(f"saved version {v.id}" if v else "nothing changed since the last save")
+        self._refresh_versions()
+        self._update_progress()
+
+    def autosave(self, force: bool = False) -> None:
+        s = self.session
+        if s is None:
+            return
+        s.autosave_s = float(self.autosave_s.value)
+        v = s.save(kind="autosave", note="autosave") if force and s.changed else s.maybe_autosave()
+        if v is not None:
+            self._refresh_versions()
+            self._update_progress()
+
+    # ------------------------------------------------------------------ candidates
+    def show_proposals(self, proposals) -> None:
+        s = self._need_session()
+        geom = {"scale": tuple(self.labels_layer.scale), "affine": np.asarray(self.labels_layer.affine.affine_matrix)}
+        self.candidates_layer = self._layer("PVS candidates", proposals.labels, opacity=0.5, **geom)
+        self.candidates_layer.contour = 1
+        self.viewer.layers.selection.active = self.labels_layer
+        s.set_proposals(proposals)
+        self._show_candidate(s.next_candidate())
+
+    def _show_candidate(self, cand) -> None:
+        s = self.session
+        if cand is None:
+            self.candidate_label.setText(f"no candidate left ({len(s.decisions)} decisions to save)")
+            return
+        self.candidates_layer.selected_label = cand["id"]
+        self.candidates_layer.show_selected_label = True
+        self.go_to(cand["centre"])
+        self.candidate_label.setText(
+            f"candidate {cand['id']} on slice {cand['slice']}: {cand['n_voxels']} voxels, "
+            f"{cand['width_mm']:.1f} mm wide, score {cand['score']:.2f}; {s.remaining} more")
+
+    def decide(self, decision: str) -> None:
+        s = self._need_session()
+        if s.proposals is None:
+            raise PVSInputError("no candidates: press Suggest first")
+        nxt = s.decide(decision)
+        self.labels_layer.refresh()
+        self._show_candidate(nxt)
+        self._update_progress()
+
+    # ------------------------------------------------------------------ versions
+    def _refresh_versions(self) -> None:
+        self.versions_list.clear()
+        s = self.session
+        if s is None:
+            return
+        self._versions = self.project.versions(s.image)
+        for v in reversed(self._versions):
+            done = len(v.labelled_slices)
+            self.versions_list.addItem(f"v{v.id} {v.rater} {v.kind} {v.created[:19]}: {v.n_components} PVS, "
+                                       f"{done} slices done/reviewed {v.note}".strip())
+
+    def _selected_version(self):
+        row = self.versions_list.currentRow()
+        if row < 0:
+            raise PVSInputError("select a version in the list")
+        return list(reversed(self._versions))[row]
+
+    def load_selected_version(self) -> None:
+        from ..engine.project import AnnotationSession
+
+        s = self._need_session()
+        v = self._selected_version()
+        if s.changed:
+            self.autosave(force=True)
+        new = AnnotationSession.start(self.project, s.image.subject, s.rater, version=v.id,
+                                      autosave_s=s.autosave_s)
+        self.labels_layer.data = new.mask
+        new.mask = self.labels_layer.data
+        self.session = new
+        notify_info(f"loaded version {v.id} ({v.rater}, {v.created[:19]})")
+        self._update_progress()
+
+    def show_changes(self) -> None:
+        from ..engine.project import version_diff
+
+        s = self._need_session()
+        v = self._selected_version()
+        diff = version_diff(self.project.load_version(v.id), s.mask)
+        geom = {"scale": tuple(self.labels_layer.scale), "affine": np.asarray(self.labels_layer.affine.affine_matrix)}
+        self._layer(f"changes v{v.id} -> now", diff.labels, opacity=0.8, **geom)
+        self.viewer.layers.selection.active = self.labels_layer
+        notify_info(f"since v{v.id}: {diff.added} PVS added (1), {diff.removed} removed (2)")
+
+    # ------------------------------------------------------------------ agreement
+    def compare(self) -> None:
+        from ..engine.project import rater_agreement
+
+        s = self._need_session()
+        other = self.other_rater.value
+        if not other:
+            raise PVSInputError("no other rater has annotated this project")
+        vb = self.project.latest_version(s.image, other)
+        if vb is None:
+            raise PVSInputError(f"rater {other} has no version of {s.image.subject}")
+        image = self.project.load_image(s.image.id)
+        k = self.current_slice()
+        self.agreement = rater_agreement(s.mask, self.project.load_version(vb.id), rater_a=s.rater, rater_b=other,
+                                         image=image, rating_slices={"slice on screen": k})
+        self._accepted = set()
+        self._dis_cursor = -1
+        ag = self.agreement
+        geom = {"scale": tuple(self.labels_layer.scale), "affine": np.asarray(self.labels_layer.affine.affine_matrix)}
+        dis = np.zeros(s.mask.shape, np.uint8)
+        for d in ag.disagreements:
+            lab = ag.labels_a if d.rater == "A" else ag.labels_b
+            dis[lab == d.label] = 1 if d.rater == "A" else 2
+        self._layer(f"disagreements {s.rater} (1) / {other} (2)", dis, opacity=0.8, **geom)
+        self.viewer.layers.selection.active = self.labels_layer
+        c = ag.counts["slice on screen"]
+        self.agreement_label.setText(
+            f"{s.rater} vs {other} (v{vb.id}): DSC {ag.dsc:.2f}, detection F1 {ag.detection_f1:.2f} "
+            f"({len(ag.matched)} matched, {ag.n_a - len(ag.matched)} only {s.rater}, "
+            f"{ag.n_b - len(ag.matched)} only {other}); slice {k}: {c[s.rater]} vs {c[other]} PVS")
+
+    def next_disagreement(self) -> None:
+        ag = self.agreement
+        if ag is None or not ag.disagreements:
+            raise PVSInputError("no disagreements: press Compare first")
+        self._dis_cursor = (self._dis_cursor + 1) % len(ag.disagreements)
+        d = ag.disagreements[self._dis_cursor]
+        self.go_to(d.centre)
+        who = ag.rater_a if d.rater == "A" else ag.rater_b
+        state = "accepted" if d.index in self._accepted else "not accepted"
+        self.agreement_label.setText(self.agreement_label.text().split("\n")[0] + (
+            f"\ndisagreement {d.index + 1}/{len(ag.disagreements)}: only {who}, {d.n_voxels} voxels ({state})"))
+
+    def decide_disagreement(self, accept: bool) -> None:
+        ag = self.agreement
+        if ag is None or self._dis_cursor < 0:
+            raise PVSInputError("go to a disagreement first (Next disagreement)")
+        idx = ag.disagreements[self._dis_cursor].index
+        (self._accepted.add if accept else self._accepted.discard)(idx)
+        self.next_disagreement()
+
+    def save_consensus(self) -> None:
+        from ..engine.project import consensus_mask
+
+        s = self._need_session()
+        if self.agreement is None:
+            raise PVSInputError("press Compare first")
+        cons = consensus_mask(self.agreement, self._accepted)
+        both = set(s.slices_done() + s.slices_reviewed())
+        vb = self.project.latest_version(s.image, self.agreement.rater_b)
+        both &= set(vb.labelled_slices)
+        v = self.project.save_annotation(s.image, "consensus", cons, kind="consensus",
+                                         slice_status={k: "done" for k in both},
+                                         note=f"consensus of {self.agreement.rater_a} and {self.agreement.rater_b}; "
+                                              f"{len(self._accepted)} disagreements accepted")
+        self._refresh_versions()
+        notify_info(f"saved consensus version {v.id}: {v.n_components} PVS")
+
+    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self.timer.stop()
+        try:
+            self.close_project()
+        finally:
+            super().closeEvent(event)

@@ -1,0 +1,133 @@
+"""The Annotate PVS dock widget (make_napari_viewer under Xvfb): project, annotate, autosave,
+candidate accept/reject, version switch, agreement and consensus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from conftest import make_phantom  # noqa: E402
+from napari_pvs.engine.io import save_volume  # noqa: E402
+from napari_pvs.engine.project import Project  # noqa: E402
+
+
+@pytest.fixture
+def phantom_t2(tmp_path):
+    vol, lab = make_phantom(noise=8.0)
+    data = vol.data.copy()
+    for y, x in ((60, 50), (60, 100), (120, 60)):
+        data[16:26, y:y + 2, x:x + 1] = 800.0          # three vertical "PVS" in white matter
+    return save_volume(tmp_path / "t2.nii.gz", data, vol)
+
+
+@pytest.fixture
+def widget(make_napari_viewer, tmp_path, phantom_t2):
+    from napari_pvs.widgets.annotate import AnnotateWidget
+
+    viewer = make_napari_viewer()
+    w = AnnotateWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.folder.value = tmp_path / "proj"
+    w.rater.value = "alice"
+    w.create_project()
+    viewer.open(str(phantom_t2), plugin="napari-pvs")
+    w.add_image()
+    w.load_subject()
+    yield w
+    w.close_project()
+
+
+def test_annotate_mark_save_and_autosave(widget, tmp_path):
+    w = widget
+    s = w.session
+    assert w.labels_layer.data.shape == (44, 176, 146) and w.image_layer is not None
+    assert w.current_slice() == 0                       # "next unfinished" went to slice 0
+    w.brush_mm.value = 3.0
+    assert w.labels_layer.brush_size == 3               # 3 mm at 1 mm pixels
+    w.go_to((20, 60, 50))
+    assert w.current_slice() == 20
+    w.labels_layer.data[20, 60:62, 50] = 1              # paint (the session edits the layer's array)
+    w.mark("done")
+    assert s.status_of(20) == "done" and s.changed
+    assert "done 1/44: 20" in w.progress_label.text()
+    w.next_unfinished()
+    assert w.current_slice() == 21
+    w.save()
+    v = w.project.latest_version(s.image, "alice")
+    assert v.slice_status == {20: "done"} and v.n_voxels == 2
+    # autosave: only when changed, after the interval
+    w.autosave_s.value = 5
+    w.labels_layer.data[22, 120:122, 60] = 1
+    s._last_save_t -= 10
+    w.autosave()
+    a = w.project.versions(s.image, kind="autosave")
+    assert len(a) == 1 and a[0].n_voxels == 4
+    s._last_save_t -= 10
+    w.autosave()
+    assert len(w.project.versions(s.image, kind="autosave")) == 1     # nothing changed
+    assert w.versions_list.count() == 2
+
+
+def test_candidates_accept_reject_and_version_switch(widget, qtbot):
+    w = widget
+    w.go_to((20, 88, 73))
+    w.suggest.scope.value = "slice on screen"
+    w.suggest.start()
+    qtbot.waitUntil(lambda: w.suggest.worker is None, timeout=60_000)
+    props = w.session.proposals
+    assert props is not None and props.n >= 3 and {p["slice"] for p in props.table} == {20}
+    assert "PVS candidates" in w.viewer.layers
+    first = w.session.current
+    assert w.current_slice() == 20 and first is not None
+    w.decide("accept")
+    second = w.session.current
+    w.decide("reject")
+    mask = w.labels_layer.data
+    assert (mask[props.labels == first["id"]] == 1).all()
+    assert (mask[props.labels == second["id"]] == 0).all()
+    w.save()
+    v = w.project.latest_version(w.session.image, "alice")
+    assert [d["decision"] for d in w.project.decisions(v.id)] == ["accept", "reject"]
+    # switch to an empty version made earlier and back; show the changes
+    empty = w.project.save_annotation(w.session.image, "alice", np.zeros(mask.shape, np.uint8), note="empty")
+    w._refresh_versions()
+    w.versions_list.setCurrentRow(0)                    # newest first: the empty one
+    w.load_selected_version()
+    assert w.labels_layer.data.sum() == 0 and w.session.base.id == empty.id
+    w.versions_list.setCurrentRow(1)                    # the one with the accepted candidate
+    w.show_changes()
+    diff = w.viewer.layers[f"changes v{v.id} -> now"].data
+    assert (diff == 2).sum() == first["n_voxels"] and (diff == 1).sum() == 0
+
+
+def test_agreement_and_consensus_in_the_widget(widget):
+    w = widget
+    img = w.session.image
+    bob = np.zeros(img.shape, np.uint8)
+    bob[20, 60:62, 50] = 1
+    bob[20, 120:122, 60] = 1
+    w.project.save_annotation(img, "bob", bob, slice_status={20: "done"})
+    w.labels_layer.data[20, 60:62, 50] = 1
+    w.labels_layer.data[20, 60:62, 100] = 1
+    w.go_to((20, 60, 50))
+    w.mark("done")
+    w._refresh_subjects()
+    w.other_rater.value = "bob"
+    w.go_to((20, 88, 73))
+    w.compare()
+    ag = w.agreement
+    assert (ag.n_a, ag.n_b, len(ag.matched), len(ag.disagreements)) == (2, 2, 1, 2)
+    assert "detection F1 0.50" in w.agreement_label.text() and "slice 20: 2 vs 2 PVS" in w.agreement_label.text()
+    w.next_disagreement()
+    d0 = ag.disagreements[w._dis_cursor]
+    assert w.current_slice() == 20
+    w.decide_disagreement(True)                          # accept the first, then reject the second
+    w.decide_disagreement(False)
+    w.save_consensus()
+    cons = w.project.latest_version(img, "consensus")
+    assert cons.kind == "consensus" and cons.n_components == 2 and cons.slice_status == {20: "done"}
+    m = w.project.load_version(cons.id)
+    lab = ag.labels_a if d0.rater == "A" else ag.labels_b
+    assert m[lab == d0.label].all() and m[20, 60, 50] == 1
