@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real default-model screenshots clean
+.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real benchmark-proposals default-model screenshots screenshots-annotation clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,9 +59,18 @@ default-model: install
 	$(PY) scripts/make_default_model.py --data $(DATA) --out $(or $(OUT),/tmp/napari-pvs-default-model) \
 		--minutes 8 --narrow-simulation --no-domain-randomisation --no-thick-slices --no-pseudo-labels --install
 
+## benchmark-proposals: recall and false candidates per slice of the vesselness and model proposals
+## on synthetic PVS in real T2 scans
+benchmark-proposals: install
+	$(PY) benchmarks/annotation_proposals.py --data $(DATA)
+
 ## screenshots: napari with a real T2 and the predicted overlay, 2D and 3D, under Xvfb
 screenshots: install
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots.py --out screenshots
+
+## screenshots-annotation: the Annotate PVS widget on a real T2 (candidates, progress, agreement)
+screenshots-annotation: install
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots_annotation.py --out screenshots
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

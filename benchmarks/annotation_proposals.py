@@ -8,9 +8,11 @@ vesselness filter, and a trained model's prediction: the shipped default model u
 * recall: share of the true (inserted) PVS touched by a proposal;
 * false proposals per slice: proposals touching no inserted PVS, per axial slice that
   holds the region's PVS (what a rater has to reject while working through those slices);
-  also "excluding real": without the proposals the method also makes on the same scan
-  before insertion (the scan's own real PVS, which are not false for a rater);
-* seconds per volume.
+  also "excluding real": without the proposals that touch one of the scan's own real
+  PVS-like objects (:func:`~napari_pvs.engine.candidates.find_pvs_candidates` with the
+  generous :func:`~napari_pvs.engine.candidates.ignore_config`, on the scan before
+  insertion), which are not false for a rater;
+* seconds per volume (the model's include its inference).
 
 Writes ``<out>/annotation_proposals.json`` and prints a table.
 
@@ -33,7 +35,7 @@ from scipy import ndimage as ndi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from napari_pvs.engine.candidates import propose_candidates  # noqa: E402
+from napari_pvs.engine.candidates import find_pvs_candidates, ignore_config, propose_candidates  # noqa: E402
 from napari_pvs.engine.io import load_volume  # noqa: E402
 from napari_pvs.engine.synth import simulate_pvs  # noqa: E402
 
@@ -104,17 +106,14 @@ def main() -> None:
         lesion = np.asarray(lesion_vol.data) > 0 if lesion_vol is not None else None
         sim = simulate_pvs(image, seed=seed, lesion_mask=lesion_vol)
         res = {}
+        real = find_pvs_candidates(image, lesion_vol, config=ignore_config()).mask
         for method in ("vesselness", "model"):
             t = time.perf_counter()
-            prob = prob_clean = None
-            if method == "model":
-                prob = predict_volume(loaded, sim.image).prob
-                prob_clean = predict_volume(loaded, image).prob
+            prob = predict_volume(loaded, sim.image).prob if method == "model" else None
             props = propose_candidates(sim.image, method=method, probability=prob, lesion_mask=lesion)
             secs = time.perf_counter() - t
-            clean = propose_candidates(image, method=method, probability=prob_clean, lesion_mask=lesion)
             res[method] = {"n_proposals": props.n, "seconds": secs,
-                           **score(props, sim, clean.labels, image.axial_axis)}
+                           **score(props, sim, real, image.axial_axis)}
             for region in ("BG", "CSO"):
                 r = res[method][region]
                 print(f"{key} {method:10s} {region}: recall {r['recall']:.2f} of {r['true_pvs']} PVS, "

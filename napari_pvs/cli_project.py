@@ -6,7 +6,6 @@ catalogue); bad input ends with a one-line error and exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 

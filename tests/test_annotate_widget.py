@@ -10,7 +10,6 @@ pytest.importorskip("napari")
 
 from conftest import make_phantom  # noqa: E402
 from napari_pvs.engine.io import save_volume  # noqa: E402
-from napari_pvs.engine.project import Project  # noqa: E402
 
 
 @pytest.fixture

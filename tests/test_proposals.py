@@ -33,7 +33,7 @@ def phantom_with_pvs():
 
 def test_vesselness_proposals_find_the_tubes_not_the_ventricles(phantom_with_pvs):
     image, lab, tubes = phantom_with_pvs
-    props = propose_candidates(image)
+    props = propose_candidates(image, config=ProposalConfig(regions_only=False))
     assert props.method == "vesselness" and props.n >= len(tubes)
     for t in tubes:
         assert props.labels[t].any()
@@ -47,12 +47,17 @@ def test_vesselness_proposals_find_the_tubes_not_the_ventricles(phantom_with_pvs
     # false proposals are few: nearly every proposal sits on a tube
     on_tube = set(np.unique(props.labels[np.logical_or.reduce(tubes)])) - {0}
     assert len(on_tube) / props.n >= 0.8
+    # by default only those centred near the BG/CSO regions, whole (a subset of the above)
+    near = propose_candidates(image)
+    assert 3 <= near.n <= props.n
+    for p in near.table:
+        assert (props.labels[near.labels == p["id"]] > 0).all()
 
 
 def test_proposals_on_one_slice_and_from_a_model(phantom_with_pvs):
     image, lab, tubes = phantom_with_pvs
     one = propose_candidates(image, slices=[20])
-    assert one.n >= 4 and {p["slice"] for p in one.table} == {20}
+    assert one.n >= 3 and {p["slice"] for p in one.table} == {20}
     assert set(np.flatnonzero(one.labels.any(axis=(1, 2)))) == {20}
     prob = np.zeros(image.shape, np.float32)
     prob[tubes[0]] = 0.9

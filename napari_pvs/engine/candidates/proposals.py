@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import logging
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -34,9 +36,11 @@ from ..anatomy._morph import check_3d, crop_to, dilate_mm, edt_inside, spacing_m
 from ..errors import PVSInputError
 from ..io import Volume
 from ..synth.noise import estimate_noise_sigma
-from .pvs_like import _inplane_disk, _large_csf, component_widths_mm, strive_filter
+from .pvs_like import _inplane_disk, _large_csf, component_widths_mm, nearest_region, strive_filter
 
 __all__ = ["ProposalConfig", "Proposals", "propose_candidates", "PROPOSAL_METHODS"]
+
+log = logging.getLogger(__name__)
 
 PROPOSAL_METHODS = ("vesselness", "model")
 _CONN26 = ndi.generate_binary_structure(3, 3)
@@ -51,27 +55,38 @@ class ProposalConfig:
     sigmas_mm : in-plane scales of the Sato filter.
     min_tubeness : share of the brain's 99th-percentile tubeness a voxel needs.
     min_snr : in-plane top-hat (disk of ``background_radius_mm``) in noise sigmas.
+    min_contrast : the top-hat as a share of the way from the local tissue level to the
+        CSF level (median of the large CSF spaces): CSF-like signal.
     background_radius_mm : radius of the top-hat's disk.
     max_width_mm, min_volume_mm3, max_volume_mm3, min_voxels : STRIVE size filter.
     surface_margin_mm : proposals at least this deep in the brain (no cortex).
-    large_csf_mm3 : CSF-class components above this volume (ventricles, sulci, cisterns) and
-        one voxel around them hold no proposal; smaller CSF-bright specks are the PVS.
+    large_csf_mm3, csf_margin_mm : CSF-class components above this volume (ventricles,
+        sulci, cisterns) and ``csf_margin_mm`` (at least a voxel) around them hold no
+        proposal; smaller CSF-bright specks are the PVS.
     lesion_margin_mm : dilation of the lesion mask before it is excluded.
     threshold : probability threshold of the ``model`` method.
+    regions_only, region_margin_mm : only proposals centred within this distance of the BG
+        and CSO regions
+        (:func:`~napari_pvs.engine.anatomy.analyze_anatomy`), where raters count PVS; the
+        whole brain when the anatomy cannot be found.
     """
 
     sigmas_mm: tuple[float, ...] = (0.5, 0.9, 1.4)
-    min_tubeness: float = 0.35
-    min_snr: float = 2.0
+    min_tubeness: float = 0.25
+    min_snr: float = 3.0
+    min_contrast: float = 0.3
     background_radius_mm: float = 2.5
     max_width_mm: float = 3.0
-    min_volume_mm3: float = 0.5
+    min_volume_mm3: float = 3.0
     max_volume_mm3: float = 300.0
     min_voxels: int = 2
     surface_margin_mm: float = 4.0
     large_csf_mm3: float = 150.0
+    csf_margin_mm: float = 2.0
     lesion_margin_mm: float = 1.5
     threshold: float = 0.5
+    regions_only: bool = True
+    region_margin_mm: float = 5.0
 
     def __post_init__(self):
         if not self.sigmas_mm or min(self.sigmas_mm) <= 0:
@@ -175,6 +190,16 @@ def propose_candidates(image: Volume, *, method: str = "vesselness", probability
             raise ValueError(f"{name} shape {tuple(np.shape(arr))} differs from the image grid {shape} (Z, Y, X)")
     if method == "model" and probability is None:
         raise PVSInputError("the model method needs a probability map (segment the image first)", image.path)
+    region_of = None
+    if config.regions_only:
+        from ..anatomy import analyze_anatomy
+
+        try:
+            anat = analyze_anatomy(image, lesion_mask)
+            brain = anat.brain if brain is None else brain
+            region_of = nearest_region(anat.regions, spacing_mm(image), config.region_margin_mm)
+        except PVSInputError as exc:  # no ventricles or classes: the whole brain is searched
+            log.info("proposals without the BG/CSO regions (%s)", exc)
     if brain is None:
         brain = brain_mask(image)
     spacing = spacing_mm(image)
@@ -188,9 +213,13 @@ def propose_candidates(image: Volume, *, method: str = "vesselness", probability
     data = np.asarray(image.data, dtype=np.float32)[box]
     b = brain[box]
     allowed = region[box] & (edt_inside(b, spacing) > config.surface_margin_mm)
+    csf_level = None
     try:
         csf = csf_class(image, brain, crop=box)
-        allowed &= ~dilate_mm(_large_csf(csf, spacing, config.large_csf_mm3), float(spacing.min()), spacing)
+        big = _large_csf(csf, spacing, config.large_csf_mm3)
+        allowed &= ~dilate_mm(big, max(config.csf_margin_mm, float(spacing.min())), spacing)
+        if big.any():
+            csf_level = float(np.median(data[big]))
     except PVSInputError:
         pass
     if lesion_mask is not None and np.any(lesion_mask):
@@ -210,6 +239,10 @@ def propose_candidates(image: Volume, *, method: str = "vesselness", probability
         sm = ndi.gaussian_filter(data, sigma=[0.0 if a == ax else 0.35 for a in range(3)], mode="nearest")
         tophat = sm - ndi.grey_opening(sm, footprint=_inplane_disk(image, config.background_radius_mm))
         cand = (share >= config.min_tubeness) & (tophat >= config.min_snr * max(sigma, 1e-6)) & allowed
+        if csf_level is not None and config.min_contrast > 0:
+            # CSF-like signal: the excess over the local tissue level is a share of the way to CSF
+            level = sm - tophat
+            cand &= tophat >= config.min_contrast * np.maximum(csf_level - level, 1e-6)
         score_map = share
     else:
         p = np.asarray(probability, dtype=np.float32)[box]
@@ -218,6 +251,11 @@ def propose_candidates(image: Volume, *, method: str = "vesselness", probability
     lab, n = ndi.label(cand, structure=_CONN26)
     ok = strive_filter(lab, n, sub, max_width_mm=config.max_width_mm, min_volume_mm3=config.min_volume_mm3,
                        max_volume_mm3=config.max_volume_mm3, min_voxels=config.min_voxels)
+    if region_of is not None and n:
+        # whole components, kept when centred near the BG/CSO regions (never cut in two)
+        cents = np.asarray(ndi.center_of_mass(np.ones_like(lab), lab, np.arange(1, n + 1))).reshape(n, 3)
+        near = region_of[box]
+        ok &= np.array([near[tuple(np.round(c).astype(int))] > 0 for c in cents], dtype=bool)
     ids = np.flatnonzero(ok) + 1
     if ids.size:
         centres = np.asarray(ndi.center_of_mass(np.ones_like(lab), lab, ids)).reshape(-1, 3)

@@ -117,7 +117,7 @@ def match_components(labels_a: np.ndarray, n_a: int, labels_b: np.ndarray, n_b: 
     best_a = np.zeros(n_a + 1)
     best_b = np.zeros(n_b + 1)
     cands = []
-    for (la, lb), i in zip(pairs.T, inter):
+    for (la, lb), i in zip(pairs.T, inter, strict=True):
         iou = i / (size_a[la] + size_b[lb] - i)
         best_a[la] = max(best_a[la], iou)
         best_b[lb] = max(best_b[lb], iou)
@@ -176,7 +176,7 @@ def rater_agreement(mask_a: np.ndarray, mask_b: np.ndarray, *, rater_a: str = "A
             continue
         centres = ndi.center_of_mass(np.ones(lab.shape, np.uint8), lab, todo)
         sizes = ndi.sum_labels(np.ones(lab.shape, np.uint8), lab, todo)
-        for k, c, sz in zip(todo, centres, sizes):
+        for k, c, sz in zip(todo, centres, sizes, strict=True):
             dis.append(Disagreement(len(dis), who, int(k), tuple(float(v) for v in c), int(sz), float(best[k])))
     counts = {}
     if rating_slices and image is not None:

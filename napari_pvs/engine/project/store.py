@@ -276,10 +276,10 @@ class Project:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def __del__(self):  # pragma: no cover - best effort
+    def __del__(self):  # pragma: no cover - best effort at interpreter exit
         try:
             self.close()
-        except Exception:
+        except (sqlite3.Error, OSError, AttributeError):
             pass
 
     @contextmanager
