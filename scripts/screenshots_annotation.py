@@ -67,8 +67,7 @@ def main(argv=None) -> int:
     s = w.session
     centre = (np.asarray(s.image.shape, float) - 1) / 2
     centre[s.image.axial_axis] = args.slice
-    w.go_to(centre)
-    viewer.camera.zoom = 2.2
+    w.go_to(centre, field_mm=120)
     w.suggest.scope.value = "slice on screen"
     w.suggest.start()
     while w.suggest.worker is not None:
@@ -76,19 +75,17 @@ def main(argv=None) -> int:
     pump(0.5)
     props = s.proposals
     log.info("%d candidates on slice %d", props.n, args.slice)
-    w.go_to(centre)
-    viewer.camera.zoom = 2.2
+    w.go_to(centre, field_mm=120)
     close_notifications(viewer)
     save_png(out / "annotate_candidates.png", viewer.screenshot(canvas_only=False))
     for _ in range(min(args.accept, props.n)):
         w.decide("accept")
     if s.current is not None:
         w.decide("reject")
-    w.go_to(centre)
+    w.go_to(centre, field_mm=120)
     w.mark("done")
     w.save()
     viewer.layers["PVS candidates"].visible = False
-    viewer.camera.zoom = 2.2
     pump(0.5)
     close_notifications(viewer)
     save_png(out / "annotate_progress.png", viewer.screenshot(canvas_only=False))
@@ -111,7 +108,7 @@ def main(argv=None) -> int:
     w.compare()
     if w.agreement.disagreements:
         w.next_disagreement()
-    viewer.camera.zoom = 2.2
+    w._camera().zoom = w._camera().zoom * 70 / 120          # a wider view than the jump's
     pump(0.5)
     close_notifications(viewer)
     save_png(out / "annotate_agreement.png", viewer.screenshot(canvas_only=False))

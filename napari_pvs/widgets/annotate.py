@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QLabel, QListWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QListWidget, QScrollArea, QVBoxLayout, QWidget
 
 from ..engine.errors import PVSInputError
 from ._job import JobWidget, notify_error, notify_info
@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["AnnotateWidget"]
 
 log = logging.getLogger(__name__)
+
+#: field of view (mm across the canvas) when the camera jumps to a candidate or a disagreement
+CANDIDATE_FIELD_MM = 70.0
 
 
 def _ranges(slices) -> str:
@@ -97,6 +100,10 @@ class _SuggestJob(JobWidget):
         return gen, f"suggesting candidates ({method}) on {where} ..."
 
     def on_result(self, result) -> None:
+        where = (f"slice {result.table[0]['slice']}" if result.n and self.scope.value == "slice on screen"
+                 else "the volume")
+        self.status.setText(f"{result.n} candidates ({result.method}) on {where} in "
+                            f"{result.info.get('seconds', 0):.1f} s")
         self.owner.show_proposals(result)
 
 
@@ -153,7 +160,12 @@ class AnnotateWidget(QWidget):
                                    b["Save consensus"]])
         self.agreement_label = QLabel("")
         self.agreement_label.setWordWrap(True)
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        QVBoxLayout(self).addWidget(scroll)
         for w in (form.native, self.progress_label, QLabel("<b>Candidates</b>"), self.suggest, cand_buttons.native,
                   self.candidate_label, QLabel("<b>Versions</b>"), self.versions_list, version_buttons.native,
                   QLabel("<b>Agreement</b>"), agree.native, self.agreement_label):
@@ -193,18 +205,50 @@ class AnnotateWidget(QWidget):
             raise PVSInputError("open a project and load a subject first")
         return self.session
 
+    def _shown_index(self) -> float:
+        """Data index (float) of the axial slice napari draws. napari maps only the world
+        coordinate of the slider to data, so on an oblique scan it can differ from
+        ``world_to_data`` of the full point; its own slice is read when available."""
+        ax = self.session.image.axial_axis
+        try:
+            value = float(self.labels_layer._data_slice.point[ax])  # napari's own slicing
+            if np.isfinite(value):
+                return value
+        except (AttributeError, IndexError, TypeError):
+            pass
+        world = np.asarray(self.viewer.dims.point)[-3:]
+        return float(np.asarray(self.labels_layer.world_to_data(world))[ax])
+
     def current_slice(self) -> int:
         """The axial slice on screen (0-based index along the image's axial axis)."""
         s = self._need_session()
-        world = np.asarray(self.viewer.dims.point)[-3:]
-        data = np.asarray(self.labels_layer.world_to_data(world))
-        return int(np.clip(round(float(data[s.image.axial_axis])), 0, s.n_slices - 1))
+        return int(np.clip(round(self._shown_index()), 0, s.n_slices - 1))
 
-    def go_to(self, centre_zyx) -> None:
-        """Put the slice and the camera on a voxel position ``(z, y, x)``."""
+    def _camera(self):
+        scene = getattr(self.viewer, "scene", None)          # napari >= 0.9
+        return scene.camera if scene is not None and hasattr(scene, "camera") else self.viewer.camera
+
+    def go_to(self, centre_zyx, *, field_mm: float | None = None) -> None:
+        """Put the slice and the camera on a voxel position ``(z, y, x)``; with
+        ``field_mm``, zoom so that about that many mm fill the canvas."""
         world = np.asarray(self.labels_layer.data_to_world(np.asarray(centre_zyx, float)))
         self.viewer.dims.point = tuple(float(v) for v in world)
-        self.viewer.camera.center = tuple(float(v) for v in world)
+        target = int(round(float(centre_zyx[self.session.image.axial_axis])))
+        if self.viewer.dims.ndisplay == 2 and self.current_slice() != target:
+            # the slider snaps to its own grid: step to the one that shows the target slice
+            axis = int(self.viewer.dims.not_displayed[0])
+            here = int(self.viewer.dims.current_step[axis])
+            for step in (here - 1, here + 1, here - 2, here + 2):
+                self.viewer.dims.set_current_step(axis, step)
+                if self.current_slice() == target:
+                    break
+            else:
+                self.viewer.dims.set_current_step(axis, here)
+        cam = self._camera()
+        cam.center = tuple(float(v) for v in world)
+        if field_mm:
+            size = getattr(self.viewer, "_canvas_size", None) or (600, 600)
+            cam.zoom = float(min(size)) / float(field_mm)
 
     def _apply_brush(self) -> None:
         if self.labels_layer is not None and self.session is not None:
@@ -341,10 +385,12 @@ class AnnotateWidget(QWidget):
             return
         k = self.current_slice()
         done, rev = s.slices_done(), s.slices_reviewed()
+        others = getattr(self, "_others", [])
         self.progress_label.setText(
             f"{s.image.subject}, rater {s.rater}: slice {k} is {s.status_of(k).replace('_', ' ')}\n"
             f"done {len(done)}/{s.n_slices}: {_ranges(done)}; reviewed {len(rev)}: {_ranges(rev)}"
-            + (" (unsaved changes)" if s.changed else ""))
+            + (" (unsaved changes)" if s.changed else "")
+            + ("\nother raters (done/reviewed): " + "; ".join(others) if others else ""))
 
     def save(self) -> None:
         s = self._need_session()
@@ -367,8 +413,7 @@ class AnnotateWidget(QWidget):
     def show_proposals(self, proposals) -> None:
         s = self._need_session()
         geom = {"scale": tuple(self.labels_layer.scale), "affine": np.asarray(self.labels_layer.affine.affine_matrix)}
-        self.candidates_layer = self._layer("PVS candidates", proposals.labels, opacity=0.5, **geom)
-        self.candidates_layer.contour = 1
+        self.candidates_layer = self._layer("PVS candidates", proposals.labels, opacity=0.6, **geom)
         self.viewer.layers.selection.active = self.labels_layer
         s.set_proposals(proposals)
         self._show_candidate(s.next_candidate())
@@ -379,8 +424,7 @@ class AnnotateWidget(QWidget):
             self.candidate_label.setText(f"no candidate left ({len(s.decisions)} decisions to save)")
             return
         self.candidates_layer.selected_label = cand["id"]
-        self.candidates_layer.show_selected_label = True
-        self.go_to(cand["centre"])
+        self.go_to(cand["centre"], field_mm=CANDIDATE_FIELD_MM)
         self.candidate_label.setText(
             f"candidate {cand['id']} on slice {cand['slice']}: {cand['n_voxels']} voxels, "
             f"{cand['width_mm']:.1f} mm wide, score {cand['score']:.2f}; {s.remaining} more")
@@ -401,6 +445,12 @@ class AnnotateWidget(QWidget):
         if s is None:
             return
         self._versions = self.project.versions(s.image)
+        latest = {}
+        for v in self._versions:                       # oldest first: the last one per rater wins
+            if v.kind != "autosave":
+                latest[v.rater] = v
+        self._others = [f"{r}: {_ranges(v.labelled_slices)}" for r, v in latest.items()
+                        if r != s.rater and v.labelled_slices]
         for v in reversed(self._versions):
             done = len(v.labelled_slices)
             self.versions_list.addItem(f"v{v.id} {v.rater} {v.kind} {v.created[:19]}: {v.n_components} PVS, "
@@ -443,6 +493,7 @@ class AnnotateWidget(QWidget):
         from ..engine.project import rater_agreement
 
         s = self._need_session()
+        self._refresh_versions()
         other = self.other_rater.value
         if not other:
             raise PVSInputError("no other rater has annotated this project")
@@ -475,7 +526,7 @@ class AnnotateWidget(QWidget):
             raise PVSInputError("no disagreements: press Compare first")
         self._dis_cursor = (self._dis_cursor + 1) % len(ag.disagreements)
         d = ag.disagreements[self._dis_cursor]
-        self.go_to(d.centre)
+        self.go_to(d.centre, field_mm=CANDIDATE_FIELD_MM)
         who = ag.rater_a if d.rater == "A" else ag.rater_b
         state = "accepted" if d.index in self._accepted else "not accepted"
         self.agreement_label.setText(self.agreement_label.text().split("\n")[0] + (
