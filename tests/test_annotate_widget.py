@@ -53,20 +53,23 @@ def test_annotate_mark_save_and_autosave(widget, tmp_path):
     assert "done 1/44: 20" in w.progress_label.text()
     w.next_unfinished()
     assert w.current_slice() == 21
+    # leaving a changed slice autosaved the work; the explicit save makes a manual version
+    (first,) = w.project.versions(s.image, kind="autosave")
+    assert first.slice_status == {20: "done"} and first.n_voxels == 2
     w.save()
     v = w.project.latest_version(s.image, "alice")
-    assert v.slice_status == {20: "done"} and v.n_voxels == 2
+    assert v.kind == "manual" and v.slice_status == {20: "done"} and v.n_voxels == 2
     # autosave: only when changed, after the interval
     w.autosave_s.value = 5
-    w.labels_layer.data[22, 120:122, 60] = 1
+    w.labels_layer.data[21, 120:122, 60] = 1
     s._last_save_t -= 10
     w.autosave()
     a = w.project.versions(s.image, kind="autosave")
-    assert len(a) == 1 and a[0].n_voxels == 4
+    assert len(a) == 2 and a[-1].n_voxels == 4
     s._last_save_t -= 10
     w.autosave()
-    assert len(w.project.versions(s.image, kind="autosave")) == 1     # nothing changed
-    assert w.versions_list.count() == 2
+    assert len(w.project.versions(s.image, kind="autosave")) == 2     # nothing changed
+    assert w.versions_list.count() == 3
 
 
 def test_candidates_accept_reject_and_version_switch(widget, qtbot):
@@ -130,3 +133,31 @@ def test_agreement_and_consensus_in_the_widget(widget):
     m = w.project.load_version(cons.id)
     lab = ag.labels_a if d0.rater == "A" else ag.labels_b
     assert m[lab == d0.label].all() and m[20, 60, 50] == 1
+
+
+def test_train_widget_trains_on_a_project_and_records_the_run(make_napari_viewer, qtbot, tmp_path):
+    from conftest import SMALL_FEATURES, blob_volume
+    from napari_pvs.engine.project import Project
+    from napari_pvs.widgets._state import release_project
+    from napari_pvs.widgets.train import TrainWidget
+
+    image, mask = blob_volume(3)
+    t2 = save_volume(tmp_path / "blob.nii.gz", image.data, image)
+    with Project.create(tmp_path / "proj") as p:
+        p.add_image(t2, subject="b1")
+        p.save_annotation("b1", "alice", mask, slice_status={2: "done"})
+    w = TrainWidget(make_napari_viewer())
+    w.project.value = tmp_path / "proj"
+    w.model.value = "unet"
+    w.features.value = ", ".join(str(f) for f in SMALL_FEATURES)
+    w.epochs.value, w.steps_per_epoch.value, w.patch_size.value = 1, 3, 64
+    w.checkpoint_path = tmp_path / "proj_model.pt"
+    task, _, _ = w.collect()
+    assert len(task.images) == 1 and task.ignore_arrays[0][2].sum() == 0 and task.ignore_arrays[0][0].all()
+    w.start()
+    qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
+    assert w.result is not None and "recorded as run 1" in w.status.text()
+    proj, data = w._project_data
+    runs = proj.training_runs()
+    assert len(runs) == 1 and runs[0]["versions"] == [1] and runs[0]["checkpoint"].endswith("proj_model.pt")
+    release_project(proj)

@@ -141,6 +141,9 @@ def test_files_altered_or_missing_behind_the_catalogue_are_named(proj, tmp_path)
             ro.load_version(v1.id)
     with pytest.raises(PVSInputError, match="altered|missing"):
         Project.open(tmp_path / "proj", verify=True)
+    with Project.open(tmp_path / "proj", readonly=True) as reported:      # default: reported, named
+        assert {(p.kind, p.path.name) for p in reported.problems} == {("altered", v1.path.name),
+                                                                      ("missing", v2.path.name)}
     assert main(["project", "status", str(tmp_path / "proj")]) == 1
 
 

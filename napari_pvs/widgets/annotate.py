@@ -9,10 +9,11 @@ state and are tested headless) and updates layers.
   layer open. After a crash the rater's newest autosave is offered (loaded, with a
   notification). Brush size is set in mm.
 * **Slices**: *Done* (key ``d``) / *Reviewed* (key ``r``) mark the slice on screen, *Next
-  unfinished* (key ``n``) jumps to the next slice not done; the progress line shows which
-  slices are done and reviewed. *Save* (key ``Ctrl+S`` is napari's; here ``v``) writes a
-  version; autosave writes one every N seconds and on subject change, only when something
-  changed.
+  unfinished* (key ``n``) jumps to the next slice not done (then to the next subject not
+  finished); the progress line shows which slices are done and reviewed, by this rater
+  and by the others. *Save* (key ``Ctrl+S`` is napari's; here ``v``) writes a
+  version; autosave writes one every N seconds and on a slice or subject change, only when
+  something changed.
 * **Suggest**: candidate proposals on the slice on screen or the whole volume, from the
   vesselness filter or a model (a worker through the shared job lifecycle); *Accept*
   (``a``), *Reject* (``x``), *Skip* (``s``) go through them one by one with the camera on
@@ -270,12 +271,12 @@ class AnnotateWidget(QWidget):
         return Path(v)
 
     def open_project(self, *, create: bool = False) -> None:
-        from ..engine.project import Project
+        from ._state import open_project
 
         self.close_project()
-        self.project = Project.create(self._folder()) if create else Project.open(self._folder())
+        self.project = open_project(self._folder(), create=create)
         self._refresh_subjects()
-        problems = [p for p in self.project.verify() if p.kind != "orphan"]
+        problems = self.project.problems          # checked on opening (missing or altered files)
         if problems:
             notify_error(f"{len(problems)} problem(s) in the project: {problems[0]}")
         self.progress_label.setText(f"project {self.project.name}: {len(self.project.subjects())} subjects")
@@ -287,7 +288,9 @@ class AnnotateWidget(QWidget):
         if self.session is not None:
             self.autosave(force=True)
         if self.project is not None:
-            self.project.close()
+            from ._state import release_project
+
+            release_project(self.project)
         self.project = self.session = None
 
     def _refresh_subjects(self) -> None:
@@ -372,18 +375,43 @@ class AnnotateWidget(QWidget):
         s = self._need_session()
         k = s.next_unfinished(after=-1 if from_start else self.current_slice())
         if k is None:
-            notify_info("every slice is done or reviewed")
+            nxt = self._next_unfinished_subject()
+            if nxt is None:
+                notify_info("every slice of every subject is done or reviewed")
+                return
+            notify_info(f"every slice of {s.image.subject} is done or reviewed: on to {nxt}")
+            self.subject.value = nxt
+            self.load_subject()
             return
         centre = (np.asarray(s.image.shape, float) - 1) / 2
         centre[s.image.axial_axis] = k
         self.go_to(centre)
         self._update_progress()
 
+    def _next_unfinished_subject(self) -> str | None:
+        """The next subject (in project order, after the current one) whose T2 this rater
+        has not finished."""
+        s = self.session
+        subjects = self.project.subjects()
+        start = subjects.index(s.image.subject) if s.image.subject in subjects else -1
+        for name in subjects[start + 1:] + subjects[:start]:
+            try:
+                img = self.project.image(name)
+            except PVSInputError:
+                continue
+            v = self.project.latest_version(img, s.rater, include_autosaves=True)
+            if v is None or len(v.labelled_slices) < img.shape[img.axial_axis]:
+                return name
+        return None
+
     def _update_progress(self) -> None:
         s = self.session
         if s is None or self.labels_layer is None:
             return
         k = self.current_slice()
+        if k != getattr(self, "_last_slice", k) and s.changed:
+            self.autosave(force=True)             # a slice change saves the work, when changed
+        self._last_slice = k
         done, rev = s.slices_done(), s.slices_reviewed()
         others = getattr(self, "_others", [])
         self.progress_label.setText(

@@ -9,6 +9,11 @@ epoch/step, loss, validation DSC (and best) and elapsed time, and *Cancel*, whic
 the next step (the best checkpoint written so far stays valid). The checkpoint goes by
 default to the per-user data folder (``platformdirs.user_data_dir("napari-pvs")/models``),
 never the working directory. An optional *start from* checkpoint fine-tunes it.
+
+Instead of layer pairs, an annotation project folder can be chosen (with its *latest*,
+*reviewed* or *consensus* versions): only the slices marked done or reviewed are labelled,
+the rest are left out of the loss (:mod:`napari_pvs.engine.project.training`), and the run
+is recorded in the project when it ends.
 """
 
 from __future__ import annotations
@@ -113,10 +118,16 @@ class TrainWidget(JobWidget):
                                   tooltip="fine-tune: start from this checkpoint's weights")
         self.checkpoint = FileEdit(label="checkpoint", mode="w", filter="*.pt",
                                    value=default_checkpoint_path(default_model))
+        self.project = FileEdit(label="or a project (optional)", mode="d",
+                                tooltip="train on an annotation project instead of the layer pairs: only "
+                                        "slices marked done/reviewed are labelled")
+        self.project_versions = ComboBox(label="project versions", choices=["latest", "reviewed", "consensus"],
+                                         value="latest")
+        self._project_data = None
         self.model.changed.connect(self._on_model_changed)
         self.checkpoint.changed.connect(self._on_checkpoint_edited)
         self._build(Container(widgets=[
-            self._pairs_box, self.add_pair_button, self.model, self.features, self.epochs,
+            self._pairs_box, self.add_pair_button, self.project, self.project_versions, self.model, self.features, self.epochs,
             self.steps_per_epoch, self.batch_size, self.patch_size, self.learning_rate,
             self.max_minutes, self.device, self.seed, self.init_from, self.checkpoint]))
         self.train_button = self.start_button
@@ -183,7 +194,9 @@ class TrainWidget(JobWidget):
         from ..layers import layer_to_volume
 
         images, masks = [], []
-        for i, row in enumerate(self._pairs, 1):
+        project_dir = _optional_path(self.project.value)
+        self._project_data = None
+        for i, row in enumerate(self._pairs if project_dir is None else [], 1):
             img_layer, lab_layer = row.image.value, row.labels.value
             if img_layer is None or lab_layer is None:
                 if i == 1:
@@ -205,6 +218,17 @@ class TrainWidget(JobWidget):
         init_from = _optional_path(self.init_from.value)
         if init_from is not None and not init_from.is_file():
             raise PVSInputError("checkpoint to start from not found", init_from)
+        if project_dir is not None:
+            from ..engine.project.training import project_training_data
+            from ._state import open_project
+
+            proj = open_project(project_dir)
+            data = project_training_data(proj, str(self.project_versions.value))
+            self._project_data = (proj, data)
+            meta = {"project": str(proj.root), "versions_rule": str(self.project_versions.value),
+                    "versions": data.versions, "labelled_slices": data.labelled_slices}
+            return (SegmentationTask(data.images, data.masks, config, ignore_masks=data.ignore_masks,
+                                     metadata=meta), config, init_from)
         return SegmentationTask(images, masks, config), config, init_from
 
     def prepare(self):
@@ -212,6 +236,7 @@ class TrainWidget(JobWidget):
         from ..engine.training import run_training
 
         task, config, init_from = self.collect()
+        self._config = config
         if self._auto_path:
             self._set_checkpoint(default_checkpoint_path(config.model))
         ckpt = self.checkpoint_path
@@ -229,6 +254,15 @@ class TrainWidget(JobWidget):
         msg = (f"Training done ({result.stop_reason}): {result.steps_done} steps in "
                f"{format_seconds(result.seconds)} ({100 * result.val_share:.0f} % validating), best "
                f"validation {result.metric_name} {best}; checkpoint {result.checkpoint}")
+        if self._project_data is not None and result.checkpoint is not None:
+            from ..engine.training.segmentation import train_config_to_dict
+
+            proj, data = self._project_data
+            run = proj.record_training_run(result.checkpoint, config=train_config_to_dict(self._config),
+                                           metrics={"best_val_dsc": result.best_val_metric,
+                                                    "steps": result.steps_done, "seconds": result.seconds},
+                                           versions=data.versions)
+            msg += f"; recorded as run {run} in project {proj.name}"
         self.status.setText(msg)
         notify_info(msg)
 

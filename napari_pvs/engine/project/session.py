@@ -175,8 +175,11 @@ class AnnotationSession:
         return _digest(self.mask, self.slice_status) != self._saved_digest
 
     def save(self, *, kind: str = "manual", note: str = "") -> VersionRecord | None:
-        """Save a new version when something changed (else None); decisions go with it."""
-        if not self.changed and not self.decisions:
+        """Save a new version when something changed (else None); decisions go with it. A
+        manual save right after an autosave of the same work still makes a manual version
+        (the rater's explicit save is what :meth:`Project.latest_version` returns)."""
+        promote = kind == "manual" and self.base is not None and self.base.kind == "autosave"
+        if not self.changed and not self.decisions and not promote:
             return None
         v = self.project.save_annotation(self.image, self.rater, self.mask, slice_status=self.slice_status,
                                          parent=self.base.id if self.base is not None else None, kind=kind,

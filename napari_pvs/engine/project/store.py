@@ -184,6 +184,7 @@ class Project:
                  _create: bool = False):
         self.root = Path(root).resolve()
         self.readonly = readonly
+        self.problems: list[Problem] = []
         db = self.root / CATALOGUE_NAME
         if not _create and not db.is_file():
             raise PVSInputError(f"not a napari-pvs project (no {CATALOGUE_NAME})", self.root)
@@ -226,14 +227,20 @@ class Project:
 
     @classmethod
     def open(cls, root: str | Path, *, readonly: bool = False, wait_s: float = 0.0,
-             verify: bool = False) -> "Project":
-        """Open an existing project; with ``verify`` check every file's sha256 and raise
-        :class:`~napari_pvs.engine.errors.PVSInputError` naming the first missing or
-        altered file (orphans are only logged)."""
+             verify: bool | str = "report") -> "Project":
+        """Open an existing project and check every file against the catalogue.
+
+        ``verify="report"`` (default): every missing or altered file is logged as a warning
+        naming it, and kept in :attr:`problems`; ``True``: raise
+        :class:`~napari_pvs.engine.errors.PVSInputError` naming the first one; ``False``: no
+        check (fast). Orphans (files of interrupted saves) are never errors."""
         proj = cls(root, readonly=readonly, wait_s=wait_s)
         if verify:
             bad = [p for p in proj.verify() if p.kind != "orphan"]
-            if bad:
+            proj.problems = bad
+            for p in bad if verify == "report" else []:
+                log.warning("%s", p)
+            if bad and verify is True:
                 proj.close()
                 raise PVSInputError(f"{bad[0].kind}: {bad[0].detail}"
                                     + (f" (and {len(bad) - 1} more problems)" if len(bad) > 1 else ""),
