@@ -90,7 +90,7 @@ def cmd_status(args) -> int:
 
 def cmd_agreement(args) -> int:
     from .engine.errors import PVSInputError
-    from .engine.project import consensus_mask, rater_agreement
+    from .engine.project import common_labelled_slices, consensus_mask, rater_agreement
 
     with _open(args, readonly=args.consensus_rater is None) as proj:
         rec = proj.image(args.subject, args.role)
@@ -113,7 +113,7 @@ def cmd_agreement(args) -> int:
         if args.consensus_rater:
             cons = consensus_mask(ag)
             v = proj.save_annotation(rec, args.consensus_rater, cons, kind="consensus",
-                                     slice_status=_common_labelled(masks),
+                                     slice_status=common_labelled_slices(masks),
                                      note=f"consensus of v{masks[0].id} ({args.raters[0]}) and "
                                           f"v{masks[1].id} ({args.raters[1]}): agreed components only")
             out["consensus_version"] = v.id
@@ -131,13 +131,6 @@ def cmd_agreement(args) -> int:
             if "consensus_version" in out:
                 print(f"  consensus saved as version {out['consensus_version']} by {args.consensus_rater}")
     return 0
-
-
-def _common_labelled(versions) -> dict[int, str]:
-    common = set(versions[0].labelled_slices)
-    for v in versions[1:]:
-        common &= set(v.labelled_slices)
-    return {s: "done" for s in sorted(common)}
 
 
 def cmd_export(args) -> int:

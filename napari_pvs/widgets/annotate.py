@@ -569,17 +569,16 @@ class AnnotateWidget(QWidget):
         self.next_disagreement()
 
     def save_consensus(self) -> None:
-        from ..engine.project import consensus_mask
+        from ..engine.project import common_labelled_slices, consensus_mask
 
         s = self._need_session()
         if self.agreement is None:
             raise PVSInputError("press Compare first")
         cons = consensus_mask(self.agreement, self._accepted)
-        both = set(s.slices_done() + s.slices_reviewed())
+        mine = s.save(note="saved for the consensus") or s.base      # the rater's side, as compared
         vb = self.project.latest_version(s.image, self.agreement.rater_b)
-        both &= set(vb.labelled_slices)
         v = self.project.save_annotation(s.image, "consensus", cons, kind="consensus",
-                                         slice_status={k: "done" for k in both},
+                                         slice_status=common_labelled_slices([mine, vb]) if mine else {},
                                          note=f"consensus of {self.agreement.rater_a} and {self.agreement.rater_b}; "
                                               f"{len(self._accepted)} disagreements accepted")
         self._refresh_versions()

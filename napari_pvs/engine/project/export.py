@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import PVSInputError
 from ..io import atomic_path, save_volume
-from .store import Project, VersionRecord
+from .store import Project, VersionRecord, slices_mask
 
 __all__ = ["export_dataset", "chosen_versions", "IGNORE_LABEL"]
 
@@ -97,12 +97,8 @@ def export_dataset(project: Project, out: str | Path, *, fmt: str = "nnunet", ve
         img = project.image(v.image_id)
         case = img.subject
         image = project.load_image(img.id)
-        mask, _ = project.label_mask(v.id)
-        labelled = np.zeros(img.shape, dtype=bool)
-        idx = [slice(None)] * 3
-        for s in slices:
-            idx[img.axial_axis] = s
-            labelled[tuple(idx)] = True
+        mask = project.load_version(v.id)
+        labelled = slices_mask(img.shape, img.axial_axis, slices)
         partial = not labelled.all()
         partial_any |= partial
         if fmt == "nnunet":

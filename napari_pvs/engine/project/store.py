@@ -48,7 +48,8 @@ from ..io import Volume, atomic_path, load_volume, save_volume
 from .lock import WriterLock
 from .schema import DECISIONS, MIGRATIONS, SCHEMA_VERSION, SLICE_STATUSES, VERSION_KINDS
 
-__all__ = ["Project", "ImageRecord", "VersionRecord", "Problem", "CATALOGUE_NAME", "sha256_of"]
+__all__ = ["Project", "ImageRecord", "VersionRecord", "Problem", "CATALOGUE_NAME", "sha256_of", "slices_mask",
+           "common_labelled_slices"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,17 @@ def sha256_of(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def slices_mask(shape: tuple[int, int, int], axial_axis: int, slices) -> np.ndarray:
+    """bool ``(Z, Y, X)`` of ``shape``: True on the given axial slices (0-based indices
+    along ``axial_axis``)."""
+    out = np.zeros(shape, dtype=bool)
+    idx = [slice(None)] * 3
+    for s in slices:
+        idx[axial_axis] = int(s)
+        out[tuple(idx)] = True
+    return out
 
 
 def _now() -> str:
@@ -625,13 +637,7 @@ class Project:
         reviewed); every other voxel must be ignored by the loss, not taken as background."""
         rec = self.version(vid)
         img = self.image(rec.image_id)
-        mask = self.load_version(vid)
-        labelled = np.zeros(img.shape, dtype=bool)
-        idx = [slice(None)] * 3
-        for s in rec.labelled_slices:
-            idx[img.axial_axis] = s
-            labelled[tuple(idx)] = True
-        return mask, labelled
+        return self.load_version(vid), slices_mask(img.shape, img.axial_axis, rec.labelled_slices)
 
     # ------------------------------------------------------------------ runs and predictions
     def record_training_run(self, checkpoint: str | Path, *, config: dict, metrics: dict,
@@ -720,6 +726,17 @@ class Project:
                                         "n_components": v.n_components}
             out.append(row)
         return out
+
+
+def common_labelled_slices(versions: list[VersionRecord]) -> dict[int, str]:
+    """``{slice: "done"}`` for the slices labelled (done or reviewed) in every one of
+    ``versions``: the slices a consensus of them is known on."""
+    if not versions:
+        return {}
+    common = set(versions[0].labelled_slices)
+    for v in versions[1:]:
+        common &= set(v.labelled_slices)
+    return {s: "done" for s in sorted(common)}
 
 
 def _statements(script: str) -> list[str]:

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import PVSInputError
 from ..io import Volume
 from .export import chosen_versions
-from .store import Project
+from .store import Project, slices_mask
 
 __all__ = ["ProjectTrainingData", "project_training_data", "train_from_project"]
 
@@ -55,11 +55,7 @@ def project_training_data(project: Project, versions: str = "latest") -> Project
     for v, slices in chosen:
         img = project.image(v.image_id)
         mask = project.load_version(v.id)
-        labelled = np.zeros(img.shape, dtype=bool)
-        idx = [slice(None)] * 3
-        for s in slices:
-            idx[img.axial_axis] = s
-            labelled[tuple(idx)] = True
+        labelled = slices_mask(img.shape, img.axial_axis, slices)
         data.images.append(project.load_image(img.id))
         data.masks.append((mask * labelled).astype(np.uint8))
         data.ignore_masks.append(~labelled)
