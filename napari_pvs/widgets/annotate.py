@@ -1,5 +1,9 @@
 """Dock widget "Annotate PVS": experts build PVS masks in an annotation project.
 
+The parts live by what they do: this module (project, subject, slices, saving),
+:mod:`.annotate_candidates` (Suggest, accept / reject / skip), :mod:`.annotate_versions`
+(history, changes) and :mod:`.annotate_agreement` (two raters, consensus).
+
 Thin by design: every action calls :class:`~napari_pvs.engine.project.Project` or the
 session object :class:`~napari_pvs.engine.project.AnnotationSession` (which hold all the
 state and are tested headless) and updates layers.
@@ -37,7 +41,11 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QListWidget, QScrollArea, QVBoxLayout, QWidget
 
 from ..engine.errors import PVSInputError
-from ._job import JobWidget, notify_error, notify_info
+from ..engine.project.records import format_slices
+from ._job import notify_error, notify_info
+from .annotate_agreement import AgreementMixin
+from .annotate_candidates import CandidatesMixin, SuggestJob
+from .annotate_versions import VersionsMixin
 
 if TYPE_CHECKING:
     import napari
@@ -46,69 +54,7 @@ __all__ = ["AnnotateWidget"]
 
 log = logging.getLogger(__name__)
 
-#: field of view (mm across the canvas) when the camera jumps to a candidate or a disagreement
-CANDIDATE_FIELD_MM = 70.0
-
-
-def _ranges(slices) -> str:
-    from ..engine.project.store import _ranges as r
-
-    return r(slices) if len(slices) else "none"
-
-
-class _SuggestJob(JobWidget):
-    """Candidate proposals in a worker (the shared job lifecycle)."""
-
-    start_text = "Suggest"
-    job_name = "suggestion"
-
-    def __init__(self, owner: "AnnotateWidget"):
-        super().__init__(owner.viewer)
-        self.owner = owner
-        self.method = ComboBox(label="proposals from", choices=["vesselness", "model"], value="vesselness")
-        self.scope = ComboBox(label="on", choices=["slice on screen", "whole volume"], value="slice on screen")
-        self.checkpoint = FileEdit(label="model", mode="r", filter="*.pt")
-        self.checkpoint.tooltip = "for proposals from a model; empty: the shipped default model"
-        self._build(Container(widgets=[self.method, self.scope, self.checkpoint]))
-
-    def prepare(self):
-        s = self.owner.session
-        if s is None:
-            raise PVSInputError("open a project and a subject first")
-        image = self.owner.project.load_image(s.image.id)
-        method = self.method.value
-        slices = [self.owner.current_slice()] if self.scope.value == "slice on screen" else None
-        ckpt = self.checkpoint.value
-        ckpt = None if ckpt is None or str(ckpt) in ("", ".") else Path(ckpt)
-        loaded = None
-        if method == "model":
-            from ..engine.checkpoint import default_checkpoint, load_model
-
-            loaded = load_model(ckpt or default_checkpoint())
-
-        def gen():
-            from ..engine.candidates import propose_candidates
-
-            prob = None
-            if loaded is not None:
-                from ..engine.inference import segment_iter
-
-                pred = yield from segment_iter(loaded, image)
-                prob = pred.prob
-            return propose_candidates(image, method=method, probability=prob, slices=slices)
-
-        where = f"slice {slices[0]}" if slices else "the whole volume"
-        return gen, f"suggesting candidates ({method}) on {where} ..."
-
-    def on_result(self, result) -> None:
-        where = (f"slice {result.table[0]['slice']}" if result.n and self.scope.value == "slice on screen"
-                 else "the volume")
-        self.status.setText(f"{result.n} candidates ({result.method}) on {where} in "
-                            f"{result.info.get('seconds', 0):.1f} s")
-        self.owner.show_proposals(result)
-
-
-class AnnotateWidget(QWidget):
+class AnnotateWidget(CandidatesMixin, VersionsMixin, AgreementMixin, QWidget):
     """Annotate PVS in a project (see the module docstring).
 
     Attributes
@@ -148,7 +94,7 @@ class AnnotateWidget(QWidget):
             b["Save version (v)"]])
         self.progress_label = QLabel("no project")
         self.progress_label.setWordWrap(True)
-        self.suggest = _SuggestJob(self)
+        self.suggest = SuggestJob(self)
         cand_buttons = Container(widgets=[b["Accept (a)"], b["Reject (x)"], b["Skip (s)"]], layout="horizontal",
                                  labels=False)
         self.candidate_label = QLabel("no candidates")
@@ -257,6 +203,10 @@ class AnnotateWidget(QWidget):
             pix = float(np.mean([v for a, v in enumerate(vs) if a != self.session.image.axial_axis]))
             self.labels_layer.brush_size = max(1, int(round(float(self.brush_mm.value) / pix)))
 
+    def _overlay_geometry(self) -> dict:
+        """``scale`` and ``affine`` of the PVS labels layer, for layers drawn over it."""
+        return {"scale": tuple(self.labels_layer.scale), "affine": np.asarray(self.labels_layer.affine.affine_matrix)}
+
     def _layer(self, name, data, kind="labels", **kw):
         if name in self.viewer.layers:
             self.viewer.layers.remove(self.viewer.layers[name])
@@ -338,10 +288,9 @@ class AnnotateWidget(QWidget):
             lyr = self._layer(f"{rec.subject} {rec.role}", np.asarray(vol.data), kind="image",
                               metadata=volume_metadata(vol), **layer_geometry(vol))
             if rec.id == s.image.id:
-                self.image_layer = lyr
+                self.image_layer, geom = lyr, layer_geometry(vol)
             else:
                 lyr.visible = False
-        geom = layer_geometry(self.project.load_image(s.image.id))
         self.labels_layer = self._layer(f"{s.image.subject} PVS ({rater})", s.mask, metadata=dict(
             self.image_layer.metadata), opacity=0.7, **geom)
         s.mask = self.labels_layer.data            # the session edits the layer's own array
@@ -416,7 +365,7 @@ class AnnotateWidget(QWidget):
         others = getattr(self, "_others", [])
         self.progress_label.setText(
             f"{s.image.subject}, rater {s.rater}: slice {k} is {s.status_of(k).replace('_', ' ')}\n"
-            f"done {len(done)}/{s.n_slices}: {_ranges(done)}; reviewed {len(rev)}: {_ranges(rev)}"
+            f"done {len(done)}/{s.n_slices}: {format_slices(done)}; reviewed {len(rev)}: {format_slices(rev)}"
             + (" (unsaved changes)" if s.changed else "")
             + ("\nother raters (done/reviewed): " + "; ".join(others) if others else ""))
 
@@ -438,152 +387,6 @@ class AnnotateWidget(QWidget):
             self._update_progress()
 
     # ------------------------------------------------------------------ candidates
-    def show_proposals(self, proposals) -> None:
-        s = self._need_session()
-        geom = {"scale": tuple(self.labels_layer.scale), "affine": np.asarray(self.labels_layer.affine.affine_matrix)}
-        self.candidates_layer = self._layer("PVS candidates", proposals.labels, opacity=0.6, **geom)
-        self.viewer.layers.selection.active = self.labels_layer
-        s.set_proposals(proposals)
-        self._show_candidate(s.next_candidate())
-
-    def _show_candidate(self, cand) -> None:
-        s = self.session
-        if cand is None:
-            self.candidate_label.setText(f"no candidate left ({len(s.decisions)} decisions to save)")
-            return
-        self.candidates_layer.selected_label = cand["id"]
-        self.go_to(cand["centre"], field_mm=CANDIDATE_FIELD_MM)
-        self.candidate_label.setText(
-            f"candidate {cand['id']} on slice {cand['slice']}: {cand['n_voxels']} voxels, "
-            f"{cand['width_mm']:.1f} mm wide, score {cand['score']:.2f}; {s.remaining} more")
-
-    def decide(self, decision: str) -> None:
-        s = self._need_session()
-        if s.proposals is None:
-            raise PVSInputError("no candidates: press Suggest first")
-        nxt = s.decide(decision)
-        self.labels_layer.refresh()
-        self._show_candidate(nxt)
-        self._update_progress()
-
-    # ------------------------------------------------------------------ versions
-    def _refresh_versions(self) -> None:
-        self.versions_list.clear()
-        s = self.session
-        if s is None:
-            return
-        self._versions = self.project.versions(s.image)
-        latest = {}
-        for v in self._versions:                       # oldest first: the last one per rater wins
-            if v.kind != "autosave":
-                latest[v.rater] = v
-        self._others = [f"{r}: {_ranges(v.labelled_slices)}" for r, v in latest.items()
-                        if r != s.rater and v.labelled_slices]
-        for v in reversed(self._versions):
-            done = len(v.labelled_slices)
-            self.versions_list.addItem(f"v{v.id} {v.rater} {v.kind} {v.created[:19]}: {v.n_components} PVS, "
-                                       f"{done} slices done/reviewed {v.note}".strip())
-
-    def _selected_version(self):
-        row = self.versions_list.currentRow()
-        if row < 0:
-            raise PVSInputError("select a version in the list")
-        return list(reversed(self._versions))[row]
-
-    def load_selected_version(self) -> None:
-        from ..engine.project import AnnotationSession
-
-        s = self._need_session()
-        v = self._selected_version()
-        if s.changed:
-            self.autosave(force=True)
-        new = AnnotationSession.start(self.project, s.image.subject, s.rater, version=v.id,
-                                      autosave_s=s.autosave_s)
-        self.labels_layer.data = new.mask
-        new.mask = self.labels_layer.data
-        self.session = new
-        notify_info(f"loaded version {v.id} ({v.rater}, {v.created[:19]})")
-        self._update_progress()
-
-    def show_changes(self) -> None:
-        from ..engine.project import version_diff
-
-        s = self._need_session()
-        v = self._selected_version()
-        diff = version_diff(self.project.load_version(v.id), s.mask)
-        geom = {"scale": tuple(self.labels_layer.scale), "affine": np.asarray(self.labels_layer.affine.affine_matrix)}
-        self._layer(f"changes v{v.id} -> now", diff.labels, opacity=0.8, **geom)
-        self.viewer.layers.selection.active = self.labels_layer
-        notify_info(f"since v{v.id}: {diff.added} PVS added (1), {diff.removed} removed (2)")
-
-    # ------------------------------------------------------------------ agreement
-    def compare(self) -> None:
-        from ..engine.project import rater_agreement
-
-        s = self._need_session()
-        self._refresh_versions()
-        other = self.other_rater.value
-        if not other:
-            raise PVSInputError("no other rater has annotated this project")
-        vb = self.project.latest_version(s.image, other)
-        if vb is None:
-            raise PVSInputError(f"rater {other} has no version of {s.image.subject}")
-        image = self.project.load_image(s.image.id)
-        k = self.current_slice()
-        self.agreement = rater_agreement(s.mask, self.project.load_version(vb.id), rater_a=s.rater, rater_b=other,
-                                         image=image, rating_slices={"slice on screen": k})
-        self._accepted = set()
-        self._dis_cursor = -1
-        ag = self.agreement
-        geom = {"scale": tuple(self.labels_layer.scale), "affine": np.asarray(self.labels_layer.affine.affine_matrix)}
-        dis = np.zeros(s.mask.shape, np.uint8)
-        for d in ag.disagreements:
-            lab = ag.labels_a if d.rater == "A" else ag.labels_b
-            dis[lab == d.label] = 1 if d.rater == "A" else 2
-        self._layer(f"disagreements {s.rater} (1) / {other} (2)", dis, opacity=0.8, **geom)
-        self.viewer.layers.selection.active = self.labels_layer
-        c = ag.counts["slice on screen"]
-        self.agreement_label.setText(
-            f"{s.rater} vs {other} (v{vb.id}): DSC {ag.dsc:.2f}, detection F1 {ag.detection_f1:.2f} "
-            f"({len(ag.matched)} matched, {ag.n_a - len(ag.matched)} only {s.rater}, "
-            f"{ag.n_b - len(ag.matched)} only {other}); slice {k}: {c[s.rater]} vs {c[other]} PVS")
-
-    def next_disagreement(self) -> None:
-        ag = self.agreement
-        if ag is None or not ag.disagreements:
-            raise PVSInputError("no disagreements: press Compare first")
-        self._dis_cursor = (self._dis_cursor + 1) % len(ag.disagreements)
-        d = ag.disagreements[self._dis_cursor]
-        self.go_to(d.centre, field_mm=CANDIDATE_FIELD_MM)
-        who = ag.rater_a if d.rater == "A" else ag.rater_b
-        state = "accepted" if d.index in self._accepted else "not accepted"
-        self.agreement_label.setText(self.agreement_label.text().split("\n")[0] + (
-            f"\ndisagreement {d.index + 1}/{len(ag.disagreements)}: only {who}, {d.n_voxels} voxels ({state})"))
-
-    def decide_disagreement(self, accept: bool) -> None:
-        ag = self.agreement
-        if ag is None or self._dis_cursor < 0:
-            raise PVSInputError("go to a disagreement first (Next disagreement)")
-        idx = ag.disagreements[self._dis_cursor].index
-        (self._accepted.add if accept else self._accepted.discard)(idx)
-        self.next_disagreement()
-
-    def save_consensus(self) -> None:
-        from ..engine.project import common_labelled_slices, consensus_mask
-
-        s = self._need_session()
-        if self.agreement is None:
-            raise PVSInputError("press Compare first")
-        cons = consensus_mask(self.agreement, self._accepted)
-        mine = s.save(note="saved for the consensus") or s.base      # the rater's side, as compared
-        vb = self.project.latest_version(s.image, self.agreement.rater_b)
-        v = self.project.save_annotation(s.image, "consensus", cons, kind="consensus",
-                                         slice_status=common_labelled_slices([mine, vb]) if mine else {},
-                                         note=f"consensus of {self.agreement.rater_a} and {self.agreement.rater_b}; "
-                                              f"{len(self._accepted)} disagreements accepted")
-        self._refresh_versions()
-        notify_info(f"saved consensus version {v.id}: {v.n_components} PVS")
-
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         self.timer.stop()
         try:

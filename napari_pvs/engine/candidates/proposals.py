@@ -190,7 +190,7 @@ def propose_candidates(image: Volume, *, method: str = "vesselness", probability
             raise ValueError(f"{name} shape {tuple(np.shape(arr))} differs from the image grid {shape} (Z, Y, X)")
     if method == "model" and probability is None:
         raise PVSInputError("the model method needs a probability map (segment the image first)", image.path)
-    region_of = None
+    region_of = anat = None
     if config.regions_only:
         from ..anatomy import analyze_anatomy
 
@@ -215,7 +215,8 @@ def propose_candidates(image: Volume, *, method: str = "vesselness", probability
     allowed = region[box] & (edt_inside(b, spacing) > config.surface_margin_mm)
     csf_level = None
     try:
-        csf = csf_class(image, brain, crop=box)
+        # the anatomy's CSF class when it was computed (the same rule), else on the box
+        csf = anat.csf[box] if anat is not None else csf_class(image, brain, crop=box)
         big = _large_csf(csf, spacing, config.large_csf_mm3)
         allowed &= ~dilate_mm(big, max(config.csf_margin_mm, float(spacing.min())), spacing)
         if big.any():

@@ -1,5 +1,9 @@
 """Annotation projects: an embedded store (SQLite catalogue + NIfTI files) that never loses
-work (:mod:`.store`), its writer lock (:mod:`.lock`) and schema (:mod:`.schema`)."""
+work. :mod:`.store` opens projects and holds images and raters; :mod:`.versions` the
+annotation versions; :mod:`.runs` training runs and predictions; :mod:`.checks` file checks
+and progress; :mod:`.records` what the catalogue describes; :mod:`.lock` the writer lock;
+:mod:`.schema` the SQL schema; :mod:`.session` one rater's session; :mod:`.agreement` two
+raters; :mod:`.export` nnU-Net/MONAI; :mod:`.training` training on the labelled slices."""
 
 from .agreement import (IOU_THRESHOLD, Disagreement, RaterAgreement, consensus_mask, match_components,
                         rater_agreement)

@@ -161,13 +161,6 @@ class AnnotationSession:
                 return s
         return None
 
-    def progress(self) -> dict:
-        """Number of axial slices per status (``todo``, ``in_progress``, ``done``, ``reviewed``)."""
-        counts = {st: 0 for st in ("todo", "in_progress", "done", "reviewed")}
-        for s in range(self.n_slices):
-            counts[self.status_of(s)] += 1
-        return counts
-
     # ------------------------------------------------------------------ saving
     @property
     def changed(self) -> bool:

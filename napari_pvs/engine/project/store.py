@@ -28,25 +28,25 @@ Nothing but this class writes the catalogue: the napari widgets and the CLI call
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import shutil
 import sqlite3
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..errors import PVSInputError
-from ..io import Volume, atomic_path, load_volume, save_volume
+from ..io import Volume, atomic_path, load_volume
+from .checks import ChecksMixin
 from .lock import WriterLock
-from .schema import DECISIONS, MIGRATIONS, SCHEMA_VERSION, SLICE_STATUSES, VERSION_KINDS
+from .records import (ImageRecord, Problem, VersionRecord, _fsync_dir, _now, _safe_name, common_labelled_slices,
+                      sha256_of, slices_mask)
+from .runs import RunsMixin
+from .schema import MIGRATIONS, SCHEMA_VERSION
+from .versions import VersionsMixin
 
 __all__ = ["Project", "ImageRecord", "VersionRecord", "Problem", "CATALOGUE_NAME", "sha256_of", "slices_mask",
            "common_labelled_slices"]
@@ -54,124 +54,9 @@ __all__ = ["Project", "ImageRecord", "VersionRecord", "Problem", "CATALOGUE_NAME
 log = logging.getLogger(__name__)
 
 CATALOGUE_NAME = "catalogue.sqlite"
-_CONN26 = ndi.generate_binary_structure(3, 3)
 
 
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def slices_mask(shape: tuple[int, int, int], axial_axis: int, slices) -> np.ndarray:
-    """bool ``(Z, Y, X)`` of ``shape``: True on the given axial slices (0-based indices
-    along ``axial_axis``)."""
-    out = np.zeros(shape, dtype=bool)
-    idx = [slice(None)] * 3
-    for s in slices:
-        idx[axial_axis] = int(s)
-        out[tuple(idx)] = True
-    return out
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _safe_name(text: str, what: str) -> str:
-    name = str(text).strip()
-    if not name or any(c in name for c in '/\\:*?"<>|') or name.startswith("."):
-        raise ValueError(f"{what} must be a non-empty name without path characters, got {text!r}")
-    return name
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """An image of the project.
-
-    Attributes
-    ----------
-    id, subject, role : catalogue id, subject name, role (``"T2"``, ``"T1"``, ``"FLAIR"``...).
-    path : absolute path of the project's copy.
-    sha256 : of that file.
-    shape : ``(Z, Y, X)``; affine : 4x4 voxel (i, j, k) -> world RAS mm;
-    voxel_size : mm along ``(Z, Y, X)``; axial_axis : array axis of the axial slices.
-    source : the file it was copied from.
-    """
-
-    id: int
-    subject: str
-    role: str
-    path: Path
-    sha256: str
-    shape: tuple[int, int, int]
-    affine: np.ndarray = field(repr=False)
-    voxel_size: tuple[float, float, float]
-    axial_axis: int
-    source: str
-
-
-@dataclass(frozen=True)
-class VersionRecord:
-    """One saved annotation version of an image by a rater.
-
-    ``slice_status`` maps axial slice index (0-based, along the image's ``axial_axis``)
-    to ``"in_progress"``, ``"done"`` or ``"reviewed"``; slices not in it are ``"todo"``.
-    """
-
-    id: int
-    image_id: int
-    subject: str
-    role: str
-    rater: str
-    parent_id: int | None
-    kind: str
-    created: str
-    note: str
-    path: Path
-    sha256: str
-    n_voxels: int
-    n_components: int
-    slice_status: dict[int, str]
-
-    def slices_with(self, *statuses: str) -> list[int]:
-        """Sorted slice indices whose status is one of ``statuses``."""
-        return sorted(s for s, st in self.slice_status.items() if st in statuses)
-
-    @property
-    def labelled_slices(self) -> list[int]:
-        """Slices marked done or reviewed: the only ones whose background is known."""
-        return self.slices_with("done", "reviewed")
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something wrong in a project: ``kind`` is ``"missing"``, ``"altered"`` or
-    ``"orphan"`` (a file no row references, left by an interrupted save: harmless)."""
-
-    kind: str
-    path: Path
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.kind}: {self.detail}"
-
-
-class Project:
+class Project(VersionsMixin, RunsMixin, ChecksMixin):
     """An annotation project folder (see the module docstring). Open it with
     :meth:`create` or :meth:`open`; use it as a context manager or call :meth:`close`.
 
@@ -197,6 +82,7 @@ class Project:
         self.root = Path(root).resolve()
         self.readonly = readonly
         self.problems: list[Problem] = []
+        self._ref_cache: tuple[int | None, Volume | None] = (None, None)
         db = self.root / CATALOGUE_NAME
         if not _create and not db.is_file():
             raise PVSInputError(f"not a napari-pvs project (no {CATALOGUE_NAME})", self.root)
@@ -361,13 +247,18 @@ class Project:
                  int(vol.axial_axis), str(src.resolve()), _now()))
         return self.image(subject, role)
 
-    def _subject_id(self, db, subject: str, *, create: bool = False) -> int:
-        row = db.execute("SELECT id FROM subjects WHERE name = ?", (subject,)).fetchone()
+    def _named_id(self, db, table: str, name: str, *, create: bool) -> int:
+        """Id of the ``subjects`` or ``raters`` row called ``name`` (inserted when new and
+        ``create``)."""
+        row = db.execute(f"SELECT id FROM {table} WHERE name = ?", (name,)).fetchone()
         if row:
             return int(row[0])
         if not create:
-            raise PVSInputError(f"no subject {subject!r} in the project", self.root)
-        return int(db.execute("INSERT INTO subjects (name, created) VALUES (?, ?)", (subject, _now())).lastrowid)
+            raise PVSInputError(f"no {table[:-1]} {name!r} in the project", self.root)
+        return int(db.execute(f"INSERT INTO {table} (name, created) VALUES (?, ?)", (name, _now())).lastrowid)
+
+    def _subject_id(self, db, subject: str, *, create: bool = False) -> int:
+        return self._named_id(db, "subjects", subject, create=create)
 
     def subjects(self) -> list[str]:
         """Subject names in the order they were added."""
@@ -407,11 +298,9 @@ class Project:
 
     def _reference(self, rec: ImageRecord) -> Volume:
         """The image as the geometry (affine, header) of its masks; kept for the next save."""
-        cache = self.__dict__.setdefault("_ref_cache", {})
-        if rec.id not in cache:
-            cache.clear()
-            cache[rec.id] = load_volume(rec.path)
-        return cache[rec.id]
+        if self._ref_cache[0] != rec.id:
+            self._ref_cache = (rec.id, load_volume(rec.path))
+        return self._ref_cache[1]
 
     def load_image(self, subject_or_id: str | int, role: str = "T2") -> Volume:
         """The image as a :class:`~napari_pvs.engine.io.Volume` ``(Z, Y, X)``, its sha256
@@ -435,324 +324,13 @@ class Project:
         return name
 
     def _rater_id(self, db, name: str, *, create: bool = False) -> int:
-        row = db.execute("SELECT id FROM raters WHERE name = ?", (name,)).fetchone()
-        if row:
-            return int(row[0])
-        if not create:
-            raise PVSInputError(f"no rater {name!r} in the project", self.root)
-        return int(db.execute("INSERT INTO raters (name, created) VALUES (?, ?)", (name, _now())).lastrowid)
+        return self._named_id(db, "raters", name, create=create)
 
     def raters(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT name FROM raters ORDER BY id")]
 
-    # ------------------------------------------------------------------ versions
-    def save_annotation(self, image: str | int | ImageRecord, rater: str, mask: np.ndarray, *,
-                        slice_status: dict[int, str] | None = None, parent: int | None = None,
-                        kind: str = "manual", note: str = "",
-                        decisions: list[dict] | None = None) -> VersionRecord:
-        """Save a PVS mask as a new version, atomically (file and row together).
-
-        Parameters
-        ----------
-        image : subject name (its T2), image id or :class:`ImageRecord`
-        rater : str
-            Created when new.
-        mask : np.ndarray
-            ``(Z, Y, X)`` on the image's grid; nonzero = PVS. Stored as uint8 0/1.
-        slice_status : dict, optional
-            Axial slice -> status (``"todo"``, ``"in_progress"``, ``"done"``,
-            ``"reviewed"``). Default: the parent's (or all todo).
-        parent : int, optional
-            Version this one derives from; default the rater's latest version of the image.
-        kind : str
-            ``"manual"``, ``"autosave"``, ``"import"`` or ``"consensus"``.
-        note : str
-        decisions : list of dict, optional
-            Candidate decisions made in this version: ``{"candidate": int, "decision":
-            "accept"|"reject"|"skip", "source": str, "centre": (z, y, x), "n_voxels": int}``.
-
-        Raises
-        ------
-        ValueError
-            Mask not on the image's grid, unknown status, kind or decision.
-        """
-        rec = image if isinstance(image, ImageRecord) else self.image(image)
-        mask = np.asarray(mask)
-        if tuple(mask.shape) != rec.shape:
-            raise ValueError(f"mask shape {tuple(mask.shape)} differs from the image grid {rec.shape} "
-                             f"(Z, Y, X) of {rec.subject} {rec.role}")
-        if kind not in VERSION_KINDS:
-            raise ValueError(f"kind must be one of {VERSION_KINDS}, got {kind!r}")
-        binary = (mask > 0).astype(np.uint8)
-        n_components = int(ndi.label(binary, structure=_CONN26)[1])
-        rater = _safe_name(rater, "rater")
-        with self._write() as db:
-            rid = self._rater_id(db, rater, create=True)
-            if parent is None:
-                row = db.execute("SELECT id FROM versions WHERE image_id = ? AND rater_id = ? ORDER BY id DESC "
-                                 "LIMIT 1", (rec.id, rid)).fetchone()
-                parent = int(row[0]) if row else None
-            if slice_status is None:
-                status = self._slice_status(db, parent) if parent is not None else {}
-            else:
-                status = self._clean_status(slice_status, rec)
-            vid = int(db.execute(
-                "INSERT INTO versions (image_id, rater_id, parent_id, kind, created, note, path, sha256,"
-                " n_voxels, n_components) VALUES (?, ?, ?, ?, ?, ?, '', '', ?, ?)",
-                (rec.id, rid, parent, kind, _now(), note, int(binary.sum()), n_components)).lastrowid)
-            rel = Path("annotations") / rec.subject / rec.role / f"v{vid:06d}.nii.gz"
-            dest = self.root / rel
-            save_volume(dest, binary, self._reference(rec), dtype=np.uint8)
-            _fsync_dir(dest.parent)
-            db.execute("UPDATE versions SET path = ?, sha256 = ? WHERE id = ?", (rel.as_posix(), sha256_of(dest), vid))
-            db.executemany("INSERT INTO slice_status VALUES (?, ?, ?)",
-                           [(vid, s, st) for s, st in status.items() if st != "todo"])
-            for d in decisions or []:
-                if d.get("decision") not in DECISIONS:
-                    raise ValueError(f"decision must be one of {DECISIONS}, got {d.get('decision')!r}")
-                db.execute("INSERT INTO decisions (version_id, candidate, decision, source, centre, n_voxels)"
-                           " VALUES (?, ?, ?, ?, ?, ?)",
-                           (vid, int(d["candidate"]), d["decision"], str(d.get("source", "")),
-                            json.dumps([float(v) for v in d.get("centre", ())]), int(d.get("n_voxels", 0))))
-        return self.version(vid)
-
-    def set_slice_status(self, version: int, slices, status: str, *, rater: str | None = None,
-                         note: str = "") -> VersionRecord:
-        """Mark axial ``slices`` with ``status`` as a new version on top of ``version``
-        (same mask file, no copy; versions are never changed in place).
-
-        Raises
-        ------
-        ValueError
-            Unknown status or slice outside the image.
-        """
-        base = self.version(version)
-        rec = self.image(base.image_id)
-        status_map = dict(base.slice_status)
-        for s in np.atleast_1d(slices):
-            status_map[int(s)] = status
-        status_map = self._clean_status(status_map, rec)
-        with self._write() as db:
-            rid = self._rater_id(db, _safe_name(rater or base.rater, "rater"), create=True)
-            vid = int(db.execute(
-                "INSERT INTO versions (image_id, rater_id, parent_id, kind, created, note, path, sha256,"
-                " n_voxels, n_components) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (base.image_id, rid, base.id, "manual" if base.kind == "autosave" else base.kind, _now(),
-                 note or f"slices {_ranges(slices)} {status}", base.path.relative_to(self.root).as_posix(),
-                 base.sha256, base.n_voxels, base.n_components)).lastrowid)
-            db.executemany("INSERT INTO slice_status VALUES (?, ?, ?)",
-                           [(vid, s, st) for s, st in status_map.items() if st != "todo"])
-        return self.version(vid)
-
-    def _clean_status(self, status: dict, rec: ImageRecord) -> dict[int, str]:
-        n = rec.shape[rec.axial_axis]
-        out = {}
-        for s, st in status.items():
-            if st not in SLICE_STATUSES:
-                raise ValueError(f"slice status must be one of {SLICE_STATUSES}, got {st!r}")
-            if not 0 <= int(s) < n:
-                raise ValueError(f"slice {s} is outside the image's {n} axial slices (0-{n - 1})")
-            out[int(s)] = st
-        return out
-
-    def _slice_status(self, db, vid: int) -> dict[int, str]:
-        return {int(r[0]): r[1] for r in db.execute("SELECT slice, status FROM slice_status WHERE version_id = ?"
-                                                    " ORDER BY slice", (vid,))}
-
-    _VERSION_SQL = ("SELECT v.*, r.name AS rater, i.role AS role, s.name AS subject FROM versions v "
-                    "JOIN raters r ON r.id = v.rater_id JOIN images i ON i.id = v.image_id "
-                    "JOIN subjects s ON s.id = i.subject_id")
-
-    def version(self, vid: int) -> VersionRecord:
-        """One version by id.
-
-        Raises
-        ------
-        PVSInputError
-            No such version.
-        """
-        row = self._db.execute(self._VERSION_SQL + " WHERE v.id = ?", (int(vid),)).fetchone()
-        if row is None:
-            raise PVSInputError(f"no annotation version {vid} in the project", self.root)
-        return self._version_record(row)
-
-    def _version_record(self, r) -> VersionRecord:
-        return VersionRecord(id=int(r["id"]), image_id=int(r["image_id"]), subject=r["subject"], role=r["role"],
-                             rater=r["rater"], parent_id=r["parent_id"], kind=r["kind"], created=r["created"],
-                             note=r["note"], path=self.root / r["path"], sha256=r["sha256"],
-                             n_voxels=int(r["n_voxels"]), n_components=int(r["n_components"]),
-                             slice_status=self._slice_status(self._db, int(r["id"])))
-
-    def versions(self, image: str | int | ImageRecord | None = None, *, rater: str | None = None,
-                 kind: str | None = None) -> list[VersionRecord]:
-        """Versions, oldest first, optionally of one image (subject name = its T2), rater
-        and kind."""
-        where, args = [], []
-        if image is not None:
-            rec = image if isinstance(image, ImageRecord) else self.image(image)
-            where.append("v.image_id = ?")
-            args.append(rec.id)
-        if rater is not None:
-            where.append("r.name = ?")
-            args.append(rater)
-        if kind is not None:
-            where.append("v.kind = ?")
-            args.append(kind)
-        sql = self._VERSION_SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY v.id"
-        return [self._version_record(r) for r in self._db.execute(sql, args)]
-
-    def latest_version(self, image: str | int | ImageRecord, rater: str | None = None, *,
-                       include_autosaves: bool = False) -> VersionRecord | None:
-        """The newest version of an image (by one rater), skipping autosaves unless asked."""
-        vs = [v for v in self.versions(image, rater=rater) if include_autosaves or v.kind != "autosave"]
-        return vs[-1] if vs else None
-
-    def newest_autosave(self, image: str | int | ImageRecord, rater: str) -> VersionRecord | None:
-        """The rater's newest autosave of an image when it is newer than every other version
-        of theirs (work not saved by hand before a crash or a close), else None."""
-        vs = self.versions(image, rater=rater)
-        return vs[-1] if vs and vs[-1].kind == "autosave" else None
-
-    def load_version(self, vid: int) -> np.ndarray:
-        """The mask of a version, uint8 ``(Z, Y, X)`` 0/1, its sha256 checked.
-
-        Raises
-        ------
-        PVSInputError
-            No such version, or its file is missing or altered.
-        """
-        rec = self.version(vid)
-        self._check_file(rec.path, rec.sha256)
-        return (np.asarray(load_volume(rec.path).data) > 0).astype(np.uint8)
-
-    def decisions(self, vid: int) -> list[dict]:
-        """Candidate decisions stored with a version."""
-        return [{"candidate": int(r["candidate"]), "decision": r["decision"], "source": r["source"],
-                 "centre": tuple(json.loads(r["centre"])), "n_voxels": int(r["n_voxels"])}
-                for r in self._db.execute("SELECT * FROM decisions WHERE version_id = ? ORDER BY id", (int(vid),))]
-
-    def label_mask(self, vid: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(mask, labelled)`` of a version for training: the uint8 mask and a bool
-        ``(Z, Y, X)`` map of the voxels whose label is known (the slices marked done or
-        reviewed); every other voxel must be ignored by the loss, not taken as background."""
-        rec = self.version(vid)
-        img = self.image(rec.image_id)
-        return self.load_version(vid), slices_mask(img.shape, img.axial_axis, rec.labelled_slices)
-
-    # ------------------------------------------------------------------ runs and predictions
-    def record_training_run(self, checkpoint: str | Path, *, config: dict, metrics: dict,
-                            versions: list[int]) -> int:
-        """Catalogue a training run (checkpoint path and sha256, config, metrics, the
-        versions it trained on); the checkpoint stays where it is. Returns the run id."""
-        ck = Path(checkpoint).resolve()
-        with self._write() as db:
-            return int(db.execute(
-                "INSERT INTO training_runs (created, config, metrics, versions, checkpoint, checkpoint_sha256)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (_now(), json.dumps(config, default=str), json.dumps(metrics, default=str),
-                 json.dumps([int(v) for v in versions]), str(ck), sha256_of(ck))).lastrowid)
-
-    def training_runs(self) -> list[dict]:
-        return [{"id": int(r["id"]), "created": r["created"], "config": json.loads(r["config"]),
-                 "metrics": json.loads(r["metrics"]), "versions": json.loads(r["versions"]),
-                 "checkpoint": r["checkpoint"], "checkpoint_sha256": r["checkpoint_sha256"]}
-                for r in self._db.execute("SELECT * FROM training_runs ORDER BY id")]
-
-    def save_prediction(self, image: str | int | ImageRecord, mask: np.ndarray, *, checkpoint_sha256: str) -> int:
-        """Store a model's prediction mask for an image (atomically, like versions)."""
-        rec = image if isinstance(image, ImageRecord) else self.image(image)
-        if tuple(np.shape(mask)) != rec.shape:
-            raise ValueError(f"prediction shape {tuple(np.shape(mask))} differs from the image grid {rec.shape}")
-        with self._write() as db:
-            pid = int(db.execute("INSERT INTO predictions (image_id, created, checkpoint_sha256, path, sha256)"
-                                 " VALUES (?, ?, ?, '', '')", (rec.id, _now(), checkpoint_sha256)).lastrowid)
-            rel = Path("predictions") / rec.subject / rec.role / f"p{pid:06d}.nii.gz"
-            dest = self.root / rel
-            save_volume(dest, (np.asarray(mask) > 0).astype(np.uint8), self._reference(rec), dtype=np.uint8)
-            _fsync_dir(dest.parent)
-            db.execute("UPDATE predictions SET path = ?, sha256 = ? WHERE id = ?", (rel.as_posix(), sha256_of(dest), pid))
-        return pid
-
-    # ------------------------------------------------------------------ checks
-    def _check_file(self, path: Path, sha: str) -> None:
-        if not path.is_file():
-            raise PVSInputError("missing: the catalogue lists this file but it is gone", path)
-        if sha256_of(path) != sha:
-            raise PVSInputError("altered: the file's sha256 differs from the catalogue's "
-                                "(edited or replaced outside napari-pvs)", path)
-
-    def verify(self) -> list[Problem]:
-        """Check every catalogued file (exists, sha256) and look for orphans (files under
-        ``annotations/`` or ``predictions/`` that no row references: left by a save that
-        was interrupted before its commit). Returns the problems found (empty: all well)."""
-        problems: list[Problem] = []
-        known: dict[Path, str] = {}
-        for table in ("images", "versions", "predictions"):
-            for r in self._db.execute(f"SELECT path, sha256 FROM {table}"):
-                known[self.root / r[0]] = r[1]
-        for path, sha in known.items():
-            if not path.is_file():
-                problems.append(Problem("missing", path, "listed in the catalogue but not on disk"))
-            elif sha256_of(path) != sha:
-                problems.append(Problem("altered", path, "sha256 differs from the catalogue's"))
-        for sub in ("images", "annotations", "predictions"):
-            for p in sorted((self.root / sub).rglob("*")) if (self.root / sub).is_dir() else []:
-                if p.is_file() and p not in known:
-                    problems.append(Problem("orphan", p, "no catalogue row references it "
-                                            "(an interrupted save); it is ignored"))
-        return problems
-
-    def integrity_check(self) -> str:
-        """``PRAGMA integrity_check`` of the catalogue (``"ok"`` when whole)."""
-        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
-
-    # ------------------------------------------------------------------ summaries
-    def status(self) -> list[dict]:
-        """Per subject and image: versions, and per rater the latest version's slices done,
-        reviewed and in progress out of the image's axial slices."""
-        out = []
-        for img in self.images():
-            n = img.shape[img.axial_axis]
-            row = {"subject": img.subject, "role": img.role, "slices": n, "raters": {},
-                   "versions": len(self.versions(img))}
-            for rater in self.raters():
-                v = self.latest_version(img, rater, include_autosaves=True)
-                if v is None:
-                    continue
-                row["raters"][rater] = {"version": v.id, "kind": v.kind, "created": v.created,
-                                        "done": len(v.slices_with("done")),
-                                        "reviewed": len(v.slices_with("reviewed")),
-                                        "in_progress": len(v.slices_with("in_progress")),
-                                        "n_components": v.n_components}
-            out.append(row)
-        return out
-
-
-def common_labelled_slices(versions: list[VersionRecord]) -> dict[int, str]:
-    """``{slice: "done"}`` for the slices labelled (done or reviewed) in every one of
-    ``versions``: the slices a consensus of them is known on."""
-    if not versions:
-        return {}
-    common = set(versions[0].labelled_slices)
-    for v in versions[1:]:
-        common &= set(v.labelled_slices)
-    return {s: "done" for s in sorted(common)}
 
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
-
-def _ranges(slices) -> str:
-    s = sorted(int(v) for v in np.atleast_1d(slices))
-    if not s:
-        return "none"
-    parts, start, prev = [], s[0], s[0]
-    for v in s[1:] + [None]:
-        if v is not None and v == prev + 1:
-            prev = v
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if v is not None:
-            start = prev = v
-    return ",".join(parts)

@@ -1,0 +1,55 @@
+"""Training runs and model predictions recorded in a project.
+
+Mixed into :class:`~napari_pvs.engine.project.store.Project`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..io import save_volume
+from .records import ImageRecord, _fsync_dir, _now, sha256_of
+
+__all__ = ["RunsMixin"]
+
+
+class RunsMixin:
+    """The training-run and prediction part of :class:`~napari_pvs.engine.project.store.Project`."""
+
+    # ------------------------------------------------------------------ runs and predictions
+    def record_training_run(self, checkpoint: str | Path, *, config: dict, metrics: dict,
+                            versions: list[int]) -> int:
+        """Catalogue a training run (checkpoint path and sha256, config, metrics, the
+        versions it trained on); the checkpoint stays where it is. Returns the run id."""
+        ck = Path(checkpoint).resolve()
+        with self._write() as db:
+            return int(db.execute(
+                "INSERT INTO training_runs (created, config, metrics, versions, checkpoint, checkpoint_sha256)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (_now(), json.dumps(config, default=str), json.dumps(metrics, default=str),
+                 json.dumps([int(v) for v in versions]), str(ck), sha256_of(ck))).lastrowid)
+
+    def training_runs(self) -> list[dict]:
+        return [{"id": int(r["id"]), "created": r["created"], "config": json.loads(r["config"]),
+                 "metrics": json.loads(r["metrics"]), "versions": json.loads(r["versions"]),
+                 "checkpoint": r["checkpoint"], "checkpoint_sha256": r["checkpoint_sha256"]}
+                for r in self._db.execute("SELECT * FROM training_runs ORDER BY id")]
+
+    def save_prediction(self, image: str | int | ImageRecord, mask: np.ndarray, *, checkpoint_sha256: str) -> int:
+        """Store a model's prediction mask for an image (atomically, like versions)."""
+        rec = image if isinstance(image, ImageRecord) else self.image(image)
+        if tuple(np.shape(mask)) != rec.shape:
+            raise ValueError(f"prediction shape {tuple(np.shape(mask))} differs from the image grid {rec.shape}")
+        with self._write() as db:
+            pid = int(db.execute("INSERT INTO predictions (image_id, created, checkpoint_sha256, path, sha256)"
+                                 " VALUES (?, ?, ?, '', '')", (rec.id, _now(), checkpoint_sha256)).lastrowid)
+            rel = Path("predictions") / rec.subject / rec.role / f"p{pid:06d}.nii.gz"
+            dest = self.root / rel
+            save_volume(dest, (np.asarray(mask) > 0).astype(np.uint8), self._reference(rec), dtype=np.uint8)
+            _fsync_dir(dest.parent)
+            db.execute("UPDATE predictions SET path = ?, sha256 = ? WHERE id = ?", (rel.as_posix(), sha256_of(dest), pid))
+        return pid
+
