@@ -154,7 +154,7 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
                   device: torch.device | None = None, overlap: float | None = None,
                   crop_to_head: bool = True, roi_mask: torch.Tensor | None = None,
                   windows_per_pass: int | None = None, extra_inputs: Mapping[str, torch.Tensor] | None = None,
-                  ) -> Generator[int, None, torch.Tensor]:
+                  mc_dropout: bool = False) -> Generator[int, None, torch.Tensor]:
     """Generator over batches of normalised slices ``(S, H, W)`` at the model's spacing.
 
     Each batch of slices is predicted with MONAI's ``sliding_window_inference``: windows
@@ -164,7 +164,9 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
     are predicted (probability 0 elsewhere; inside the box the same as without it). With
     ``roi_mask`` (bool ``(S, H, W)``), windows holding no True pixel are not run (MONAI
     hands the predictor the mask's windows as ``condition``). The network receives the
-    batch dict ``{"image": windows, **extra_inputs}``.
+    batch dict ``{"image": windows, **extra_inputs}``. With ``mc_dropout`` the network's
+    dropout layers stay active (Monte-Carlo dropout: each call is one stochastic sample;
+    seed torch before it for a reproducible one); the rest of it is in eval mode.
 
     Yields the number of slices done after each batch; returns the probability stack
     ``(S, H, W)`` float32 (CPU).
@@ -173,6 +175,10 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
         param = next(iter(loaded.model.parameters()), None)
         device = param.device if param is not None else torch.device("cpu")
     model = loaded.model.to(device).eval()
+    if mc_dropout:
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+                m.train()
     channels_last = device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -98,7 +98,22 @@ CREATE TABLE predictions (
 );
 """
 
+#: version 2: active-learning rounds (the fine-tuned model, the slices it learnt from, its
+#: validation DSC and the suggestions that led to it)
+_V2 = """
+CREATE TABLE al_rounds (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    created       TEXT NOT NULL,
+    run_id        INTEGER REFERENCES training_runs(id),
+    checkpoint    TEXT NOT NULL,
+    strategy      TEXT NOT NULL,
+    n_slices      INTEGER NOT NULL,
+    val_dsc       REAL,
+    suggestions   TEXT NOT NULL
+);
+"""
+
 #: the catalogue schema this napari-pvs writes
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: version -> SQL that brings a catalogue from ``version - 1`` to ``version``
-MIGRATIONS: dict[int, str] = {1: _V1}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}

@@ -67,9 +67,12 @@ def project_training_data(project: Project, versions: str = "latest") -> Project
 
 
 def train_from_project(project: Project, config, checkpoint_path: str | Path, *, versions: str = "latest",
-                       init_from: str | Path | None = None) -> Generator:
+                       init_from: str | Path | None = None, val_indices=None) -> Generator:
     """:func:`~napari_pvs.engine.training.train` on :func:`project_training_data`, then
-    record the run in the project. Yields the training's
+    record the run in the project. ``val_indices`` (indices into the chosen T2 images, in
+    project order) picks the validation volumes, as in
+    :class:`~napari_pvs.engine.training.SegmentationTask`; ``"all"`` trains and validates
+    on every labelled slice (a fit measure: nothing is held out). Yields the training's
     :class:`~napari_pvs.engine.training.TrainEvent` s and returns its ``TrainResult``;
     the run is then listed by :meth:`Project.training_runs`.
 
@@ -84,8 +87,10 @@ def train_from_project(project: Project, config, checkpoint_path: str | Path, *,
     data = project_training_data(project, versions)
     meta = {"project": str(project.root), "versions_rule": versions, "versions": data.versions,
             "labelled_slices": data.labelled_slices}
+    if val_indices == "all":
+        val_indices = list(range(len(data.images)))
     result = yield from train(data.images, data.masks, config, checkpoint_path, init_from=init_from,
-                              ignore_masks=data.ignore_masks, metadata=meta)
+                              ignore_masks=data.ignore_masks, val_indices=val_indices, metadata=meta)
     if result.checkpoint is not None and Path(result.checkpoint).is_file():
         project.record_training_run(result.checkpoint, config=train_config_to_dict(config),
                                     metrics={"best_val_dsc": result.best_val_metric, "steps": result.steps_done,

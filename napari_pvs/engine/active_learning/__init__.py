@@ -1,0 +1,20 @@
+"""Active learning: the model asks for the slices that teach it most.
+
+:mod:`.scoring` (entropy, BALD, per-slice and per-component aggregation), :mod:`.uncertainty`
+(stochastic predictions of a volume: MC dropout or test-time augmentation),
+:mod:`.selection` (ranking with a diversity term), :mod:`.loop` (suggest, wait, fine-tune,
+record; generators of :class:`ALEvent`).
+"""
+
+from .loop import (ALConfig, ALEvent, ProjectScores, active_learning_loop, finetune_round, labelled_slices,
+                   project_checkpoint, score_project, suggest)
+from .scoring import (STRATEGIES, UNCERTAINTY_STRATEGIES, bald, binary_entropy, component_scores,
+                      predictive_entropy, slice_load_mm2, slice_means)
+from .selection import SelectionConfig, SliceChoice, select_slices
+from .uncertainty import SAMPLERS, ScoreProgress, UncertaintyConfig, VolumeScores, has_dropout, score_volume
+
+__all__ = ["ALConfig", "ALEvent", "ProjectScores", "active_learning_loop", "finetune_round", "labelled_slices",
+           "project_checkpoint", "score_project", "suggest", "STRATEGIES", "UNCERTAINTY_STRATEGIES", "bald",
+           "binary_entropy", "component_scores", "predictive_entropy", "slice_load_mm2", "slice_means",
+           "SelectionConfig", "SliceChoice", "select_slices", "SAMPLERS", "ScoreProgress", "UncertaintyConfig",
+           "VolumeScores", "has_dropout", "score_volume"]
