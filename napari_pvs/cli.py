@@ -1,5 +1,6 @@
 """The ``napari-pvs`` command line: simulate, train, segment and count PVS; annotation
-projects (``napari-pvs project ...``, :mod:`napari_pvs.cli_project`).
+projects (``napari-pvs project ...``, :mod:`napari_pvs.cli_project`); active learning
+(``napari-pvs al ...``, :mod:`napari_pvs.cli_al`).
 
 Every GUI action has a command here and a Python function in :mod:`napari_pvs.engine`.
 Bad input ends with a one-line ``napari-pvs: error: FILE: problem`` and exit code 2,
@@ -243,9 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.set_defaults(func=cmd_count)
 
+    from .cli_al import add_al_parser
     from .cli_project import add_project_parser
 
     add_project_parser(sub)
+    add_al_parser(sub)
     return p
 
 

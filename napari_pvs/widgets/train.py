@@ -219,14 +219,13 @@ class TrainWidget(JobWidget):
         if init_from is not None and not init_from.is_file():
             raise PVSInputError("checkpoint to start from not found", init_from)
         if project_dir is not None:
-            from ..engine.project.training import project_training_data
+            from ..engine.project.training import project_training_data, training_metadata
             from ._state import open_project
 
             proj = open_project(project_dir)
             data = project_training_data(proj, str(self.project_versions.value))
             self._project_data = (proj, data)
-            meta = {"project": str(proj.root), "versions_rule": str(self.project_versions.value),
-                    "versions": data.versions, "labelled_slices": data.labelled_slices}
+            meta = training_metadata(proj, data, str(self.project_versions.value))
             return (SegmentationTask(data.images, data.masks, config, ignore_masks=data.ignore_masks,
                                      metadata=meta), config, init_from)
         return SegmentationTask(images, masks, config), config, init_from
@@ -254,15 +253,13 @@ class TrainWidget(JobWidget):
         msg = (f"Training done ({result.stop_reason}): {result.steps_done} steps in "
                f"{format_seconds(result.seconds)} ({100 * result.val_share:.0f} % validating), best "
                f"validation {result.metric_name} {best}; checkpoint {result.checkpoint}")
-        if self._project_data is not None and result.checkpoint is not None:
-            from ..engine.training.segmentation import train_config_to_dict
+        if self._project_data is not None:
+            from ..engine.project.training import record_project_run
 
             proj, data = self._project_data
-            run = proj.record_training_run(result.checkpoint, config=train_config_to_dict(self._config),
-                                           metrics={"best_val_dsc": result.best_val_metric,
-                                                    "steps": result.steps_done, "seconds": result.seconds},
-                                           versions=data.versions)
-            msg += f"; recorded as run {run} in project {proj.name}"
+            run = record_project_run(proj, result, self._config, data)
+            if run is not None:
+                msg += f"; recorded as run {run} in project {proj.name}"
         self.status.setText(msg)
         notify_info(msg)
 

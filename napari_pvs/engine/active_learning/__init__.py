@@ -6,15 +6,19 @@
 record; generators of :class:`ALEvent`).
 """
 
-from .loop import (ALConfig, ALEvent, ProjectScores, active_learning_loop, finetune_round, labelled_slices,
-                   project_checkpoint, score_project, suggest)
+from .loop import (HOLDOUT_MIN_VOLUMES, ALConfig, ALEvent, FinetunePlan, ProjectScores, ScoringInputs,
+                   active_learning_loop, finetune_round, labelled_slices, plan_finetune, project_checkpoint,
+                   record_finetune, round_message, run_finetune, score_images, score_project, scoring_inputs,
+                   select_next, suggest)
 from .scoring import (STRATEGIES, UNCERTAINTY_STRATEGIES, bald, binary_entropy, component_scores,
                       predictive_entropy, slice_load_mm2, slice_means)
 from .selection import SelectionConfig, SliceChoice, select_slices
 from .uncertainty import SAMPLERS, ScoreProgress, UncertaintyConfig, VolumeScores, has_dropout, score_volume
 
-__all__ = ["ALConfig", "ALEvent", "ProjectScores", "active_learning_loop", "finetune_round", "labelled_slices",
-           "project_checkpoint", "score_project", "suggest", "STRATEGIES", "UNCERTAINTY_STRATEGIES", "bald",
+__all__ = ["HOLDOUT_MIN_VOLUMES", "ALConfig", "ALEvent", "FinetunePlan", "ProjectScores", "ScoringInputs",
+           "active_learning_loop", "finetune_round", "labelled_slices", "plan_finetune", "project_checkpoint",
+           "record_finetune", "round_message", "run_finetune", "score_images", "score_project", "scoring_inputs",
+           "select_next", "suggest", "STRATEGIES", "UNCERTAINTY_STRATEGIES", "bald",
            "binary_entropy", "component_scores", "predictive_entropy", "slice_load_mm2", "slice_means",
            "SelectionConfig", "SliceChoice", "select_slices", "SAMPLERS", "ScoreProgress", "UncertaintyConfig",
            "VolumeScores", "has_dropout", "score_volume"]

@@ -29,8 +29,10 @@ from .scoring import STRATEGIES
 from .selection import SelectionConfig, SliceChoice, select_slices
 from .uncertainty import UncertaintyConfig, VolumeScores, score_volume
 
-__all__ = ["ALConfig", "ALEvent", "ProjectScores", "labelled_slices", "score_project", "suggest",
-           "finetune_round", "active_learning_loop", "project_checkpoint", "HOLDOUT_MIN_VOLUMES"]
+__all__ = ["ALConfig", "ALEvent", "ProjectScores", "ScoringInputs", "FinetunePlan", "labelled_slices",
+           "scoring_inputs", "score_images", "score_project", "suggest", "select_next", "plan_finetune",
+           "run_finetune", "record_finetune", "round_message", "finetune_round", "active_learning_loop",
+           "project_checkpoint", "HOLDOUT_MIN_VOLUMES"]
 
 #: with fewer annotated scans, fine-tuning trains on all of them and its validation DSC
 #: measures the fit on the annotated slices; from this many on, a quarter is held out
@@ -185,17 +187,91 @@ def _brain_slices(image, min_fraction: float) -> np.ndarray:
     return np.flatnonzero((area > 0) & (area >= min_fraction * area.max()))
 
 
+@dataclass
+class ScoringInputs:
+    """What :func:`score_images` needs from a project, read on the caller's thread (the
+    project's SQLite connection stays there): ``items`` of ``((subject, image_id), Volume,
+    slices not annotated yet)``, ``slice_mm`` (axial slice distance per scan) and the
+    checkpoint (None for ``random``)."""
+
+    items: list
+    slice_mm: dict
+    checkpoint: Path | None
+
+
+def scoring_inputs(project, config: ALConfig = ALConfig(), *, checkpoint: str | Path | None = None,
+                   subjects: Sequence[str] | None = None) -> ScoringInputs:
+    """Load the project's T2 images and their slices not annotated yet.
+
+    Raises
+    ------
+    PVSInputError
+        No T2 image in the project.
+    """
+    images = [im for im in project.images() if im.role == "T2" and (subjects is None or im.subject in subjects)]
+    if not images:
+        raise PVSInputError("the project has no T2 image to score", project.root)
+    done = labelled_slices(project, config.versions)
+    ckpt = None
+    if config.strategy != "random":
+        ckpt = Path(checkpoint) if checkpoint is not None else project_checkpoint(project)
+    items, slice_mm = [], {}
+    for rec in images:
+        key = (rec.subject, int(rec.id))
+        slice_mm[key] = float(rec.voxel_size[rec.axial_axis])
+        todo = sorted(set(range(rec.shape[rec.axial_axis])) - set(done.get(int(rec.id), [])))
+        items.append((key, project.load_image(rec.id), todo))
+    return ScoringInputs(items, slice_mm, ckpt)
+
+
+def score_images(inputs: ScoringInputs, config: ALConfig = ALConfig()) -> Generator[ALEvent, None, ProjectScores]:
+    """Score the slices of :func:`scoring_inputs` (no project access: runs in a worker).
+
+    ``config.strategy`` decides what is computed: ``bald``/``entropy`` run
+    ``config.uncertainty.n_samples`` stochastic passes, ``load`` one deterministic pass,
+    ``random`` no model (only the brain's slices, as scoring would keep them).
+
+    Yields ``"score"`` events; returns :class:`ProjectScores`.
+
+    Raises
+    ------
+    PVSInputError
+        An unreadable checkpoint.
+    """
+    from ..checkpoint import load_model
+
+    t0 = time.perf_counter()
+    loaded = load_model(inputs.checkpoint) if inputs.checkpoint is not None else None
+    ucfg = config.uncertainty
+    if config.strategy == "load":
+        ucfg = dataclasses.replace(ucfg, sampler="tta", n_samples=1)
+    out = ProjectScores({}, {}, dict(inputs.slice_mm), inputs.checkpoint)
+    for i, (key, image, todo) in enumerate(inputs.items, 1):
+        name = f"{key[0]} ({i}/{len(inputs.items)})"
+        if loaded is None:
+            yield ALEvent("score", message=f"finding the brain slices of {name}")
+            out.candidates[key] = {"slices": np.intersect1d(_brain_slices(image, ucfg.min_brain_fraction), todo)}
+            out.volumes[key] = None
+            continue
+        scores: VolumeScores = yield from map_events(score_volume(loaded, image, ucfg, slices=todo, name=name),
+                                                     lambda ev: ALEvent("score", inner=ev))
+        out.volumes[key] = scores
+        sl = scores.scored
+        out.candidates[key] = {"slices": sl, "entropy": scores.entropy[sl], "bald": scores.bald[sl],
+                               "load_mm2": scores.load_mm2[sl]}
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
 def score_project(project, config: ALConfig = ALConfig(), *, checkpoint: str | Path | None = None,
                   subjects: Sequence[str] | None = None) -> Generator[ALEvent, None, ProjectScores]:
-    """Score every T2 slice of the project that is not annotated yet.
+    """Score every T2 slice of the project that is not annotated yet:
+    :func:`scoring_inputs` then :func:`score_images`.
 
     Parameters
     ----------
     project : Project
     config : ALConfig
-        ``strategy`` decides what is computed: ``bald``/``entropy`` run
-        ``config.uncertainty.n_samples`` stochastic passes, ``load`` one deterministic
-        pass, ``random`` no model (only the brain's slices).
     checkpoint : str or Path, optional
         Default: :func:`project_checkpoint`.
     subjects : sequence of str, optional
@@ -215,42 +291,8 @@ def score_project(project, config: ALConfig = ALConfig(), *, checkpoint: str | P
     PVSInputError
         No T2 image in the project; an unreadable checkpoint.
     """
-    from ..checkpoint import load_model
-
-    t0 = time.perf_counter()
-    images = [im for im in project.images() if im.role == "T2" and (subjects is None or im.subject in subjects)]
-    if not images:
-        raise PVSInputError("the project has no T2 image to score", project.root)
-    done = labelled_slices(project, config.versions)
-    ckpt = None
-    loaded = None
-    if config.strategy != "random":
-        ckpt = Path(checkpoint) if checkpoint is not None else project_checkpoint(project)
-        loaded = load_model(ckpt)
-    ucfg = config.uncertainty
-    if config.strategy == "load":
-        ucfg = dataclasses.replace(ucfg, sampler="tta", n_samples=1)
-    out = ProjectScores({}, {}, {}, ckpt)
-    for i, rec in enumerate(images, 1):
-        image = project.load_image(rec.id)
-        key = (rec.subject, int(rec.id))
-        out.slice_mm[key] = float(rec.voxel_size[rec.axial_axis])
-        todo = sorted(set(range(rec.shape[rec.axial_axis])) - set(done.get(int(rec.id), [])))
-        name = f"{rec.subject} ({i}/{len(images)})"
-        if loaded is None:
-            yield ALEvent("score", message=f"finding the brain slices of {name}")
-            keep = np.intersect1d(_brain_slices(image, ucfg.min_brain_fraction), todo)
-            out.candidates[key] = {"slices": keep}
-            out.volumes[key] = None
-            continue
-        scores: VolumeScores = yield from map_events(score_volume(loaded, image, ucfg, slices=todo, name=name),
-                                                     lambda ev: ALEvent("score", inner=ev))
-        out.volumes[key] = scores
-        sl = scores.scored
-        out.candidates[key] = {"slices": sl, "entropy": scores.entropy[sl], "bald": scores.bald[sl],
-                               "load_mm2": scores.load_mm2[sl]}
-    out.seconds = time.perf_counter() - t0
-    return out
+    inputs = scoring_inputs(project, config, checkpoint=checkpoint, subjects=subjects)
+    return (yield from score_images(inputs, config))
 
 
 def suggest(project, config: ALConfig = ALConfig(), *, checkpoint: str | Path | None = None, n: int | None = None,
@@ -259,11 +301,17 @@ def suggest(project, config: ALConfig = ALConfig(), *, checkpoint: str | Path | 
     (default ``config.n_per_round``). Yields ``"score"`` events, then one ``"proposed"``;
     returns ``(choices, scores)``."""
     scores = yield from score_project(project, config, checkpoint=checkpoint)
-    choices = select_slices(scores.candidates, config.strategy, n or config.n_per_round, slice_mm=scores.slice_mm,
-                            config=dataclasses.replace(config.selection, seed=config.seed))
+    choices = select_next(scores, config, n)
     yield ALEvent("proposed", queue=tuple(choices),
                   message=f"{len(choices)} slices proposed ({config.strategy}) in {format_seconds(scores.seconds)}")
     return choices, scores
+
+
+def select_next(scores: ProjectScores, config: ALConfig = ALConfig(), n: int | None = None) -> list[SliceChoice]:
+    """The next ``n`` (default ``config.n_per_round``) slices of scored project slices
+    (:func:`~.selection.select_slices` with ``config``'s strategy, diversity and seed)."""
+    return select_slices(scores.candidates, config.strategy, n or config.n_per_round, slice_mm=scores.slice_mm,
+                         config=dataclasses.replace(config.selection, seed=config.seed))
 
 
 def _finetune_config(checkpoint: Path, config: ALConfig):
@@ -285,15 +333,92 @@ def _finetune_config(checkpoint: Path, config: ALConfig):
     return TrainConfig(**tc)
 
 
+@dataclass
+class FinetunePlan:
+    """A fine-tuning round prepared from a project on the caller's thread
+    (:func:`plan_finetune`): the annotated data, the training config, the starting and
+    the output checkpoint, the number of labelled slices and the validation volumes."""
+
+    data: object
+    train_config: object
+    init_from: Path
+    out: Path
+    n_slices: int
+    val_indices: list[int] | None
+    metadata: dict
+
+
+def plan_finetune(project, config: ALConfig = ALConfig(), *, checkpoint: str | Path | None = None) -> FinetunePlan:
+    """Read what a fine-tuning round needs from the project (see :func:`finetune_round`).
+
+    Raises
+    ------
+    PVSInputError
+        Nothing annotated yet; a checkpoint that cannot be read.
+    """
+    from ..project.training import project_training_data, training_metadata
+
+    ckpt = Path(checkpoint) if checkpoint is not None else project_checkpoint(project)
+    cfg = _finetune_config(ckpt, config)
+    data = project_training_data(project, config.versions)
+    n_slices = sum(len(s) for s in data.labelled_slices)
+    # few annotated scans: every one trains (validation then measures the fit on the
+    # annotated slices); from HOLDOUT_MIN_VOLUMES on, a quarter of them is held out
+    val = list(range(len(data.images))) if len(data.images) < HOLDOUT_MIN_VOLUMES else None
+    out = project.root / "models" / f"al_round_{len(project.al_rounds()) + 1:03d}.pt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return FinetunePlan(data, cfg, ckpt, out, n_slices, val, training_metadata(project, data, config.versions))
+
+
+def run_finetune(plan: FinetunePlan, round_no: int = 0) -> Generator[ALEvent, None, object]:
+    """Train the plan (no project access: runs in a worker); yields ``"train"`` events
+    (``inner``: TrainEvent with the live validation DSC), returns the ``TrainResult``."""
+    from ..training import train
+
+    d = plan.data
+    gen = train(d.images, d.masks, plan.train_config, plan.out, init_from=plan.init_from,
+                ignore_masks=d.ignore_masks, val_indices=plan.val_indices, metadata=plan.metadata)
+    return (yield from map_events(gen, lambda ev: ALEvent("train", round=round_no, inner=ev)))
+
+
+def record_finetune(project, plan: FinetunePlan, result, config: ALConfig = ALConfig(),
+                    suggestions: Sequence[SliceChoice] = ()) -> dict:
+    """Record a finished fine-tuning as a training run and an active-learning round;
+    returns the round (:meth:`Project.al_rounds` row).
+
+    Raises
+    ------
+    PVSInputError
+        The training ended before its first validation (no checkpoint).
+    """
+    from ..project.training import record_project_run
+
+    run_id = record_project_run(project, result, plan.train_config, plan.data)
+    if run_id is None:
+        raise PVSInputError("fine-tuning ended before its first validation: no checkpoint was written", plan.out)
+    rid = project.record_al_round(result.checkpoint, strategy=config.strategy, n_slices=plan.n_slices,
+                                  val_dsc=result.best_val_metric, suggestions=[c.as_dict() for c in suggestions],
+                                  run_id=run_id)
+    return next(r for r in project.al_rounds() if r["id"] == rid)
+
+
+def round_message(record: dict, result) -> str:
+    """One line about a recorded round."""
+    dsc = "n/a" if record["val_dsc"] is None else f"{record['val_dsc']:.3f}"
+    return (f"round {record['id']}: {record['n_slices']} labelled slices, validation DSC {dsc}, "
+            f"{result.steps_done} steps in {format_seconds(result.seconds)}")
+
+
 def finetune_round(project, config: ALConfig = ALConfig(), *, checkpoint: str | Path | None = None,
                    suggestions: Sequence[SliceChoice] = (), round_no: int = 0,
                    ) -> Generator[ALEvent, None, dict]:
-    """Fine-tune the current model on everything annotated so far and record the round.
+    """Fine-tune the current model on everything annotated so far and record the round:
+    :func:`plan_finetune`, :func:`run_finetune`, :func:`record_finetune`.
 
     The checkpoint (default :func:`project_checkpoint`) is the starting point and gives the
     training config (its own, with ``config``'s budget, steps and seed); the new checkpoint
     is written to ``<project>/models/al_round_NNN.pt``. Only the slices marked done or
-    reviewed are labelled (:func:`~napari_pvs.engine.project.training.train_from_project`).
+    reviewed are labelled (:func:`~napari_pvs.engine.project.training.project_training_data`).
     With fewer than :data:`HOLDOUT_MIN_VOLUMES` annotated scans all of them train and the
     validation DSC is the fit on the annotated slices; from then on a quarter of the scans
     is held out.
@@ -301,8 +426,7 @@ def finetune_round(project, config: ALConfig = ALConfig(), *, checkpoint: str | 
     Yields
     ------
     ALEvent
-        ``"train"`` events (``inner``: TrainEvent with the live validation DSC), then one
-        ``"round"``.
+        ``"train"`` events, then one ``"round"``.
 
     Returns
     -------
@@ -313,35 +437,12 @@ def finetune_round(project, config: ALConfig = ALConfig(), *, checkpoint: str | 
     ------
     PVSInputError
         Nothing annotated yet (no labelled slice with a PVS voxel); a checkpoint that
-        cannot be read.
+        cannot be read; training that ended before its first validation.
     """
-    from ..project.training import train_from_project
-
-    ckpt = Path(checkpoint) if checkpoint is not None else project_checkpoint(project)
-    cfg = _finetune_config(ckpt, config)
-    labelled = labelled_slices(project, config.versions)
-    n_slices = sum(len(v) for v in labelled.values())
-    # few annotated scans: every one trains (validation then measures the fit on the
-    # annotated slices); from HOLDOUT_MIN_VOLUMES on, a quarter of them is held out
-    val = "all" if len(labelled) < HOLDOUT_MIN_VOLUMES else None
-    k = len(project.al_rounds()) + 1
-    out = project.root / "models" / f"al_round_{k:03d}.pt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = yield from map_events(train_from_project(project, cfg, out, versions=config.versions, init_from=ckpt,
-                                                      val_indices=val),
-                                   lambda ev: ALEvent("train", round=round_no, inner=ev))
-    if result.checkpoint is None or not Path(result.checkpoint).is_file():
-        raise PVSInputError("fine-tuning ended before its first validation: no checkpoint was written", out)
-    run_id = next((r["id"] for r in reversed(project.training_runs())
-                   if Path(r["checkpoint"]) == Path(result.checkpoint).resolve()), None)
-    rid = project.record_al_round(result.checkpoint, strategy=config.strategy, n_slices=n_slices,
-                                  val_dsc=result.best_val_metric, suggestions=[c.as_dict() for c in suggestions],
-                                  run_id=run_id)
-    record = next(r for r in project.al_rounds() if r["id"] == rid)
-    dsc = "n/a" if result.best_val_metric is None else f"{result.best_val_metric:.3f}"
-    yield ALEvent("round", round=round_no, record=record,
-                  message=f"round {k}: {n_slices} labelled slices, validation DSC {dsc}, {result.steps_done} steps "
-                          f"in {format_seconds(result.seconds)}")
+    plan = plan_finetune(project, config, checkpoint=checkpoint)
+    result = yield from run_finetune(plan, round_no)
+    record = record_finetune(project, plan, result, config, suggestions)
+    yield ALEvent("round", round=round_no, record=record, message=round_message(record, result))
     return record
 
 

@@ -72,9 +72,13 @@ class SliceChoice:
     load_mm2: float = float("nan")
 
     def as_dict(self) -> dict:
-        return {"subject": self.subject, "image_id": self.image_id, "slice": self.slice, "score": self.score,
-                "strategy": self.strategy, "rank": self.rank, "entropy": self.entropy, "bald": self.bald,
-                "load_mm2": self.load_mm2}
+        """JSON-able dict (scores not computed are None)."""
+        def num(x: float) -> float | None:
+            return float(x) if np.isfinite(x) else None
+
+        return {"subject": self.subject, "image_id": self.image_id, "slice": self.slice, "score": num(self.score),
+                "strategy": self.strategy, "rank": self.rank, "entropy": num(self.entropy), "bald": num(self.bald),
+                "load_mm2": num(self.load_mm2)}
 
 
 def select_slices(candidates: Mapping[tuple[str, int], Mapping[str, np.ndarray]], strategy: str, n: int, *,

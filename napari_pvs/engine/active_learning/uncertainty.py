@@ -274,7 +274,7 @@ def score_volume(loaded: LoadedModel, image: Volume, config: UncertaintyConfig =
     per_slice = {}
     for key, vmap in (("entropy", full["entropy_map"]), ("bald", full["bald_map"])):
         per_slice[key] = np.full(n_slices, np.nan)
-        if todo.size:
+        if todo.size and (key != "bald" or config.n_samples > 1):  # one pass: no disagreement to measure
             per_slice[key][todo] = slice_means(vmap[todo], region[todo])
     load = np.full(n_slices, np.nan)
     if todo.size:

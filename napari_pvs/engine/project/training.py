@@ -21,7 +21,8 @@ from ..io import Volume
 from .export import chosen_versions
 from .store import Project, slices_mask
 
-__all__ = ["ProjectTrainingData", "project_training_data", "train_from_project"]
+__all__ = ["ProjectTrainingData", "project_training_data", "train_from_project", "record_project_run",
+           "training_metadata"]
 
 
 @dataclass
@@ -82,18 +83,31 @@ def train_from_project(project: Project, config, checkpoint_path: str | Path, *,
         As :func:`project_training_data` and :func:`~napari_pvs.engine.training.train`.
     """
     from ..training import train
-    from ..training.segmentation import train_config_to_dict
 
     data = project_training_data(project, versions)
-    meta = {"project": str(project.root), "versions_rule": versions, "versions": data.versions,
-            "labelled_slices": data.labelled_slices}
     if val_indices == "all":
         val_indices = list(range(len(data.images)))
     result = yield from train(data.images, data.masks, config, checkpoint_path, init_from=init_from,
-                              ignore_masks=data.ignore_masks, val_indices=val_indices, metadata=meta)
-    if result.checkpoint is not None and Path(result.checkpoint).is_file():
-        project.record_training_run(result.checkpoint, config=train_config_to_dict(config),
-                                    metrics={"best_val_dsc": result.best_val_metric, "steps": result.steps_done,
-                                             "seconds": result.seconds, "stop_reason": result.stop_reason},
-                                    versions=data.versions)
+                              ignore_masks=data.ignore_masks, val_indices=val_indices,
+                              metadata=training_metadata(project, data, versions))
+    record_project_run(project, result, config, data)
     return result
+
+
+def training_metadata(project: Project, data: ProjectTrainingData, versions: str) -> dict:
+    """What a checkpoint records of the project data it learnt from (its ``recipe``)."""
+    return {"project": str(project.root), "versions_rule": versions, "versions": data.versions,
+            "labelled_slices": data.labelled_slices}
+
+
+def record_project_run(project: Project, result, config, data: ProjectTrainingData) -> int | None:
+    """Record a finished training (``TrainResult``) on ``data`` in the project; returns the
+    run id, or None when no checkpoint was written."""
+    from ..training.segmentation import train_config_to_dict
+
+    if result.checkpoint is None or not Path(result.checkpoint).is_file():
+        return None
+    return project.record_training_run(result.checkpoint, config=train_config_to_dict(config),
+                                       metrics={"best_val_dsc": result.best_val_metric, "steps": result.steps_done,
+                                                "seconds": result.seconds, "stop_reason": result.stop_reason},
+                                       versions=data.versions)
