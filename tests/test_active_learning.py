@@ -95,7 +95,7 @@ def test_select_slices_random_and_errors():
 
 
 # --------------------------------------------------------------------------- stochastic predictions
-def _ckpt(path, *, dropout: float, constant: bool = False):
+def _ckpt(path, *, dropout: float, constant: bool = False, spacing_mm: float = 0.5):
     import torch
 
     from conftest import SMALL_FEATURES
@@ -111,7 +111,7 @@ def _ckpt(path, *, dropout: float, constant: bool = False):
                 p.zero_()
             last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
             last.bias.fill_(-8.0)
-    return save_checkpoint(path, model=model, model_name="unet", model_config=cfg, spacing_mm=0.5,
+    return save_checkpoint(path, model=model, model_name="unet", model_config=cfg, spacing_mm=spacing_mm,
                            percentiles=(0.5, 99.5), patch_size=(64, 64),
                            train_config={"augment": False, "val_patches": 4, "batch_size": 2})
 

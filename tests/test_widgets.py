@@ -516,11 +516,12 @@ def test_count_widget_slice_out_of_range(make_napari_viewer, errors):
 
 def test_all_widgets_dock_together(make_napari_viewer):
     viewer = make_napari_viewer()
-    names = ["Train PVS model", "Segment PVS", "Count PVS (BG/CSO)", "Annotate PVS"]
+    classes = {"Train PVS model": "TrainWidget", "Segment PVS": "SegmentWidget", "Count PVS (BG/CSO)": "CountWidget",
+               "Annotate PVS": "AnnotateWidget", "Active learning": "ActiveLearningWidget"}
+    names = list(classes)
     for name in names:
         dock, widget = viewer.window.add_plugin_dock_widget("napari-pvs", name)
-        assert type(widget).__name__ == {"Train PVS model": "TrainWidget", "Segment PVS": "SegmentWidget",
-                                         "Count PVS (BG/CSO)": "CountWidget", "Annotate PVS": "AnnotateWidget"}[name]
+        assert type(widget).__name__ == classes[name]
         assert viewer.window._qt_window.dockWidgetArea(dock) == Qt.RightDockWidgetArea
     docked = set(viewer.window.dock_widgets)
     assert {f"{n} (napari-pvs)" for n in names} <= docked, docked

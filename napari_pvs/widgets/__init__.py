@@ -1,4 +1,5 @@
-"""napari dock widgets of napari-pvs: train a model, segment PVS, count PVS, annotate PVS.
+"""napari dock widgets of napari-pvs: train a model, segment PVS, count PVS, annotate PVS,
+active learning.
 
 Thin front ends over :mod:`napari_pvs.engine`: they read values from the GUI, validate
 them with the engine's checks, run the engine's job generators through one shared job
@@ -8,13 +9,13 @@ The engine (and torch) is imported when a widget is built or run, never when nap
 starts.
 
 The widget classes live in :mod:`.train`, :mod:`.segment`, :mod:`.count` and
-:mod:`.annotate` and are
+:mod:`.annotate` and :mod:`.active_learning` and are
 registered in ``napari.yaml``; they are importable from here too (lazily).
 """
 
 from __future__ import annotations
 
-__all__ = ["TrainWidget", "SegmentWidget", "CountWidget", "AnnotateWidget"]
+__all__ = ["TrainWidget", "SegmentWidget", "CountWidget", "AnnotateWidget", "ActiveLearningWidget"]
 
 
 def __getattr__(name):
@@ -30,4 +31,7 @@ def __getattr__(name):
     if name == "AnnotateWidget":
         from .annotate import AnnotateWidget
         return AnnotateWidget
+    if name == "ActiveLearningWidget":
+        from .active_learning import ActiveLearningWidget
+        return ActiveLearningWidget
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -136,6 +136,9 @@ class AnnotateWidget(CandidatesMixin, VersionsMixin, AgreementMixin, QWidget):
         self.timer.timeout.connect(self._guard(self.autosave))
         self.timer.start(1000)
         self.viewer.dims.events.current_step.connect(lambda *_: self._update_progress())
+        from ._state import register_widget
+
+        register_widget(napari_viewer, self)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
