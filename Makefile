@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real benchmark-proposals default-model screenshots screenshots-annotation clean
+.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real benchmark-proposals benchmark-al default-model screenshots screenshots-annotation screenshots-al clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,12 @@ default-model: install
 benchmark-proposals: install
 	$(PY) benchmarks/annotation_proposals.py --data $(DATA)
 
+## benchmark-al: active learning with a simulated annotator on synthetic PVS in real T2 scans:
+## held-back DSC and detection F1 against annotated slices for bald, entropy, random and load
+## selection, 3 repeats (about 90 min on 2 CPU cores); writes a plot and JSON
+benchmark-al: install
+	$(PY) benchmarks/active_learning.py --data $(DATA)
+
 ## screenshots: napari with a real T2 and the predicted overlay, 2D and 3D, under Xvfb
 screenshots: install
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots.py --out screenshots
@@ -71,6 +77,10 @@ screenshots: install
 ## screenshots-annotation: the Annotate PVS widget on a real T2 (candidates, progress, agreement)
 screenshots-annotation: install
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots_annotation.py --out screenshots
+
+## screenshots-al: the Active learning widget's queue beside a real T2 (candidates, BALD map, history)
+screenshots-al: install
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots_active_learning.py --out screenshots
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -186,3 +186,39 @@ def test_loop_two_rounds_with_simulated_annotator(tmp_path):
         # the next suggestion uses the round-2 model and never proposes the 6 annotated slices
         choices, scores = run_to_end(suggest(p, ALConfig(strategy="random", n_per_round=50)))
         assert scores.checkpoint is None and len(choices) == 12 - 6
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_al_suggest_round_history(tmp_path, capsys):
+    import json
+
+    from conftest import blob_volume
+    from napari_pvs.cli import main
+    from napari_pvs.engine.io import save_volume
+    from napari_pvs.engine.project import Project
+
+    image, mask = blob_volume(5)
+    t2 = save_volume(tmp_path / "s1.nii.gz", image.data, image)
+    ckpt = _ckpt(tmp_path / "m.pt", dropout=0.3)
+    proj = tmp_path / "proj"
+    with Project.create(proj) as p:
+        p.add_image(t2, subject="s1")
+    assert main(["al", "round", str(proj), "-m", str(ckpt), "--steps", "2"]) == 2      # nothing annotated yet
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"napari-pvs: error: {proj.resolve()}: no T2 image has a latest version with slices marked "
+                   "done or reviewed"]
+    with Project.open(proj) as p:
+        p.save_annotation("s1", "alice", mask, slice_status={1: "done", 3: "done"})
+    assert main(["al", "suggest", str(proj), "-m", str(ckpt), "-n", "3", "--samples", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["strategy"] == "bald" and [r["rank"] for r in out["slices"]] == [1, 2, 3]
+    assert not {r["slice"] for r in out["slices"]} & {1, 3} and all(r["bald"] is not None for r in out["slices"])
+    assert main(["al", "round", str(proj), "-m", str(ckpt), "--steps", "2", "--minutes", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "round 1: 2 labelled slices, validation DSC" in text and "al_round_001.pt" in text
+    assert main(["al", "history", str(proj), "--json"]) == 0
+    (rnd,) = json.loads(capsys.readouterr().out)
+    assert rnd["n_slices"] == 2 and Path(rnd["checkpoint"]).is_file()
+    assert main(["al", "suggest", str(proj), "--strategy", "random", "-n", "2"]) == 0     # table output
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("next 2 slices to annotate (random, no model (random)") and len(lines) == 4
