@@ -142,7 +142,8 @@ def run_strategy(init_root: Path, init_ckpt: Path, strategy: str, rep: int, args
     shutil.copytree(init_root, root)
     cfg = ALConfig(strategy=strategy, n_per_round=args.per_round, seed=rep,
                    uncertainty=UncertaintyConfig(sampler="mc_dropout", n_samples=args.samples, seed=rep),
-                   finetune_steps=args.round_steps, steps_per_epoch=min(25, args.round_steps), finetune_minutes=60)
+                   finetune_steps=args.round_steps, steps_per_epoch=min(25, args.round_steps), finetune_minutes=60,
+                   lr_factor=args.lr_factor, validate_start=args.validate_start)
     curve = [{"n_slices": len(POOL), **evaluate(init_ckpt, scans), "seconds": 0.0}]
     t0 = time.perf_counter()
     with Project.open(root) as p:
@@ -218,6 +219,12 @@ def main(argv=None) -> int:
     ap.add_argument("--init-steps", type=int, default=150)
     ap.add_argument("--round-steps", type=int, default=50)
     ap.add_argument("--samples", type=int, default=3, help="MC dropout passes")
+    ap.add_argument("--lr-factor", type=float, default=1.0,
+                    help="fine-tuning learning rate as a share of the initial model's (Adagrad 0.05); the fresh "
+                         "initial model is far from converged, so the full rate (default 1)")
+    ap.add_argument("--validate-start", action=argparse.BooleanOptionalAction, default=False,
+                    help="keep the round's starting model unless fine-tuning beats it on the annotated slices "
+                         "(the widget's and CLI's default; off here: every round's fine-tuned model is measured)")
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))

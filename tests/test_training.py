@@ -292,3 +292,32 @@ def test_train_event_summary_and_fraction():
         LoopConfig(optimizer="sgd")
     with pytest.raises(ValueError, match="unknown model"):
         TrainConfig(model="nope")
+
+
+class _NearFitLineTask(_LineTask):
+    """Starts near the answer (w = 2.9), so a wild learning rate can only make it worse."""
+
+    def build_model(self):
+        m = _Line()
+        with torch.no_grad():
+            m.lin.weight.fill_(2.9)
+            m.lin.bias.zero_()
+        return m
+
+
+def test_validate_start_keeps_the_starting_weights_when_training_is_worse(tmp_path):
+    cfg = LoopConfig(epochs=2, steps_per_epoch=5, optimizer="adam", learning_rate=5.0, device="cpu",
+                     validate_start=True)
+    events = []
+    result = run_to_end(run_training(_NearFitLineTask(), cfg, tmp_path / "keep.pt"), events.append)
+    epochs = [e for e in events if e.kind == "epoch"]
+    assert [e.epoch for e in epochs] == [0, 1, 2] and epochs[0].message == "starting weights"
+    start = epochs[0].val_metric
+    assert start > -0.01 and all(e.val_metric < start for e in epochs[1:])    # training only got worse
+    assert result.best_val_metric == pytest.approx(start)
+    saved = torch.load(tmp_path / "keep.pt", weights_only=True)
+    assert saved["epoch"] == 0 and saved["state"]["lin.weight"].item() == pytest.approx(2.9)
+    # without it the best checkpoint is the best *trained* one, worse than the start
+    plain = run_to_end(run_training(_NearFitLineTask(), dataclasses.replace(cfg, validate_start=False),
+                                    tmp_path / "plain.pt"))
+    assert plain.best_val_metric < start

@@ -32,8 +32,8 @@ from ..io import Volume
 from ..preprocess import axial_stack, inplane_spacing, normalize_percentile, resample_stack, resampled_hw
 from .scoring import bald, predictive_entropy, slice_load_mm2, slice_means
 
-__all__ = ["UncertaintyConfig", "VolumeScores", "ScoreProgress", "score_volume", "has_dropout", "SAMPLERS",
-           "TTA_MEMBERS"]
+__all__ = ["UncertaintyConfig", "VolumeScores", "ScoreProgress", "score_volume", "has_dropout", "scoring_region",
+           "scorable_slices", "SAMPLERS", "TTA_MEMBERS"]
 
 SAMPLERS = ("auto", "mc_dropout", "tta")
 #: test-time augmentation members, in the order they are used: (flip H, flip W, gamma)
@@ -174,18 +174,25 @@ def _resolve_sampler(loaded: LoadedModel, sampler: str) -> str:
     return sampler
 
 
-def _scoring_mask(image: Volume, work_hw: tuple[int, int], norm_stack: np.ndarray) -> np.ndarray:
-    """bool ``(S, h, w)``: the brain minus wide CSF spaces on the model's grid (the head
-    when no brain is found)."""
-    from ..inference.sliding import BACKGROUND_LEVEL, _brain_or_none, _wide_csf_or_none
+def scoring_region(image: Volume) -> np.ndarray | None:
+    """Where slices are scored: the brain minus CSF spaces wider than 4 mm (bool
+    ``(Z, Y, X)``), as inference leaves them out; None when no brain is found."""
+    from ..inference.sliding import _brain_or_none, _wide_csf_or_none
 
     brain = _brain_or_none(image)
     if brain is None:
-        region = norm_stack > BACKGROUND_LEVEL
-    else:
-        csf = _wide_csf_or_none(image, brain)
-        region = axial_stack(image, brain & ~csf if csf is not None else brain)
-    return resample_stack(np.ascontiguousarray(region, dtype=np.float32), work_hw).numpy() > 0.5
+        return None
+    csf = _wide_csf_or_none(image, brain)
+    return brain & ~csf if csf is not None else brain
+
+
+def scorable_slices(area: np.ndarray, min_fraction: float) -> np.ndarray:
+    """Indices of the slices whose scoring-region ``area`` (``(S,)``, any unit) is positive
+    and at least ``min_fraction`` of the largest."""
+    area = np.asarray(area, float)
+    if area.size == 0 or area.max() <= 0:
+        return np.arange(0)
+    return np.flatnonzero((area > 0) & (area >= min_fraction * area.max()))
 
 
 def score_volume(loaded: LoadedModel, image: Volume, config: UncertaintyConfig = UncertaintyConfig(), *,
@@ -231,13 +238,19 @@ def score_volume(loaded: LoadedModel, image: Volume, config: UncertaintyConfig =
     work_hw = resampled_hw(hw, inplane_spacing(image), loaded.spacing_mm)
     x = resample_stack(np.ascontiguousarray(norm), work_hw)
     n_slices = int(x.shape[0])
-    region = _scoring_mask(image, work_hw, x.numpy())
+    region_src = scoring_region(image)
+    if region_src is None:                       # no brain: the head, as inference does
+        from ..inference.sliding import BACKGROUND_LEVEL
+
+        region = x.numpy() > BACKGROUND_LEVEL
+    else:
+        region = resample_stack(np.ascontiguousarray(axial_stack(image, region_src), dtype=np.float32),
+                                work_hw).numpy() > 0.5
     px_mm2 = float(np.prod(inplane_spacing(image))) * (hw[0] * hw[1]) / (work_hw[0] * work_hw[1])
     todo = np.arange(n_slices) if slices is None else np.unique(np.asarray(list(slices), dtype=int))
     if todo.size and (todo.min() < 0 or todo.max() >= n_slices):
         raise ValueError(f"slices must be within [0, {n_slices - 1}], got {todo.min()}..{todo.max()}")
-    area = region.sum(axis=(1, 2))
-    todo = todo[(area[todo] > 0) & (area[todo] >= config.min_brain_fraction * area.max())]
+    todo = np.intersect1d(todo, scorable_slices(region.sum(axis=(1, 2)), config.min_brain_fraction))
     samples = np.zeros((config.n_samples, todo.size, *work_hw), np.float32)
     sub = x[torch.as_tensor(todo, dtype=torch.long)] if todo.size else x[:0]
     roi = torch.from_numpy(region[todo]) if todo.size else None

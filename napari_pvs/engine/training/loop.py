@@ -54,6 +54,10 @@ class LoopConfig:
         ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
     amp : bool
         Mixed precision on CUDA (ignored on the CPU, which stays float32).
+    validate_start : bool
+        Validate the starting weights before the first step (epoch 0) and count them in
+        the best-checkpoint policy: a fine-tuning that never beats its starting point
+        ends with the starting weights as its checkpoint, never with worse ones.
 
     Raises
     ------
@@ -69,6 +73,7 @@ class LoopConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    validate_start: bool = False
 
     def __post_init__(self):
         if self.optimizer not in ("adagrad", "adam"):
@@ -305,6 +310,28 @@ def run_training(task: TrainingTask, config: LoopConfig, checkpoint_path: str | 
                           checkpoint=str(saved) if saved else None, **kw)
 
     yield event("start", message=note)
+
+    def validate_and_keep(mean_loss: float | None) -> float:
+        nonlocal best, saved, val_total, val_cost
+        t_val = time.perf_counter()
+        model.eval()
+        with torch.inference_mode(), autocast(device, use_amp):
+            val = float(task.validate(model, device))
+        model.train()
+        val_cost = time.perf_counter() - t_val
+        val_total += val_cost
+        history.append({"epoch": epoch, "step": step, "loss": mean_loss, "val_metric": val,
+                        "elapsed_s": time.perf_counter() - t0})
+        if val > best or saved is None:
+            best = max(best, val)
+            saved = task.save_checkpoint(ckpt_path, model, {
+                "metric": name, "best_val_metric": val, "epoch": epoch, "step": step,
+                "history": history, "init_from": str(init_from) if init_from else None})
+        return val
+
+    if cfg.validate_start:
+        val = validate_and_keep(None)
+        yield event("epoch", val_metric=val, message="starting weights")
     model.train()
     stop_reason = "finished"
     for epoch in range(1, cfg.epochs + 1):
@@ -326,21 +353,8 @@ def run_training(task: TrainingTask, config: LoopConfig, checkpoint_path: str | 
         if not losses:  # budget spent right after the previous validation: nothing new to validate
             epoch -= 1
             break
-        t_val = time.perf_counter()
-        model.eval()
-        with torch.inference_mode(), autocast(device, use_amp):
-            val = float(task.validate(model, device))
-        model.train()
-        val_cost = time.perf_counter() - t_val
-        val_total += val_cost
         mean_loss = float(np.mean(losses))
-        history.append({"epoch": epoch, "step": step, "loss": mean_loss, "val_metric": val,
-                        "elapsed_s": time.perf_counter() - t0})
-        if val > best or saved is None:
-            best = max(best, val)
-            saved = task.save_checkpoint(ckpt_path, model, {
-                "metric": name, "best_val_metric": val, "epoch": epoch, "step": step,
-                "history": history, "init_from": str(init_from) if init_from else None})
+        val = validate_and_keep(mean_loss)
         yield event("epoch", loss=mean_loss, val_metric=val)
         if stop_reason != "finished":
             break

@@ -103,6 +103,9 @@ class TrainConfig:
         ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``.
     amp : bool
         Mixed precision on CUDA (the CPU stays float32).
+    validate_start : bool
+        Validate the starting weights first and keep them unless training beats them
+        (for fine-tuning; :class:`~napari_pvs.engine.training.loop.LoopConfig`).
 
     Raises
     ------
@@ -129,6 +132,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    validate_start: bool = False
 
     def __post_init__(self):
         if str(self.model).lower() not in available_models():
@@ -148,7 +152,8 @@ class TrainConfig:
         """The task-neutral part, for :func:`~napari_pvs.engine.training.loop.run_training`."""
         return LoopConfig(epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
                           optimizer=self.optimizer, learning_rate=self.learning_rate,
-                          max_minutes=self.max_minutes, seed=self.seed, device=self.device, amp=self.amp)
+                          max_minutes=self.max_minutes, seed=self.seed, device=self.device, amp=self.amp,
+                          validate_start=self.validate_start)
 
 
 def train_config_to_dict(cfg: TrainConfig) -> dict:
