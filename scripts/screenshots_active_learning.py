@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     ann.rater.value = "alice"
     viewer.window.add_dock_widget(ann, name="Annotate PVS", area="right")
     w = ActiveLearningWidget(viewer)
-    viewer.window.add_dock_widget(w, name="Active learning", area="right")
+    viewer.window.add_dock_widget(w, name="Active learning", area="right", tabify=True)
     pump(1.0)
     w.folder.value = root
     w.n.value = 8

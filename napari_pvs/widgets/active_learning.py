@@ -19,6 +19,7 @@ Thin by design: scoring, selection and fine-tuning are the engine's
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     import napari
 
 __all__ = ["ActiveLearningWidget"]
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("subject", "slice", "score", "strategy", "status")
 
@@ -97,7 +100,7 @@ class ActiveLearningWidget(QWidget):
         self.show_map.changed.connect(lambda *_: self._guarded(self._update_map))
         self.folder.changed.connect(lambda *_: self._guarded(self._refresh_history))
         self.timer = QTimer(self)
-        self.timer.timeout.connect(lambda: self._guarded(self._tick))
+        self.timer.timeout.connect(self._tick_quietly)
         self.timer.start(2000)
         from ._state import register_widget
 
@@ -250,6 +253,14 @@ class ActiveLearningWidget(QWidget):
 
     def note_retrain_started(self, n_slices: int) -> None:
         self._retrain_base = n_slices
+
+    def _tick_quietly(self) -> None:
+        """The timer's tick: errors (a folder that is not a project yet) are logged, not
+        shown every two seconds."""
+        try:
+            self._tick()
+        except (PVSInputError, ValueError) as exc:
+            log.debug("active-learning tick: %s", exc)
 
     def _tick(self) -> None:
         if self.folder.value is None or str(self.folder.value) in ("", "."):
