@@ -66,7 +66,7 @@ benchmark-proposals: install
 
 ## benchmark-al: active learning with a simulated annotator on synthetic PVS in real T2 scans:
 ## held-back DSC and detection F1 against annotated slices for bald, entropy, random and load
-## selection, 3 repeats (about 90 min on 2 CPU cores); writes a plot and JSON
+## selection, 3 repeats (about 75 min on 2 CPU cores); writes a plot and JSON
 benchmark-al: install
 	$(PY) benchmarks/active_learning.py --data $(DATA)
 

@@ -7,8 +7,9 @@ Thin by design: scoring, selection and fine-tuning are the engine's
   strategy (BALD, entropy, random or PVS load; MC dropout or test-time augmentation
   passes) in a worker; the table lists ``(subject, slice, score, strategy, status)``.
   Selecting a row opens that subject in the Annotate PVS widget (docked if needed), jumps
-  to the slice and shows the model's prediction on it as candidates that *Accept* /
-  *Reject* apply, so the rater corrects instead of drawing from scratch. The uncertainty
+  to the slice and shows the model's objects on it (mean probability of the passes at
+  least :data:`CANDIDATE_THRESHOLD`) as candidates that *Accept* / *Reject* apply, so the
+  rater corrects instead of drawing from scratch. The uncertainty
   map (BALD) of the subject can be shown as a layer.
 * **Retrain**: *Retrain now* fine-tunes the current model on every slice marked done (in a
   worker, with progress, the live validation DSC and *Cancel*) while annotation goes on;
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, SpinBox
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (QAbstractItemView, QLabel, QScrollArea, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                            QWidget)
 
 from ..engine.errors import PVSInputError
 from ._job import notify_error, notify_info
@@ -41,6 +43,10 @@ __all__ = ["ActiveLearningWidget"]
 log = logging.getLogger(__name__)
 
 COLUMNS = ("subject", "slice", "score", "strategy", "status")
+#: mean probability above which the model's objects on a queued slice are offered as
+#: candidates: below 0.5, so that the objects the model is unsure of (where the passes
+#: disagree, the point of asking) are shown for the rater to accept or reject
+CANDIDATE_THRESHOLD = 0.3
 
 
 class ActiveLearningWidget(QWidget):
@@ -91,7 +97,12 @@ class ActiveLearningWidget(QWidget):
         self.history = HistoryPlot()
         self.info = QLabel("choose a project folder (or open one in Annotate PVS) and press Score slices")
         self.info.setWordWrap(True)
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        QVBoxLayout(self).addWidget(scroll)
         for w in (form.native, self.score, QLabel("<b>Queue</b>"), self.table, self.show_map.native, self.info,
                   QLabel("<b>Retrain</b>"), train_form.native, self.retrain, QLabel("<b>Model history</b>"),
                   self.history):
@@ -192,7 +203,7 @@ class ActiveLearningWidget(QWidget):
         from ..engine.candidates import ProposalConfig, propose_candidates
 
         props = propose_candidates(proj.load_image(img.id), method="model", probability=prob, slices=[c.slice],
-                                   config=ProposalConfig(regions_only=False))
+                                   config=ProposalConfig(regions_only=False, threshold=CANDIDATE_THRESHOLD))
         if props.n:
             ann.show_proposals(props)
             ann.go_to(centre)

@@ -140,6 +140,7 @@ class HistoryPlot(QWidget):
         if self.points:
             x, y = zip(*self.points, strict=True)
             ax.plot(x, y, marker="o")
+            ax.set_xlim(0, max(x) + 1)
         ax.set_xlabel("annotated slices", fontsize=8)
         ax.set_ylabel("validation DSC", fontsize=8)
         ax.tick_params(labelsize=7)
