@@ -87,14 +87,23 @@ def test_queue_jump_uncertainty_retrain_and_cancel(make_napari_viewer, qtbot, al
     assert w.scores.checkpoint.name == "al_round_001.pt"
     assert w.queue and not {c.slice for c in w.queue} & done              # the annotated slices left the queue
 
-    # cancel: a long fine-tuning stopped early records nothing
+    # retrain automatically after N newly done slices; cancel: a long fine-tuning stopped
+    # early records nothing
     w.steps.value = 100000
     w.minutes.value = 60.0
-    w.retrain.start()
+    w.auto.value = True
+    w.auto_n.value = 1
+    w._tick()
+    assert not w.retrain.is_running                                        # nothing new since the round
+    ann.go_to((30, 88, 73))
+    ann.mark("done")
+    w._tick()
+    assert w.retrain.is_running
     qtbot.waitUntil(lambda: w.retrain.n_events >= 2, timeout=60_000)
     w.retrain.cancel()
     _wait(qtbot, w.retrain)
     assert len(w.project().al_rounds()) == 1 and "cancelled" in w.retrain.status.text()
+    w.auto.value = False
     w.timer.stop()
     ann.close_project()
     release_project(w.project())
