@@ -110,7 +110,8 @@ class VolumeScores:
     """Per-slice informativeness of one volume and the maps it comes from.
 
     Slice arrays are float64 ``(S,)`` over the axial slices (index = axial slice of the
-    volume), NaN for slices not scored. Maps are float32 ``(S, h, w)`` on the model's
+    volume), NaN for slices not scored. Maps are float16 ``(S, h, w)`` (half the memory of a
+    project's worth of them; 3 significant digits) on the model's
     in-plane grid (axial slices first); :meth:`source_map` brings one to the volume's
     ``(Z, Y, X)`` grid.
 
@@ -155,7 +156,8 @@ class VolumeScores:
         """``"mean_prob"``, ``"entropy_map"`` or ``"bald_map"`` on the volume's grid,
         float32 ``(Z, Y, X)``."""
         work = getattr(self, name)
-        stack = resample_stack(torch.from_numpy(np.ascontiguousarray(work)), self._source_hw).clamp_(0, 1).numpy()
+        work = np.ascontiguousarray(work, dtype=np.float32)
+        stack = resample_stack(torch.from_numpy(work), self._source_hw).clamp_(0, 1).numpy()
         return np.ascontiguousarray(np.moveaxis(stack, 0, self._axial_axis)).astype(np.float32)
 
 
@@ -279,19 +281,21 @@ def score_volume(loaded: LoadedModel, image: Volume, config: UncertaintyConfig =
         if flips:
             prob = torch.flip(prob, flips)
         samples[t] = prob.numpy() * region[todo]
-    full = {k: np.zeros((n_slices, *work_hw), np.float32) for k in ("mean_prob", "entropy_map", "bald_map")}
+    # per-slice scores from the float32 maps; the maps are kept as float16
+    mean = samples.mean(axis=0)
+    maps = {"mean_prob": mean, "entropy_map": predictive_entropy(samples) * region[todo],
+            "bald_map": bald(samples) * region[todo]}
+    per_slice = {k: np.full(n_slices, np.nan) for k in ("entropy", "bald", "load")}
     if todo.size:
-        full["mean_prob"][todo] = samples.mean(axis=0)
-        full["entropy_map"][todo] = predictive_entropy(samples) * region[todo]
-        full["bald_map"][todo] = bald(samples) * region[todo]
-    per_slice = {}
-    for key, vmap in (("entropy", full["entropy_map"]), ("bald", full["bald_map"])):
-        per_slice[key] = np.full(n_slices, np.nan)
-        if todo.size and (key != "bald" or config.n_samples > 1):  # one pass: no disagreement to measure
-            per_slice[key][todo] = slice_means(vmap[todo], region[todo])
-    load = np.full(n_slices, np.nan)
-    if todo.size:
-        load[todo] = slice_load_mm2(full["mean_prob"][todo], px_mm2, region[todo])
+        per_slice["entropy"][todo] = slice_means(maps["entropy_map"], region[todo])
+        if config.n_samples > 1:  # one pass: no disagreement to measure
+            per_slice["bald"][todo] = slice_means(maps["bald_map"], region[todo])
+        per_slice["load"][todo] = slice_load_mm2(mean, px_mm2, region[todo])
+    full = {}
+    for k, m in maps.items():
+        full[k] = np.zeros((n_slices, *work_hw), np.float16)
+        full[k][todo] = m
+    load = per_slice["load"]
     return VolumeScores(entropy=per_slice["entropy"], bald=per_slice["bald"], load_mm2=load, scored=todo,
                         sampler=sampler, n_samples=config.n_samples, seconds=time.perf_counter() - t0,
                         _source_hw=hw, _axial_axis=image.axial_axis,
