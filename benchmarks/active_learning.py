@@ -214,6 +214,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "active_learning"))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--first-repeat", type=int, default=0,
+                    help="number of the first repeat (its seeds): run more repeats later and merge the JSON runs")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--per-round", type=int, default=2)
     ap.add_argument("--init-steps", type=int, default=150)
@@ -236,7 +238,7 @@ def main(argv=None) -> int:
         work = Path(tmp)
         print("preparing scans (cropped, synthetic PVS):", flush=True)
         scans = prepare(Path(args.data), work)
-        for rep in range(args.repeats):
+        for rep in range(args.first_repeat, args.first_repeat + args.repeats):
             init_root = work / f"rep{rep}_initial"
             init_ckpt, first = initial_project(init_root, scans, rep, args.init_steps)
             print(f"  repeat {rep}: initial slices {first}, initial model {init_ckpt.name} "
