@@ -221,6 +221,8 @@ def main(argv=None) -> int:
     ap.add_argument("--init-steps", type=int, default=150)
     ap.add_argument("--round-steps", type=int, default=50)
     ap.add_argument("--samples", type=int, default=2, help="MC dropout passes (2 keeps 3 repeats within about 75 min on 2 CPU cores)")
+    ap.add_argument("--merge", type=Path, nargs="*", default=[],
+                    help="active_learning.json files of earlier runs (other repeats) to include in the summary")
     ap.add_argument("--lr-factor", type=float, default=1.0,
                     help="fine-tuning learning rate as a share of the initial model's (Adagrad 0.05); the fresh "
                          "initial model is far from converged, so the full rate (default 1)")
@@ -233,32 +235,40 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="napari-pvs-al-") as tmp:
-        work = Path(tmp)
-        print("preparing scans (cropped, synthetic PVS):", flush=True)
-        scans = prepare(Path(args.data), work)
-        for rep in range(args.first_repeat, args.first_repeat + args.repeats):
-            init_root = work / f"rep{rep}_initial"
-            init_ckpt, first = initial_project(init_root, scans, rep, args.init_steps)
-            print(f"  repeat {rep}: initial slices {first}, initial model {init_ckpt.name} "
-                  f"[{time.perf_counter() - t0:.0f} s]", flush=True)
-            for s in args.strategies:
-                runs.append(run_strategy(init_root, init_ckpt, s, rep, args, scans, work))
-                runs[-1]["initial_slices"] = first
-                table = summarise(runs)
-                (out / "active_learning.json").write_text(json.dumps(
-                    {"args": vars(args), "runs": runs, "summary": table,
-                     "seconds": time.perf_counter() - t0}, indent=2, default=float))
+    runs = [r for f in args.merge for r in json.loads(Path(f).read_text())["runs"]]
+
+    def save() -> None:
+        (out / "active_learning.json").write_text(json.dumps(
+            {"args": vars(args), "runs": runs, "summary": summarise(runs), "seconds": time.perf_counter() - t0},
+            indent=2, default=lambda o: str(o) if isinstance(o, Path) else float(o)))
+
+    if args.repeats > 0:  # --repeats 0 --merge FILE: only the table and the plot of earlier runs
+        with tempfile.TemporaryDirectory(prefix="napari-pvs-al-") as tmp:
+            work = Path(tmp)
+            print("preparing scans (cropped, synthetic PVS):", flush=True)
+            scans = prepare(Path(args.data), work)
+            for rep in range(args.first_repeat, args.first_repeat + args.repeats):
+                init_root = work / f"rep{rep}_initial"
+                init_ckpt, first = initial_project(init_root, scans, rep, args.init_steps)
+                print(f"  repeat {rep}: initial slices {first}, initial model {init_ckpt.name} "
+                      f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+                for s in args.strategies:
+                    runs.append(run_strategy(init_root, init_ckpt, s, rep, args, scans, work))
+                    runs[-1]["initial_slices"] = first
+                    save()
     table = summarise(runs)
     plot(table, out / "active_learning.png")
-    print(f"\nheld-back DSC / detection F1 (mean +- SD over {args.repeats} repeats), in "
+    n_rep = {s: sum(r["strategy"] == s for r in runs) for s in args.strategies}
+    print(f"\nheld-back DSC / detection F1 (mean +- SD over repeats {n_rep}), in "
           f"{(time.perf_counter() - t0) / 60:.1f} min:")
     for s in args.strategies:
+        if s not in table:
+            continue
         t = table[s]
         cells = "  ".join(f"{n}: {d:.3f}+-{sd:.3f} / {f:.3f}" for n, d, sd, f in
                           zip(t["n_slices"], t["dsc_mean"], t["dsc_sd"], t["f1_mean"], strict=True))
         print(f"  {s:<8} {cells}  (reaches random's final DSC at {t.get('slices_to_reach_random_final')} slices)")
+    save()
     if "random_final_dsc" in table:
         print(f"random's final DSC: {table['random_final_dsc']:.3f}")
     print(f"wrote {out / 'active_learning.json'} and {out / 'active_learning.png'}")
