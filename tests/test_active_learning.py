@@ -53,6 +53,10 @@ def test_slice_means_load_and_components():
     vm[0, 4:6, 4:6] = 0.8
     labels, scores = component_scores(vm, mask)
     assert labels.max() == 2 and sorted(np.round(scores, 3)) == [0.0, 0.8]
+    given = np.zeros((1, 6, 6), np.int32)                              # labels given (proposal ids) are kept
+    given[0, 0:2, 0:2], given[0, 4:6, 4:6] = 2, 1
+    kept, per_id = component_scores(vm, given)
+    assert np.array_equal(kept, given) and per_id.tolist() == pytest.approx([0.8, 0.0])
     with pytest.raises(ValueError, match="differs"):
         slice_means(m, brain[:2])
 

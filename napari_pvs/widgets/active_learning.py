@@ -204,11 +204,22 @@ class ActiveLearningWidget(QWidget):
 
         props = propose_candidates(proj.load_image(img.id), method="model", probability=prob, slices=[c.slice],
                                    config=ProposalConfig(regions_only=False, threshold=CANDIDATE_THRESHOLD))
+        bald_map = self._map(c, "bald_map")
+        order = "by probability"
+        if props.n and bald_map is not None and c.strategy != "load":
+            from ..engine.active_learning import component_scores
+
+            _, per_id = component_scores(bald_map, props.labels)
+            for row in props.table:               # the rater sees the most uncertain candidate first
+                row["score"] = float(per_id[row["id"] - 1])
+            props.table.sort(key=lambda row: -row["score"])
+            order = "most uncertain (BALD) first"
         if props.n:
             ann.show_proposals(props)
             ann.go_to(centre)
         self.info.setText(f"{c.subject} slice {c.slice} (rank {c.rank}, {c.strategy} {c.score:.4g}): "
-                          f"{props.n} model candidates to accept or reject; mark the slice done when finished")
+                          f"{props.n} model candidates to accept or reject, {order}; mark the slice done "
+                          "when finished")
 
     def _map(self, c, name: str):
         """A map of the last scoring for the choice's scan on its grid, or None."""

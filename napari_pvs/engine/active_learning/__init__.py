@@ -13,7 +13,7 @@ from .finetune import (HOLDOUT_MIN_VOLUMES, FinetunePlan, finetune_round, plan_f
                        round_message, run_finetune)
 from .loop import active_learning_loop
 from .suggest import ProjectScores, ScoringInputs, score_images, score_project, scoring_inputs, select_next, suggest
-from .scoring import (STRATEGIES, UNCERTAINTY_STRATEGIES, bald, binary_entropy, component_scores,
+from .scoring import (STRATEGIES, bald, binary_entropy, component_scores,
                       predictive_entropy, slice_load_mm2, slice_means)
 from .selection import SelectionConfig, SliceChoice, select_slices
 from .uncertainty import SAMPLERS, ScoreProgress, UncertaintyConfig, VolumeScores, has_dropout, score_volume
@@ -21,7 +21,7 @@ from .uncertainty import SAMPLERS, ScoreProgress, UncertaintyConfig, VolumeScore
 __all__ = ["HOLDOUT_MIN_VOLUMES", "ALConfig", "ALEvent", "FinetunePlan", "ProjectScores", "ScoringInputs",
            "active_learning_loop", "finetune_round", "labelled_slices", "plan_finetune", "project_checkpoint",
            "record_finetune", "round_message", "run_finetune", "score_images", "score_project", "scoring_inputs",
-           "select_next", "suggest", "STRATEGIES", "UNCERTAINTY_STRATEGIES", "bald",
+           "select_next", "suggest", "STRATEGIES", "bald",
            "binary_entropy", "component_scores", "predictive_entropy", "slice_load_mm2", "slice_means",
            "SelectionConfig", "SliceChoice", "select_slices", "SAMPLERS", "ScoreProgress", "UncertaintyConfig",
            "VolumeScores", "has_dropout", "score_volume"]

@@ -25,13 +25,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 __all__ = ["binary_entropy", "predictive_entropy", "bald", "slice_means", "slice_load_mm2",
-           "component_scores", "STRATEGIES", "UNCERTAINTY_STRATEGIES"]
+           "component_scores", "STRATEGIES"]
 
 #: the selection strategies: uncertainty (``bald``, ``entropy``), ``random`` and ``load``
 #: (highest predicted PVS load)
 STRATEGIES = ("bald", "entropy", "random", "load")
-#: strategies that need stochastic predictions
-UNCERTAINTY_STRATEGIES = ("bald", "entropy")
 
 _EPS = 1e-6
 
@@ -147,21 +145,33 @@ def slice_load_mm2(mean_prob: np.ndarray, pixel_area_mm2: float, brain: np.ndarr
 
 
 def component_scores(voxel_map: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of ``voxel_map`` over each connected component of ``mask`` (26-connectivity in
-    3D, 8 in 2D).
+    """Mean of ``voxel_map`` over each predicted component.
+
+    Parameters
+    ----------
+    voxel_map : np.ndarray
+        E.g. :func:`bald` on the volume's grid.
+    mask : np.ndarray
+        bool: a binary prediction, split into connected components (26-connectivity in
+        3D, 8 in 2D); integer: component labels already (1..n, 0 background), e.g.
+        :class:`~napari_pvs.engine.candidates.Proposals` ``labels``.
 
     Returns
     -------
     labels : np.ndarray
         int32, ``mask.shape``: component id (1..n), 0 elsewhere.
     scores : np.ndarray
-        float64 ``(n,)``: ``scores[i]`` belongs to component ``i + 1``.
+        float64 ``(n,)``: ``scores[i]`` belongs to component ``i + 1`` (0 for an id
+        with no voxel).
     """
-    mask = np.asarray(mask, bool)
+    mask = np.asarray(mask)
     if np.shape(voxel_map) != mask.shape:
         raise ValueError(f"voxel_map shape {np.shape(voxel_map)} differs from the mask's {mask.shape}")
-    labels, n = ndi.label(mask, structure=ndi.generate_binary_structure(mask.ndim, mask.ndim))
+    if mask.dtype == bool:
+        labels, n = ndi.label(mask, structure=ndi.generate_binary_structure(mask.ndim, mask.ndim))
+    else:
+        labels, n = mask.astype(np.int32), int(mask.max(initial=0))
     if n == 0:
         return labels.astype(np.int32), np.zeros(0)
     scores = ndi.mean(np.asarray(voxel_map, dtype=np.float64), labels, index=np.arange(1, n + 1))
-    return labels.astype(np.int32), np.asarray(scores, dtype=np.float64)
+    return labels.astype(np.int32), np.nan_to_num(np.asarray(scores, dtype=np.float64))
