@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from ..engine.errors import PVSInputError
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import napari
     from magicgui.widgets import Container
 
-__all__ = ["JobWidget", "Failed", "notify_error", "notify_info", "run_job"]
+__all__ = ["JobWidget", "Failed", "notify_error", "notify_info", "run_job", "scroll_column"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,20 @@ class Failed:
 
     def __str__(self) -> str:
         return str(self.error) if self.expected else f"{type(self.error).__name__}: {self.error}"
+
+
+def scroll_column(owner: QWidget, widgets) -> None:
+    """Lay ``widgets`` out in one scrollable column filling ``owner`` (a dock widget taller
+    than the window stays usable)."""
+    content = QWidget()
+    layout = QVBoxLayout(content)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setWidget(content)
+    QVBoxLayout(owner).addWidget(scroll)
+    for w in widgets:
+        layout.addWidget(w)
+    layout.addStretch(1)
 
 
 def run_job(make_gen: Callable[[], Generator], holder: dict):

@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, SpinBox
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QAbstractItemView, QLabel, QScrollArea, QTableWidget, QTableWidgetItem, QVBoxLayout,
-                            QWidget)
+from qtpy.QtWidgets import (QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QWidget)
 
 from ..engine.errors import PVSInputError
-from ._job import notify_error, notify_info
+from ._job import notify_error, notify_info, scroll_column
 from .active_learning_jobs import HistoryPlot, RetrainJob, ScoreJob
 
 if TYPE_CHECKING:
@@ -97,17 +96,9 @@ class ActiveLearningWidget(QWidget):
         self.history = HistoryPlot()
         self.info = QLabel("choose a project folder (or open one in Annotate PVS) and press Score slices")
         self.info.setWordWrap(True)
-        content = QWidget()
-        layout = QVBoxLayout(content)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(content)
-        QVBoxLayout(self).addWidget(scroll)
-        for w in (form.native, self.score, QLabel("<b>Queue</b>"), self.table, self.show_map.native, self.info,
+        scroll_column(self, (form.native, self.score, QLabel("<b>Queue</b>"), self.table, self.show_map.native, self.info,
                   QLabel("<b>Retrain</b>"), train_form.native, self.retrain, QLabel("<b>Model history</b>"),
-                  self.history):
-            layout.addWidget(w)
-        layout.addStretch(1)
+                  self.history))
         self.show_map.changed.connect(lambda *_: self._guarded(self._update_map))
         self.folder.changed.connect(lambda *_: self._guarded(self._refresh_history))
         self.timer = QTimer(self)

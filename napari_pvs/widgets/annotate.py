@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QLabel, QListWidget, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QListWidget, QWidget
 
 from ..engine.errors import PVSInputError
 from ..engine.project.records import format_slices
-from ._job import notify_error, notify_info
+from ._job import notify_error, notify_info, scroll_column
 from .annotate_agreement import AgreementMixin
 from .annotate_candidates import CandidatesMixin, SuggestJob
 from .annotate_versions import VersionsMixin
@@ -107,17 +107,9 @@ class AnnotateWidget(CandidatesMixin, VersionsMixin, AgreementMixin, QWidget):
                                    b["Save consensus"]])
         self.agreement_label = QLabel("")
         self.agreement_label.setWordWrap(True)
-        content = QWidget()
-        layout = QVBoxLayout(content)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(content)
-        QVBoxLayout(self).addWidget(scroll)
-        for w in (form.native, self.progress_label, QLabel("<b>Candidates</b>"), self.suggest, cand_buttons.native,
+        scroll_column(self, (form.native, self.progress_label, QLabel("<b>Candidates</b>"), self.suggest, cand_buttons.native,
                   self.candidate_label, QLabel("<b>Versions</b>"), self.versions_list, version_buttons.native,
-                  QLabel("<b>Agreement</b>"), agree.native, self.agreement_label):
-            layout.addWidget(w)
-        layout.addStretch(1)
+                  QLabel("<b>Agreement</b>"), agree.native, self.agreement_label))
 
         actions = {"Open": self.open_project, "Create": self.create_project, "Add T2 on screen": self.add_image,
                    "Load subject": self.load_subject, "Done (d)": lambda: self.mark("done"),
