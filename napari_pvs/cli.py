@@ -157,7 +157,23 @@ def cmd_count(args) -> int:
     from .engine.rating import count_rating_slices, write_counts_csv
 
     mask = load_mask(args.mask)
-    counts = count_rating_slices(mask, args.bg_slice, args.cso_slice, midline_x_mm=args.midline_x_mm)
+    bg, cso = args.bg_slice, args.cso_slice
+    if bg is None or cso is None:
+        from .engine.errors import PVSInputError
+        from .engine.io import check_same_grid, load_volume
+        from .engine.progress import run_to_end
+        from .engine.registration.atlas import locate_rating_slices
+
+        if not args.image:
+            raise PVSInputError("give --bg-slice and --cso-slice, or --image to place them by atlas registration",
+                                args.mask)
+        image = load_volume(args.image)
+        check_same_grid(mask, image)
+        placed = run_to_end(locate_rating_slices(image))
+        bg = placed.bg if bg is None else bg
+        cso = placed.cso if cso is None else cso
+        print(f"rating slices placed by atlas registration: BG {placed.bg}, CSO {placed.cso}", file=sys.stderr)
+    counts = count_rating_slices(mask, bg, cso, midline_x_mm=args.midline_x_mm)
     if args.json:
         print(json.dumps([counts.bg.__dict__, counts.cso.__dict__, counts.volume.__dict__], indent=1))
     else:
@@ -236,8 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and centrum-semiovale axial slices, with the Potter grade (0-4), "
                                    "plus the whole-volume count and volume.")
     c.add_argument("mask", help="binary PVS mask (.nii/.nii.gz)")
-    c.add_argument("--bg-slice", type=int, required=True, help="axial slice index (0-based) of the BG rating slice")
-    c.add_argument("--cso-slice", type=int, required=True, help="axial slice index (0-based) of the CSO rating slice")
+    c.add_argument("--bg-slice", type=int, help="axial slice index (0-based) of the BG rating slice "
+                                                 "(default: placed by atlas registration of --image)")
+    c.add_argument("--cso-slice", type=int, help="axial slice index (0-based) of the CSO rating slice "
+                                                  "(default: placed by atlas registration of --image)")
+    c.add_argument("--image", help="the T2 the mask was drawn on: the rating slices a --bg-slice/--cso-slice "
+                                   "does not give are placed by registering the atlas to it (locate-slices)")
     c.add_argument("--midline-x-mm", type=float, help="world x (RAS mm) of the mid-sagittal plane "
                                                        "(default: centre of the field of view)")
     c.add_argument("--csv", help="write the table to this CSV file")
@@ -246,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .cli_al import add_al_parser
     from .cli_project import add_project_parser
+    from .cli_registration import add_registration_parsers
 
+    add_registration_parsers(sub)
     add_project_parser(sub)
     add_al_parser(sub)
     return p
