@@ -4,6 +4,7 @@ rating slices, CLI."""
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -151,7 +152,7 @@ def test_affine_recovers_a_known_transform_across_contrasts(atlas, subject):
     err = np.linalg.norm(tr.map_points(pts) - (pts @ A_TRUE[:3, :3].T + A_TRUE[:3, 3]), axis=1)
     assert err.max() < 2.0, err
     fr = [e.fraction for e in events]
-    assert fr[0] == 0 and fr[-1] == 1 and all(b >= a for a, b in zip(fr, fr[1:]))
+    assert fr[0] == 0 and fr[-1] == 1 and all(b >= a for a, b in pairwise(fr))
     assert {e.stage for e in events} >= {"init", "scale_versor", "affine", "done"}
     assert tr.ddf is None and tr.method == "affine" and tr.info["config"]["grid_mm"] == 2.0
 
