@@ -25,38 +25,29 @@ def progress_printer(every_s: float = 2.0):
     return show
 
 
-def _config(args):
-    from .engine.registration import ClassicalConfig
-
-    return ClassicalConfig(deformable=args.method == "classical", grid_mm=args.grid_mm)
-
-
 def cmd_register(args) -> int:
     import numpy as np
 
     from .cli import _check_nifti_out
-    from .engine.anatomy import brain_mask
+    from .engine.errors import PVSInputError
     from .engine.io import load_volume, save_volume
     from .engine.progress import run_to_end
-    from .engine.registration import register_classical, warp_volume
+    from .engine.registration import register
 
     _check_nifti_out(args.output, "the warped image")
     if bool(args.labels) != bool(args.labels_out):
-        from .engine.errors import PVSInputError
         raise PVSInputError("--labels and --labels-out go together", args.labels or args.labels_out)
     if args.labels_out:
         _check_nifti_out(args.labels_out, "the warped labels")
     fixed, moving = load_volume(args.fixed), load_volume(args.moving)
     labels = load_volume(args.labels) if args.labels else None
-    masks = {} if args.no_mask else {"fixed_mask": brain_mask(fixed), "moving_mask": brain_mask(moving)}
-    tr = run_to_end(register_classical(fixed, moving, config=_config(args), **masks), progress_printer())
-    warped = warp_volume(moving, fixed, tr, order=1)
-    save_volume(args.output, warped.data, fixed, dtype="float32")
-    msg = f"registered {args.moving} to {args.fixed} ({tr.method}, {tr.info['seconds']:.1f} s); wrote {args.output}"
-    if labels is not None:
-        wl = warp_volume(labels, fixed, tr, order=0)
-        save_volume(args.labels_out, wl.data if wl.data.dtype.kind in "iu" else np.rint(wl.data).astype(np.int32),
-                    fixed)
+    res = run_to_end(register(fixed, moving, method=args.method, labels=labels, brain_masks=not args.no_mask,
+                              grid_mm=args.grid_mm), progress_printer())
+    save_volume(args.output, res.warped.data, fixed, dtype="float32")
+    msg = f"registered {args.moving} to {args.fixed} ({args.method}, {res.seconds:.1f} s); wrote {args.output}"
+    if res.labels is not None:
+        data = res.labels.data
+        save_volume(args.labels_out, data if data.dtype.kind in "iu" else np.rint(data).astype(np.int32), fixed)
         msg += f" and {args.labels_out}"
     print(msg)
     return 0
@@ -66,12 +57,14 @@ def cmd_locate_slices(args) -> int:
     from .cli import _check_nifti_out
     from .engine.io import load_volume, save_volume
     from .engine.progress import run_to_end
+    from .engine.registration import ClassicalConfig
     from .engine.registration.atlas import atlas_regions, locate_rating_slices
 
     if args.regions_out:
         _check_nifti_out(args.regions_out, "the regions image")
     image = load_volume(args.image)
-    rs = run_to_end(locate_rating_slices(image, config=_config(args)), progress_printer())
+    cfg = ClassicalConfig(deformable=args.method == "classical", grid_mm=args.grid_mm)
+    rs = run_to_end(locate_rating_slices(image, config=cfg), progress_printer())
     print(f"BG slice {rs.bg}  (anterior commissure at index {rs.bg_index:.2f}, "
           f"RAS {', '.join(f'{v:.1f}' for v in rs.ac_mm)} mm)")
     print(f"CSO slice {rs.cso}  (10 mm above the lateral ventricles' top at RAS "

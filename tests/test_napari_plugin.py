@@ -38,11 +38,13 @@ def test_manifest_validates_and_names_all_contributions():
     assert ids == {"napari-pvs.get_reader", "napari-pvs.write_labels", "napari-pvs.make_sample_data",
                    "napari-pvs.make_train_widget", "napari-pvs.make_segment_widget",
                    "napari-pvs.make_count_widget", "napari-pvs.make_annotate_widget",
-                   "napari-pvs.make_active_learning_widget"}
+                   "napari-pvs.make_active_learning_widget",
+                   "napari-pvs.make_registration_widget"}
     for cmd in mf.contributions.commands:
         assert callable(import_python_name(cmd.python_name)), cmd.python_name
     assert {w.display_name for w in mf.contributions.widgets} == {
-        "Train PVS model", "Segment PVS", "Count PVS (BG/CSO)", "Annotate PVS", "Active learning"}
+        "Train PVS model", "Segment PVS", "Count PVS (BG/CSO)", "Annotate PVS", "Active learning",
+        "Register images"}
     (reader,) = mf.contributions.readers
     assert set(reader.filename_patterns) == {"*.nii", "*.nii.gz"}
     (writer,) = mf.contributions.writers
@@ -69,7 +71,8 @@ def test_importing_plugin_modules_does_not_import_torch():
     import sys
 
     code = ("import sys, napari_pvs._reader, napari_pvs._writer, napari_pvs._sample_data, "
-            "napari_pvs.layers, napari_pvs.widgets.train, napari_pvs.widgets.segment, napari_pvs.widgets.count; "
+            "napari_pvs.layers, napari_pvs.widgets.train, napari_pvs.widgets.segment, napari_pvs.widgets.count, "
+            "napari_pvs.widgets.registration, napari_pvs.engine.registration; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

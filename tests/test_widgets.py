@@ -517,7 +517,8 @@ def test_count_widget_slice_out_of_range(make_napari_viewer, errors):
 def test_all_widgets_dock_together(make_napari_viewer):
     viewer = make_napari_viewer()
     classes = {"Train PVS model": "TrainWidget", "Segment PVS": "SegmentWidget", "Count PVS (BG/CSO)": "CountWidget",
-               "Annotate PVS": "AnnotateWidget", "Active learning": "ActiveLearningWidget"}
+               "Annotate PVS": "AnnotateWidget", "Active learning": "ActiveLearningWidget",
+               "Register images": "RegistrationWidget"}
     names = list(classes)
     for name in names:
         dock, widget = viewer.window.add_plugin_dock_widget("napari-pvs", name)

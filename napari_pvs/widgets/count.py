@@ -10,6 +10,14 @@ in mm^3 (:func:`napari_pvs.engine.rating.count_rating_slices`). Left/right uses 
 world (RAS) x of each component from the layer's affine; *Save CSV* writes the table.
 Slice numbers run along the volume's axial axis (from its affine), whatever the order of
 napari's dims; "= current slice" reads the viewer's world position through the layer.
+
+*Place by atlas* fills both slice numbers by registering the MNI template with the Allen
+atlas to a chosen Image layer (the T2 the mask belongs to), in a worker with progress
+(:func:`napari_pvs.engine.registration.atlas.locate_rating_slices`). It adds the atlas
+regions (BG, white matter, lateral ventricles, anterior commissure) as a Labels layer and
+the landmarks (anterior commissure, top of the lateral ventricles, the CSO point 10 mm
+above) as points, and moves the viewer to the BG slice, so the placement can be checked
+before counting; the slice boxes stay editable.
 """
 
 from __future__ import annotations
@@ -23,15 +31,16 @@ from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTabl
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..engine.errors import PVSInputError
-from ..layers import layer_to_volume
-from ._job import notify_error, notify_info
+from ..layers import geometry_metadata, layer_to_volume
+from ._job import JobWidget, notify_error, notify_info
+from ._layers import put_layer, source_geometry
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["CountWidget", "COLUMNS"]
+__all__ = ["CountWidget", "PlaceSlicesJob", "COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +80,7 @@ class CountWidget(QWidget):
         self.cso_slice = SpinBox(label="CSO slice", value=0, min=0, max=10000,
                                  tooltip="axial slice ~1 cm above the lateral ventricles")
         self._form = Container(widgets=[self.labels, self.bg_slice, self.cso_slice])
+        self.place = PlaceSlicesJob(self)
         self.bg_here = QPushButton("BG = current slice")
         self.cso_here = QPushButton("CSO = current slice")
         self.bg_here.clicked.connect(lambda *_: self._set_to_current(self.bg_slice))
@@ -98,6 +108,7 @@ class CountWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self._form.native)
         layout.addLayout(here)
+        layout.addWidget(self.place)
         layout.addLayout(buttons)
         layout.addWidget(self.table)
         layout.addWidget(self.status)
@@ -105,8 +116,9 @@ class CountWidget(QWidget):
         self._on_layer_changed(self.labels.value)
 
     def reset_choices(self, *_):
-        """Refresh the layer picker (napari calls this when layers change)."""
+        """Refresh the layer pickers (napari calls this when layers change)."""
         self._form.reset_choices()
+        self.place.reset_choices()
 
     def current_slice(self, layer=None) -> int | None:
         """Index along the volume's axial axis of the viewer's current position, for
@@ -213,3 +225,60 @@ class CountWidget(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Save PVS counts", default, "CSV (*.csv)")
         if path:
             self.save_csv(path)
+
+
+class PlaceSlicesJob(JobWidget):
+    """*Place by atlas*: the BG and CSO rating slices of an Image layer, by registering the
+    atlas to it (in a worker); fills the owner's slice boxes and shows the atlas regions
+    and landmarks."""
+
+    start_text = "Place slices by atlas"
+    job_name = "rating-slice placement"
+
+    def __init__(self, owner: CountWidget):
+        super().__init__(owner.viewer)
+        self.owner = owner
+        self.placed = None
+        self._image_layer = None
+        self.image = create_widget(annotation="napari.layers.Image", label="image (T2)")
+        self._build(Container(widgets=[self.image]))
+
+    def prepare(self):
+        from ..engine.registration.atlas import load_atlas, locate_rating_slices
+
+        layer = self.image.value
+        if layer is None:
+            raise PVSInputError("choose the Image layer (T2) to place the rating slices on")
+        image = layer_to_volume(layer)
+        atlas = load_atlas()
+        self._image_layer = layer
+        return lambda: locate_rating_slices(image, atlas=atlas), f"registering the atlas to '{layer.name}' ..."
+
+    def on_result(self, rs) -> None:
+        from ..engine.registration.atlas import atlas_regions
+
+        self.placed = rs
+        layer = self._image_layer
+        image = layer_to_volume(layer)
+        for box, value in ((self.owner.bg_slice, rs.bg), (self.owner.cso_slice, rs.cso)):
+            box.max = max(box.max, image.shape[rs.axial_axis] - 1)
+            box.value = value
+        regions = atlas_regions(image, rs.transform)
+        meta = {**geometry_metadata(layer), "rating_slices": rs.as_dict()}
+        put_layer(self.viewer, f"{layer.name} atlas regions", regions, source_geometry(layer), meta,
+                  lambda d, **kw: self.viewer.add_labels(d, opacity=0.35, **kw))
+        # world frame of napari-pvs: (S, P, L) = (z, -y, -x) of RAS
+        pts = np.array([[p[2], -p[1], -p[0]] for p in (rs.ac_mm, rs.lv_top_mm, rs.cso_mm)])
+        names = ["anterior commissure (BG)", "top of lateral ventricles", "CSO (+10 mm)"]
+        name = f"{layer.name} rating-slice landmarks"
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        self.viewer.add_points(pts, name=name, size=4, face_color="yellow", features={"landmark": names},
+                               text={"string": "{landmark}", "color": "yellow", "size": 9,
+                                     "anchor": "upper_left"}, out_of_slice_display=True)
+        if self.viewer.dims.ndim == 3:
+            self.viewer.dims.set_point(range(3), tuple(pts[0]))
+        msg = (f"BG slice {rs.bg}, CSO slice {rs.cso} on '{layer.name}' ({rs.method} atlas registration, "
+               f"{rs.seconds:.0f} s); check them on the atlas regions layer")
+        self.status.setText(msg)
+        notify_info(msg)

@@ -30,6 +30,7 @@ from ..engine.errors import PVSInputError
 from ..engine.progress import format_seconds
 from ..layers import geometry_metadata
 from ._job import JobWidget, notify_info
+from ._layers import put_layer, source_geometry
 
 if TYPE_CHECKING:
     import napari
@@ -107,32 +108,15 @@ class SegmentWidget(JobWidget):
         notify_info(msg)
 
     # ------------------------------------------------------------------ layers
-    def _layer(self, name: str):
-        return self.viewer.layers[name] if name in self.viewer.layers else None
-
-    def _put(self, name: str, data: np.ndarray, geom: dict, meta: dict, add):
-        """Update layer ``name`` in place (same shape) or (re)create it with ``add``."""
-        layer = self._layer(name)
-        if layer is not None and layer.data.shape == data.shape:
-            layer.data = data
-            for key, value in geom.items():
-                setattr(layer, key, value)
-            layer.metadata.update(meta)
-            return layer
-        if layer is not None:
-            self.viewer.layers.remove(layer)
-        return add(data, name=name, metadata=dict(meta), **geom)
-
     def _show(self, prediction) -> None:
         src = self._source
-        geom = {"scale": tuple(src.scale), "translate": tuple(src.translate), "rotate": np.asarray(src.rotate),
-                "shear": np.asarray(src.shear), "affine": np.asarray(src.affine.affine_matrix)}
+        geom = source_geometry(src)
         meta = {**geometry_metadata(src), "source_layer": src.name, "threshold": prediction.threshold}
-        self.prob_layer = self._put(
-            f"{src.name} PVS probability", prediction.prob, geom, meta,
+        self.prob_layer = put_layer(
+            self.viewer, f"{src.name} PVS probability", prediction.prob, geom, meta,
             lambda d, **kw: self.viewer.add_image(d, colormap="magma", blending="additive",
                                                   contrast_limits=(0.0, 1.0), opacity=0.7, **kw))
-        self.mask_layer = self._put(f"{src.name} PVS mask", prediction.mask, geom, meta,
+        self.mask_layer = put_layer(self.viewer, f"{src.name} PVS mask", prediction.mask, geom, meta,
                                     lambda d, **kw: self.viewer.add_labels(d, opacity=0.6, **kw))
 
     def _rethreshold(self, value) -> None:

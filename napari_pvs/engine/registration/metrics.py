@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 __all__ = ["dice_per_label", "hd95_mm", "jacobian_determinant", "sdlogj", "folding_fraction"]
 
@@ -55,6 +54,7 @@ def hd95_mm(a: np.ndarray, b: np.ndarray, spacing_mm) -> float:
     float
         HD95 in mm; NaN when either mask is empty.
     """
+    import torch
     from monai.metrics import compute_hausdorff_distance
 
     if not a.any() or not b.any():

@@ -1,0 +1,155 @@
+"""Dock widget "Register images": align a moving scan (T1, FLAIR, another visit, an atlas)
+to a fixed one.
+
+Pick the fixed and the moving Image layers, the method (``affine``: 9 then 12 degrees of
+freedom; ``classical``: affine + B-spline, SimpleITK, mutual information, so contrasts may
+differ) and *Register*. The registration runs in a worker through the shared job
+lifecycle (progress per optimiser iteration, *Cancel*). The result is shown on the fixed
+layer's grid (:func:`napari_pvs.engine.registration.register`):
+
+* ``"<moving> on <fixed>"``: the warped moving image, colormap ``magenta``, additive over
+  the fixed image (aligned structures turn white);
+* for ``classical``: ``"deformation grid"`` (grid lines every 8 mm deformed by the
+  B-spline, affine left out) and ``"Jacobian determinant"`` (1 = volume kept, blue <1
+  contraction, red >1 expansion; <= 0 would be folding), with SDlogJ and the folding
+  share in the status line.
+
+*Warp labels* carries a Labels layer drawn on the moving grid (e.g. a lesion mask on the
+FLAIR, or last visit's PVS) onto the fixed grid with the last transform (nearest
+neighbour), as a new Labels layer saved on the fixed image's geometry.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, create_widget
+from qtpy.QtWidgets import QPushButton
+
+from ..engine.errors import PVSInputError
+from ..engine.progress import format_seconds
+from ..layers import geometry_metadata, layer_to_volume
+from ._job import JobWidget, notify_error, notify_info
+from ._layers import put_layer, source_geometry
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["RegistrationWidget"]
+
+
+class RegistrationWidget(JobWidget):
+    """Register a moving Image layer to a fixed one and show the result.
+
+    Attributes
+    ----------
+    last : RegistrationResult or None
+        The last result (transform, warped image).
+    warped_layer, grid_layer, jacobian_layer : napari layers or None
+    """
+
+    start_text = "Register"
+    job_name = "registration"
+
+    def __init__(self, napari_viewer: "napari.viewer.Viewer"):
+        super().__init__(napari_viewer)
+        from ..engine.registration import METHODS
+
+        self.last = None
+        self._fixed_layer = self._moving_layer = None
+        self.warped_layer = self.grid_layer = self.jacobian_layer = None
+        self.fixed = create_widget(annotation="napari.layers.Image", label="fixed")
+        self.moving = create_widget(annotation="napari.layers.Image", label="moving")
+        self.method = ComboBox(label="method", choices=list(METHODS), value="classical",
+                               tooltip="affine: 9 then 12 dof; classical: affine + B-spline (SimpleITK)")
+        self.brain_masks = CheckBox(label="brains only", value=True,
+                                    tooltip="register the brain masks' contents (skull and neck left out)")
+        self.grid_mm = FloatSpinBox(label="working grid (mm)", value=2.0, min=1.0, max=6.0, step=0.5)
+        self.labels = create_widget(annotation="napari.layers.Labels", label="labels (moving grid)")
+        self.warp_button = QPushButton("Warp labels to the fixed grid")
+        self.warp_button.setEnabled(False)
+        self.warp_button.clicked.connect(self.warp_labels)
+        self._labels_form = Container(widgets=[self.labels])
+        self._build(Container(widgets=[self.fixed, self.moving, self.method, self.brain_masks, self.grid_mm]),
+                    extra=[self._labels_form.native, self.warp_button])
+
+    def reset_choices(self, *_) -> None:
+        super().reset_choices()
+        self._labels_form.reset_choices()
+
+    # ------------------------------------------------------------------ job
+    def prepare(self):
+        from ..engine.registration import register
+
+        f_layer, m_layer = self.fixed.value, self.moving.value
+        if f_layer is None or m_layer is None:
+            raise PVSInputError("choose a fixed and a moving Image layer")
+        if f_layer is m_layer:
+            raise PVSInputError(f"fixed and moving are the same layer '{f_layer.name}'")
+        fixed, moving = layer_to_volume(f_layer), layer_to_volume(m_layer)
+        method, masks, grid = str(self.method.value), bool(self.brain_masks.value), float(self.grid_mm.value)
+        self._fixed_layer, self._moving_layer = f_layer, m_layer
+        return (lambda: register(fixed, moving, method=method, brain_masks=masks, grid_mm=grid),
+                f"registering '{m_layer.name}' to '{f_layer.name}' ({method}) ...")
+
+    def on_result(self, result) -> None:
+        from ..engine.registration import deformation_grid, folding_fraction, jacobian_map, sdlogj
+
+        self.last = result
+        src, mov = self._fixed_layer, self._moving_layer
+        geom = source_geometry(src)
+        meta = {**geometry_metadata(src), "registered_from": mov.name}
+        data = result.warped.data
+        hi = float(np.percentile(data[data > 0], 99.5)) if (data > 0).any() else 1.0
+        self.warped_layer = put_layer(
+            self.viewer, f"{mov.name} on {src.name}", data, geom, meta,
+            lambda d, **kw: self.viewer.add_image(d, colormap="magenta", blending="additive",
+                                                  contrast_limits=(0.0, hi), **kw))
+        msg = f"'{mov.name}' registered to '{src.name}' ({result.transform.method}) in {format_seconds(result.seconds)}"
+        fixed = result.warped
+        if result.transform.ddf is not None:
+            grid = deformation_grid(fixed, result.transform)
+            self.grid_layer = put_layer(
+                self.viewer, "deformation grid", grid, geom, meta,
+                lambda d, **kw: self.viewer.add_image(d, colormap="yellow", blending="additive",
+                                                      contrast_limits=(0, 1), opacity=0.6, **kw))
+            jac = jacobian_map(fixed, result.transform)
+            self.jacobian_layer = put_layer(
+                self.viewer, "Jacobian determinant", jac, geom, meta,
+                lambda d, **kw: self.viewer.add_image(d, colormap="bwr", contrast_limits=(0.5, 1.5),
+                                                      visible=False, **kw))
+            from ..engine.registration import jacobian_determinant
+
+            j = jacobian_determinant(result.transform.ddf, result.transform.ddf_affine)
+            msg += f"; SDlogJ {sdlogj(j):.3f}, folding {100 * folding_fraction(j):.2f} %"
+        self.warp_button.setEnabled(True)
+        self.status.setText(msg)
+        notify_info(msg)
+
+    # ------------------------------------------------------------------ labels
+    def warp_labels(self, *_):
+        """Warp the chosen Labels layer (on the moving grid) onto the fixed grid with the
+        last transform; returns the new layer (None on error)."""
+        from ..engine.registration import warp_volume
+
+        layer = self.labels.value
+        if self.last is None or layer is None:
+            notify_error("register first, then choose a Labels layer drawn on the moving image")
+            return None
+        try:
+            moving = layer_to_volume(self._moving_layer)
+            labels = layer_to_volume(layer)
+            from ..engine.io import check_same_grid
+
+            check_same_grid(moving, labels)
+            warped = warp_volume(labels, self.last.warped, self.last.transform, order=0)
+        except PVSInputError as exc:
+            notify_error(str(exc))
+            return None
+        src = self._fixed_layer
+        meta = {**geometry_metadata(src), "registered_from": layer.name}
+        out = put_layer(self.viewer, f"{layer.name} on {src.name}", np.asarray(warped.data), source_geometry(src),
+                        meta, lambda d, **kw: self.viewer.add_labels(d, opacity=0.6, **kw))
+        notify_info(f"'{layer.name}' warped onto '{src.name}': {int((warped.data > 0).sum())} voxels labelled")
+        return out

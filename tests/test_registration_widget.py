@@ -1,0 +1,102 @@
+"""The Register images widget and the Count widget's atlas placement, on the phantom of
+test_registration (no real data, a few seconds each)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+from test_registration import A_TRUE, phantom_atlas, subject_from  # noqa: E402
+
+from napari_pvs.engine.registration import SpatialTransform, warp_volume  # noqa: E402
+from napari_pvs.layers import layer_geometry, volume_metadata  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def atlas():
+    return phantom_atlas()
+
+
+@pytest.fixture(scope="module")
+def subject(atlas):
+    return subject_from(atlas, A_TRUE)
+
+
+def add_volume(viewer, volume, name, labels=False):
+    add = viewer.add_labels if labels else viewer.add_image
+    return add(np.asarray(volume.data), name=name, metadata=volume_metadata(volume), **layer_geometry(volume))
+
+
+def test_register_widget_shows_the_warped_image_grid_and_jacobian(make_napari_viewer, qtbot, atlas, subject):
+    from napari_pvs.widgets.registration import RegistrationWidget
+
+    viewer = make_napari_viewer()
+    add_volume(viewer, subject, "t2")
+    add_volume(viewer, atlas.template, "template")
+    lv = atlas.labels.with_data((np.asarray(atlas.labels.data) == 58).astype(np.uint8))
+    add_volume(viewer, lv, "ventricles", labels=True)
+    widget = RegistrationWidget(viewer)
+    widget.reset_choices()
+    widget.fixed.value = viewer.layers["t2"]
+    widget.moving.value = viewer.layers["template"]
+    widget.method.value = "classical"
+    widget.grid_mm.value = 3.0
+    assert not widget.warp_button.isEnabled()
+    widget.start()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=180_000)
+    assert widget.last is not None, widget.status.text()
+    warped = viewer.layers["template on t2"]
+    assert warped.data.shape == subject.shape
+    np.testing.assert_allclose(warped.scale, viewer.layers["t2"].scale)
+    for name in ("deformation grid", "Jacobian determinant"):
+        assert viewer.layers[name].data.shape == subject.shape
+    jac = viewer.layers["Jacobian determinant"].data
+    assert 0.5 < float(np.median(jac)) < 1.5 and (jac > 0).all()
+    assert "SDlogJ" in widget.status.text()
+    # the phantom's ventricles carried onto the subject sit on its bright ventricles
+    widget.labels.value = viewer.layers["ventricles"]
+    out = widget.warp_labels()
+    assert out is not None and out.data.shape == subject.shape
+    truth = warp_volume(atlas.labels, subject, SpatialTransform(A_TRUE), order=0).data == 58
+    on = out.data > 0
+    assert 2 * (on & truth).sum() / (on.sum() + truth.sum()) > 0.6
+
+
+def test_register_widget_refuses_one_layer_twice(make_napari_viewer, subject):
+    from napari_pvs.widgets.registration import RegistrationWidget
+
+    viewer = make_napari_viewer()
+    add_volume(viewer, subject, "t2")
+    widget = RegistrationWidget(viewer)
+    widget.reset_choices()
+    widget.fixed.value = widget.moving.value = viewer.layers["t2"]
+    widget.start()
+    assert widget.worker is None and "same layer" in widget.status.text()
+
+
+def test_count_widget_places_rating_slices_by_atlas(make_napari_viewer, qtbot, monkeypatch, atlas, subject):
+    import napari_pvs.engine.registration.atlas as atlas_mod
+    from napari_pvs.widgets.count import CountWidget
+
+    monkeypatch.setattr(atlas_mod, "load_atlas", lambda root=None: atlas)
+    viewer = make_napari_viewer()
+    add_volume(viewer, subject, "t2")
+    add_volume(viewer, subject.with_data(np.zeros(subject.shape, np.uint8)), "pvs", labels=True)
+    widget = CountWidget(viewer)
+    widget.reset_choices()
+    widget.place.image.value = viewer.layers["t2"]
+    widget.place.start()
+    qtbot.waitUntil(lambda: widget.place.worker is None, timeout=120_000)
+    rs = widget.place.placed
+    assert rs is not None, widget.place.status.text()
+    assert (widget.bg_slice.value, widget.cso_slice.value) == (rs.bg, rs.cso)
+    regions = viewer.layers["t2 atlas regions"].data
+    assert regions.shape == subject.shape and set(np.unique(regions)) >= {0, 2, 3, 4}
+    points = viewer.layers["t2 rating-slice landmarks"]
+    assert len(points.data) == 3
+    # the viewer sits on the BG slice: the AC landmark's S coordinate
+    assert viewer.dims.point[0] == pytest.approx(rs.ac_mm[2], abs=subject.voxel_size[0])
+    counts = widget.count()
+    assert counts.bg.slice_index == rs.bg and counts.cso.slice_index == rs.cso
