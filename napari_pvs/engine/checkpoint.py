@@ -213,7 +213,7 @@ def checkpoint_config(ckpt: dict, path: str | Path | None = None) -> tuple[str, 
     name = ckpt.get("model_name")
     if name not in MODEL_REGISTRY:
         raise PVSInputError(f"checkpoint is for model {name!r}, which this version does not know "
-                            f"(available: {', '.join(available_models())})", path)
+                            f"(available: {', '.join(available_models(None))})", path)
     spec = MODEL_REGISTRY[name]
     ignore: tuple[str, ...] = ()
     if int(ckpt.get("version", 1)) == 1:

@@ -14,6 +14,9 @@ registered together (:mod:`.registry`):
 * ``mfnsde``: MfNS_De, the densely nested attention U-Net with multi-scale deep
   supervision of "Deep-learning-based segmentation of perivascular spaces on
   T2-weighted 3T MR images", Frontiers in Aging Neuroscience (2024) (:mod:`.mfnsde`).
+
+One 3D registration network shares the registry (``task="registration"``, left out of
+``available_models()``' default list): ``acsgreg``, ACSGRegNet (:mod:`.acsgreg`).
 """
 
 from .base import SegmentationNet, SegmentationNetConfig, as_batch
@@ -31,6 +34,7 @@ from .losses import (MaxPoolDeepSupervisionLoss, deep_supervision_loss, default_
                      downsample_label_max)
 from .unet import UNet2D, UNetConfig
 from .mfnsde import MfNSDe, MfNSDeConfig
+from .acsgreg import ACSGRegConfig, ACSGRegNet
 
 __all__ = [
     "MODEL_REGISTRY",
@@ -52,4 +56,6 @@ __all__ = [
     "UNetConfig",
     "MfNSDe",
     "MfNSDeConfig",
+    "ACSGRegNet",
+    "ACSGRegConfig",
 ]

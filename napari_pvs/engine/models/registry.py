@@ -41,12 +41,15 @@ class ModelSpec:
         The ``nn.Module`` class; built as ``network(config)``.
     config_class : type
         Its frozen config dataclass.
+    task : str
+        ``"segmentation"`` (2D PVS networks) or ``"registration"``.
     """
 
     name: str
     description: str
     network: type
     config_class: type
+    task: str = "segmentation"
 
     def config_from_dict(self, d: Mapping | None, *, ignore: tuple[str, ...] = ()) -> object:
         """Rebuild this family's config from ``dataclasses.asdict(config)`` (or its JSON).
@@ -91,7 +94,8 @@ class ModelSpec:
 MODEL_REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, description: str, config_class: type) -> Callable[[type], type]:
+def register_model(name: str, description: str, config_class: type, *,
+                   task: str = "segmentation") -> Callable[[type], type]:
     """Class decorator registering a network class and its config class under ``name``.
 
     Names are case-insensitive (stored lower-case).
@@ -113,15 +117,15 @@ def register_model(name: str, description: str, config_class: type) -> Callable[
     def decorator(network: type) -> type:
         if key in MODEL_REGISTRY:
             raise ValueError(f"model '{key}' is already registered")
-        MODEL_REGISTRY[key] = ModelSpec(key, description, network, config_class)
+        MODEL_REGISTRY[key] = ModelSpec(key, description, network, config_class, task)
         return network
 
     return decorator
 
 
-def available_models() -> list[str]:
-    """Sorted names of the registered models."""
-    return sorted(MODEL_REGISTRY)
+def available_models(task: str | None = "segmentation") -> list[str]:
+    """Sorted names of the registered models of ``task`` (None: every task)."""
+    return sorted(k for k, s in MODEL_REGISTRY.items() if task is None or s.task == task)
 
 
 def model_spec(name: str) -> ModelSpec:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from nibabel.affines import apply_affine
@@ -21,7 +22,7 @@ from .transform import SpatialTransform, fixed_points, warp_volume
 __all__ = ["METHODS", "RegistrationResult", "register", "deformation_grid", "jacobian_map"]
 
 #: registration methods of :func:`register`
-METHODS = ("affine", "classical")
+METHODS = ("affine", "classical", "acsgreg")
 
 
 @dataclass
@@ -47,7 +48,7 @@ class RegistrationResult:
 
 
 def register(fixed: Volume, moving: Volume, *, method: str = "classical", labels: Volume | None = None,
-             brain_masks: bool = True, grid_mm: float = 2.0,
+             brain_masks: bool = True, grid_mm: float = 2.0, model: str | Path | None = None,
              ) -> Generator[RegistrationEvent, None, RegistrationResult]:
     """Register ``moving`` to ``fixed`` and resample it (and ``labels``) onto the fixed grid.
 
@@ -59,21 +60,32 @@ def register(fixed: Volume, moving: Volume, *, method: str = "classical", labels
         ``(Z, Y, X)`` scans (any contrast, orientation, voxel size).
     method : str
         ``"affine"`` (9 then 12 dof) or ``"classical"`` (affine + B-spline), SimpleITK
-        (:func:`register_classical`).
+        (:func:`register_classical`); ``"acsgreg"``: a trained ACSGRegNet checkpoint
+        ``model`` (:func:`~napari_pvs.engine.registration.network.register_network`).
     labels : Volume, optional
         A label map on ``moving``'s grid to carry across.
     brain_masks : bool
         Register the brains only (:func:`~napari_pvs.engine.anatomy.brain_mask` of each).
     grid_mm : float
-        Working grid spacing in mm.
+        Working grid spacing in mm (SimpleITK methods; the network has its own grid).
+    model : str or Path, optional
+        ACSGRegNet checkpoint for ``method="acsgreg"``.
 
     Raises
     ------
     PVSInputError
-        Unknown method, labels not on the moving grid, no brain found, registration failure.
+        Unknown method, no checkpoint for ``acsgreg`` or a checkpoint of another model,
+        labels not on the moving grid, no brain found, registration failure.
     """
     if method not in METHODS:
         raise PVSInputError(f"unknown registration method {method!r}; expected one of {', '.join(METHODS)}")
+    net = None
+    if method == "acsgreg":
+        from ..checkpoint import load_model
+
+        if model is None:
+            raise PVSInputError("method 'acsgreg' needs a trained checkpoint (napari-pvs train-registration)")
+        net = load_model(model, expected_model="acsgreg").model
     if labels is not None:
         from ..io import check_same_grid
 
@@ -85,8 +97,13 @@ def register(fixed: Volume, moving: Volume, *, method: str = "classical", labels
 
         yield RegistrationEvent("brain masks", 0.0)
         masks = {"fixed_mask": brain_mask(fixed), "moving_mask": brain_mask(moving)}
-    cfg = ClassicalConfig(grid_mm=grid_mm, deformable=method == "classical")
-    tr = yield from register_classical(fixed, moving, config=cfg, **masks)
+    if net is not None:
+        from .network import register_network
+
+        tr = yield from register_network(fixed, moving, net, **masks)
+    else:
+        cfg = ClassicalConfig(grid_mm=grid_mm, deformable=method == "classical")
+        tr = yield from register_classical(fixed, moving, config=cfg, **masks)
     warped = warp_volume(moving, fixed, tr, order=1)
     warped_labels = warp_volume(labels, fixed, tr, order=0) if labels is not None else None
     return RegistrationResult(tr, warped, warped_labels, time.perf_counter() - t0)
