@@ -1,6 +1,7 @@
 """The ``napari-pvs`` command line: simulate, train, segment and count PVS; annotation
 projects (``napari-pvs project ...``, :mod:`napari_pvs.cli_project`); active learning
-(``napari-pvs al ...``, :mod:`napari_pvs.cli_al`).
+(``napari-pvs al ...``, :mod:`napari_pvs.cli_al`); registration and atlas-placed rating
+slices (``register``, ``locate-slices``, ``train-registration``, :mod:`napari_pvs.cli_registration`).
 
 Every GUI action has a command here and a Python function in :mod:`napari_pvs.engine`.
 Bad input ends with a one-line ``napari-pvs: error: FILE: problem`` and exit code 2,

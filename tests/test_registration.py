@@ -210,3 +210,61 @@ def test_rating_slices_json(tmp_path, placed):
     out = rs.write_json(tmp_path / "slices.json", image="x.nii.gz")
     d = json.loads(out.read_text())
     assert d["bg"] == rs.bg and d["cso"] == rs.cso and len(d["ac_mm"]) == 3 and d["image"] == "x.nii.gz"
+
+
+# ----------------------------------------------------------------------------- CLI
+def _save(vol: Volume, path) -> str:
+    import nibabel as nib
+
+    data = np.asarray(vol.data)
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(data.transpose(2, 1, 0)), vol.affine), path)
+    return str(path)
+
+
+def test_register_cli_writes_the_warped_image_and_labels(tmp_path, capsys, atlas, subject):
+    from napari_pvs.cli import main
+    from napari_pvs.engine.io import load_volume
+
+    fixed = _save(subject, tmp_path / "t2.nii.gz")
+    moving = _save(atlas.template, tmp_path / "tpl.nii.gz")
+    labels = _save(atlas.labels, tmp_path / "lab.nii.gz")
+    code = main(["register", fixed, moving, "-o", str(tmp_path / "w.nii.gz"), "--method", "affine",
+                 "--no-mask", "--labels", labels, "--labels-out", str(tmp_path / "wl.nii.gz")])
+    assert code == 0, capsys.readouterr().err
+    assert "wrote" in capsys.readouterr().out
+    warped = load_volume(tmp_path / "w.nii.gz")
+    wl = load_volume(tmp_path / "wl.nii.gz")
+    assert warped.shape == wl.shape == subject.shape
+    np.testing.assert_allclose(warped.affine, subject.affine, atol=1e-4)
+    truth = warp_volume(atlas.labels, subject, SpatialTransform(A_TRUE), order=0).data
+    d = dice_per_label(np.asarray(wl.data).astype(int), truth.astype(int), [58, 51])
+    assert d[58] > 0.75 and d[51] > 0.85, d
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from napari_pvs.cli import main
+
+    mask = Volume(np.zeros((6, 10, 12), np.uint8), np.diag([1.0, 1.0, 3.0, 1.0]))
+    m = _save(mask, tmp_path / "m.nii.gz")
+    assert main(["count", m]) == 2
+    err = capsys.readouterr().err
+    assert "give --bg-slice and --cso-slice, or --image" in err and err.count("\n") == 1
+    assert main(["register", m, m, "-o", str(tmp_path / "x.txt")]) == 2
+    assert "must be a .nii or .nii.gz file" in capsys.readouterr().err
+    assert main(["register", m, m, "-o", str(tmp_path / "x.nii.gz"), "--method", "acsgreg"]) == 2
+    assert "needs a trained checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "x.nii.gz").exists()
+
+
+@pytest.mark.slow
+def test_locate_slices_cli_on_a_real_t2(tmp_path, capsys):
+    """patient07 (1 mm): the BG and CSO slices within 2 slices of those placed by hand
+    (anterior commissure crossing the midline on axial 72; ventricles' top at 99 -> 109)."""
+    from conftest import real_file
+    from napari_pvs.cli import main
+
+    t2 = real_file("open_ms/mni/patient07/T2.nii.gz")
+    assert main(["locate-slices", str(t2), "--json", str(tmp_path / "s.json")]) == 0
+    d = json.loads((tmp_path / "s.json").read_text())
+    assert abs(d["bg"] - 72) <= 2 and abs(d["cso"] - 109) <= 2, d
+    assert "BG slice" in capsys.readouterr().out

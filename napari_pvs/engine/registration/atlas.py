@@ -158,7 +158,7 @@ class RatingSlices:
 
 def locate_rating_slices(image: Volume, *, atlas: Atlas | None = None, brain: np.ndarray | None = None,
                          config: ClassicalConfig | None = None, transform: SpatialTransform | None = None,
-                         ) -> Generator[RegistrationEvent, None, RatingSlices]:
+                         network=None) -> Generator[RegistrationEvent, None, RatingSlices]:
     """Place the BG and CSO rating slices on ``image`` by registering the atlas to it.
 
     A generator of :class:`RegistrationEvent` that returns :class:`RatingSlices`.
@@ -175,7 +175,9 @@ def locate_rating_slices(image: Volume, *, atlas: Atlas | None = None, brain: np
         Registration settings (default: affine on a 2 mm grid, enough for landmarks a slice
         thick; ``deformable=True`` adds a B-spline).
     transform : SpatialTransform, optional
-        An existing image-to-atlas transform (e.g. from ACSGRegNet): skip registration.
+        An existing image-to-atlas transform: skip registration.
+    network : ACSGRegNet, optional
+        Register with this trained network instead of SimpleITK (``config`` unused).
 
     Raises
     ------
@@ -190,8 +192,13 @@ def locate_rating_slices(image: Volume, *, atlas: Atlas | None = None, brain: np
 
             brain = brain_mask(image)
         tpl = atlas.template
-        transform = yield from register_classical(image, tpl, fixed_mask=brain,
-                                                  moving_mask=np.asarray(tpl.data) > 0, config=config)
+        masks = {"fixed_mask": brain, "moving_mask": np.asarray(tpl.data) > 0}
+        if network is not None:
+            from .network import register_network
+
+            transform = yield from register_network(image, tpl, network, **masks)
+        else:
+            transform = yield from register_classical(image, tpl, config=config, **masks)
     ac = transform.inverse_points(atlas.ac_mm)
     top = transform.inverse_points(atlas.lv_top_mm)
     bg, bg_k = slice_of_point(image, ac)
