@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real benchmark-proposals benchmark-al default-model screenshots screenshots-annotation screenshots-al clean
+.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real benchmark-proposals benchmark-al benchmark-registration default-model screenshots screenshots-annotation screenshots-al screenshots-registration clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,12 @@ benchmark-proposals: install
 benchmark-al: install
 	$(PY) benchmarks/active_learning.py --data $(DATA)
 
+## benchmark-registration: atlas-placed BG/CSO rating slices against hand-placed ones on every shared T2;
+## affine, classical and ACSGRegNet (trained here for 10 min of CPU) on the SynthSeg label maps;
+## T1 -> T2 against the site's own transforms; writes benchmarks/results/registration/registration.json
+benchmark-registration: install
+	$(PY) benchmarks/registration.py --data $(DATA)
+
 ## screenshots: napari with a real T2 and the predicted overlay, 2D and 3D, under Xvfb
 screenshots: install
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots.py --out screenshots
@@ -81,6 +87,10 @@ screenshots-annotation: install
 ## screenshots-al: the Active learning widget's queue beside a real T2 (candidates, BALD map, history)
 screenshots-al: install
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots_active_learning.py --out screenshots
+
+## screenshots-registration: atlas-placed rating slices (Count widget) and T1 -> T2 registration on real scans
+screenshots-registration: install
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots_registration.py --out screenshots
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

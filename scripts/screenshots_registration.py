@@ -1,0 +1,113 @@
+"""Screenshots of atlas-placed rating slices (Count widget) and of the Register images
+widget on real scans, in a shown napari window.
+
+Run under a virtual X server::
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots_registration.py --out screenshots/
+
+What it does:
+
+1. opens the open_ms patient04 T2 with the plugin's reader; the Count widget's *Place
+   slices by atlas* registers the MNI template with the Allen labels to it; saves the
+   window on the placed BG slice (``rating_slices_bg.png``) and CSO slice
+   (``rating_slices_cso.png``) with the atlas regions and landmarks;
+2. opens patient01 visit 1's T2 and T1; the Register images widget registers the T1 to
+   the T2 (``--method``, default classical: affine + B-spline); saves the overlay with
+   the deformation grid (``registration.png``), the Jacobian map
+   (``registration_jacobian.png``) and the dock (``registration_widget.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from screenshots import close_notifications, grab_widget, pump, save_png  # noqa: E402
+
+log = logging.getLogger("screenshots_registration")
+
+
+def wait(job) -> None:
+    while job.is_running:
+        pump(0.2)
+    pump(0.5)
+
+
+def show_slice(viewer, layer, k: int, axial_axis: int) -> None:
+    """Move the viewer to axial slice ``k`` of ``layer`` (through the layer's centre)."""
+    centre = (np.asarray(layer.data.shape, float) - 1) / 2
+    centre[axial_axis] = k
+    viewer.dims.set_point(range(3), tuple(np.asarray(layer.data_to_world(centre), float)))
+    pump(0.5)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("screenshots"))
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--method", default="classical", choices=["affine", "classical"])
+    ap.add_argument("--size", type=int, nargs=2, default=(1580, 980))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import napari
+
+    from napari_pvs.widgets.count import CountWidget
+    from napari_pvs.widgets.registration import RegistrationWidget
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 1. rating slices
+    viewer = napari.Viewer(title="napari-pvs: rating slices by atlas", show=True)
+    viewer.window.resize(*args.size)
+    (t2,) = viewer.open(args.data / "open_ms/longitudinal/patient04/study1_T2W.nii.gz", plugin="napari-pvs")
+    count = CountWidget(viewer)
+    viewer.window.add_dock_widget(count, name="Count PVS (BG/CSO)", area="right")
+    count.reset_choices()
+    count.place.image.value = t2
+    count.place.start()
+    wait(count.place)
+    rs = count.place.placed
+    log.info("placed: %s", count.place.status.text())
+    close_notifications(viewer)
+    for name, k in (("bg", rs.bg), ("cso", rs.cso)):
+        show_slice(viewer, t2, k, rs.axial_axis)
+        close_notifications(viewer)
+        save_png(out / f"rating_slices_{name}.png", viewer.screenshot(canvas_only=False))
+    viewer.close()
+
+    # 2. registration T1 -> T2
+    viewer = napari.Viewer(title="napari-pvs: register images", show=True)
+    viewer.window.resize(*args.size)
+    base = args.data / "open_ms/longitudinal/patient01"
+    (fixed,) = viewer.open(base / "study1_T2W.nii.gz", plugin="napari-pvs")
+    (moving,) = viewer.open(base / "study1_T1W.nii.gz", plugin="napari-pvs")
+    moving.visible = False
+    reg = RegistrationWidget(viewer)
+    viewer.window.add_dock_widget(reg, name="Register images", area="right")
+    reg.reset_choices()
+    reg.fixed.value, reg.moving.value = fixed, moving
+    reg.method.value = args.method
+    reg.start()
+    wait(reg)
+    log.info("registered: %s", reg.status.text())
+    show_slice(viewer, fixed, 18, 0)
+    close_notifications(viewer)
+    save_png(out / "registration.png", viewer.screenshot(canvas_only=False))
+    if reg.jacobian_layer is not None:
+        reg.jacobian_layer.visible = True
+        reg.grid_layer.visible = False
+        close_notifications(viewer)
+        save_png(out / "registration_jacobian.png", viewer.screenshot(canvas_only=False))
+    grab_widget(reg, out / "registration_widget.png")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
