@@ -142,7 +142,7 @@ def _matrix_lps(tx) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- running
-def _run(method, fixed, moving, stage: str, f0: float, f1: float, t0: float,
+def _run(method, n_levels: int, fixed, moving, stage: str, f0: float, f1: float, t0: float,
          ) -> Generator[RegistrationEvent, None, None]:
     """Execute ``method`` in a thread (SimpleITK releases the GIL), yielding its
     iterations as events; closing the generator stops the optimiser at its next
@@ -151,7 +151,6 @@ def _run(method, fixed, moving, stage: str, f0: float, f1: float, t0: float,
 
     events: queue.SimpleQueue = queue.SimpleQueue()
     stop = threading.Event()
-    n_levels = max(1, int(getattr(method, "_n_levels", 1)))
 
     def on_iteration():
         events.put((method.GetCurrentLevel(), method.GetOptimizerIteration(), method.GetMetricValue()))
@@ -197,7 +196,6 @@ def _method(cfg: ClassicalConfig, shrink: tuple[int, ...], smooth_vox: tuple[flo
     r.SetInterpolator(sitk.sitkLinear)
     r.SetShrinkFactorsPerLevel(list(shrink))
     r.SetSmoothingSigmasPerLevel(list(smooth_vox))
-    r._n_levels = len(shrink)
     return r
 
 
@@ -256,7 +254,7 @@ def register_classical(fixed: Volume, moving: Volume, *, fixed_mask: np.ndarray 
                                                relaxationFactor=0.6)
     r.SetOptimizerScalesFromPhysicalShift()
     r.SetInitialTransform(versor, inPlace=True)
-    yield from _run(r, f_img, m_img, "scale_versor", *span("scale_versor"), t0)
+    yield from _run(r, 3, f_img, m_img, "scale_versor", *span("scale_versor"), t0)
     metrics["scale_versor"] = float(r.GetMetricValue())
 
     # 3: affine from the 9-dof result
@@ -269,7 +267,7 @@ def register_classical(fixed: Volume, moving: Volume, *, fixed_mask: np.ndarray 
                                                numberOfIterations=cfg.affine_iterations, relaxationFactor=0.6)
     r.SetOptimizerScalesFromPhysicalShift()
     r.SetInitialTransform(affine_tx, inPlace=True)
-    yield from _run(r, f_img, m_img, "affine", *span("affine"), t0)
+    yield from _run(r, 2, f_img, m_img, "affine", *span("affine"), t0)
     metrics["affine"] = float(r.GetMetricValue())
     affine_ras = _LPS @ _matrix_lps(affine_tx) @ _LPS
 
@@ -283,7 +281,7 @@ def register_classical(fixed: Volume, moving: Volume, *, fixed_mask: np.ndarray 
                                maximumNumberOfCorrections=5, maximumNumberOfFunctionEvaluations=4 * cfg.bspline_iterations)
         r.SetMovingInitialTransform(affine_tx)
         r.SetInitialTransform(bspline, inPlace=True)
-        yield from _run(r, f_img, m_img, "bspline", *span("bspline"), t0)
+        yield from _run(r, 2, f_img, m_img, "bspline", *span("bspline"), t0)
         metrics["bspline"] = float(r.GetMetricValue())
         field = sitk.TransformToDisplacementField(bspline, sitk.sitkVectorFloat64, f_img.GetSize(),
                                                   f_img.GetOrigin(), f_img.GetSpacing(), f_img.GetDirection())
