@@ -52,6 +52,7 @@ from napari_pvs.engine.progress import run_to_end  # noqa: E402
 from napari_pvs.engine.registration import (ClassicalConfig, SpatialTransform, dice_per_label,  # noqa: E402
                                             folding_fraction, hd95_mm, jacobian_determinant,
                                             register_classical, sdlogj, warp_volume)
+from napari_pvs.engine.registration.classical import itk_affine_to_ras  # noqa: E402
 from napari_pvs.engine.registration.atlas import load_atlas, locate_rating_slices  # noqa: E402
 from napari_pvs.engine.registration.network import LABEL_GROUPS, label_groups, register_network  # noqa: E402
 
@@ -159,18 +160,11 @@ def part_labels(data: Path, out: Path, train_minutes: float, ckpt: str | None) -
 
 
 def _itk_matrix(path: Path) -> np.ndarray:
-    """4x4 RAS matrix of an ITK MatrixOffsetTransform file (fixed -> moving points)."""
+    """4x4 RAS matrix of an ITK transform file (fixed -> moving points)."""
     import SimpleITK as sitk
 
     tx = sitk.ReadTransform(str(path))
-    tx = sitk.AffineTransform(tx) if not isinstance(tx, sitk.AffineTransform) else tx
-    m = np.asarray(tx.GetMatrix()).reshape(3, 3)
-    c, t = np.asarray(tx.GetCenter()), np.asarray(tx.GetTranslation())
-    lps = np.eye(4)
-    lps[:3, :3] = m
-    lps[:3, 3] = c + t - m @ c
-    f = np.diag([-1.0, -1.0, 1.0, 1.0])
-    return f @ lps @ f
+    return itk_affine_to_ras(sitk.AffineTransform(tx) if not isinstance(tx, sitk.AffineTransform) else tx)
 
 
 def part_t1t2(data: Path, methods: list[str]) -> list[dict]:

@@ -94,7 +94,8 @@ class RegistrationWidget(JobWidget):
                 f"registering '{m_layer.name}' to '{f_layer.name}' ({method}) ...")
 
     def on_result(self, result) -> None:
-        from ..engine.registration import deformation_grid, folding_fraction, jacobian_map, sdlogj
+        from ..engine.registration import (deformation_grid, folding_fraction, jacobian_determinant, jacobian_map,
+                                           sdlogj)
 
         self.last = result
         src, mov = self._fixed_layer, self._moving_layer
@@ -114,14 +115,12 @@ class RegistrationWidget(JobWidget):
                 self.viewer, "deformation grid", grid, geom, meta,
                 lambda d, **kw: self.viewer.add_image(d, colormap="yellow", blending="additive",
                                                       contrast_limits=(0, 1), opacity=0.6, **kw))
-            jac = jacobian_map(fixed, result.transform)
+            j = jacobian_determinant(result.transform.ddf, result.transform.ddf_affine)
+            jac = jacobian_map(fixed, result.transform, det=j)
             self.jacobian_layer = put_layer(
                 self.viewer, "Jacobian determinant", jac, geom, meta,
                 lambda d, **kw: self.viewer.add_image(d, colormap="bwr", contrast_limits=(0.5, 1.5),
                                                       visible=False, **kw))
-            from ..engine.registration import jacobian_determinant
-
-            j = jacobian_determinant(result.transform.ddf, result.transform.ddf_affine)
             msg += f"; SDlogJ {sdlogj(j):.3f}, folding {100 * folding_fraction(j):.2f} %"
         self.warp_button.setEnabled(True)
         self.status.setText(msg)

@@ -43,7 +43,7 @@ from ..errors import PVSInputError
 from ..io import Volume
 from .transform import SpatialTransform, resample_grid, warp_array
 
-__all__ = ["ClassicalConfig", "RegistrationEvent", "register_classical", "working_image"]
+__all__ = ["ClassicalConfig", "RegistrationEvent", "register_classical", "working_image", "itk_affine_to_ras"]
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])     # RAS <-> LPS (ITK's world convention)
 
@@ -130,15 +130,16 @@ def working_image(volume: Volume, grid_mm: float, mask: np.ndarray | None = None
     return np.clip(out / scale, 0, 1.5).astype(np.float32), aff
 
 
-def _matrix_lps(tx) -> np.ndarray:
-    """4x4 of an ITK matrix-offset transform (``p -> M (p - c) + c + t``), LPS mm."""
+def itk_affine_to_ras(tx) -> np.ndarray:
+    """``(4, 4)`` RAS mm matrix of a SimpleITK matrix-offset transform (``p -> M (p - c) + c
+    + t`` in ITK's LPS mm; e.g. one read with ``SimpleITK.ReadTransform``)."""
     m = np.asarray(tx.GetMatrix(), float).reshape(3, 3)
     c = np.asarray(tx.GetCenter(), float)
     t = np.asarray(tx.GetTranslation(), float)
     out = np.eye(4)
     out[:3, :3] = m
     out[:3, 3] = c + t - m @ c
-    return out
+    return _LPS @ out @ _LPS
 
 
 # ------------------------------------------------------------------------- running
@@ -269,7 +270,7 @@ def register_classical(fixed: Volume, moving: Volume, *, fixed_mask: np.ndarray 
     r.SetInitialTransform(affine_tx, inPlace=True)
     yield from _run(r, 2, f_img, m_img, "affine", *span("affine"), t0)
     metrics["affine"] = float(r.GetMetricValue())
-    affine_ras = _LPS @ _matrix_lps(affine_tx) @ _LPS
+    affine_ras = itk_affine_to_ras(affine_tx)
 
     ddf = ddf_aff = None
     if cfg.deformable:

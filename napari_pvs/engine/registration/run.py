@@ -128,18 +128,19 @@ def deformation_grid(fixed: Volume, transform: SpatialTransform, *, spacing_mm: 
     return out
 
 
-def jacobian_map(fixed: Volume, transform: SpatialTransform) -> np.ndarray:
+def jacobian_map(fixed: Volume, transform: SpatialTransform, det: np.ndarray | None = None) -> np.ndarray:
     """Jacobian determinant of the DDF part (``x -> x + u(x)``) on the fixed grid.
 
     Returns
     -------
     np.ndarray
         float32 ``(Z, Y, X)``: 1 = volume kept, > 1 expansion, < 1 contraction, <= 0
-        folding; all ones for an affine-only transform.
+        folding; all ones for an affine-only transform. ``det``: the determinant already
+        computed on the DDF grid (:func:`jacobian_determinant`), to save recomputing it.
     """
     if transform.ddf is None:
         return np.ones(fixed.shape, np.float32)
-    j = jacobian_determinant(transform.ddf, transform.ddf_affine)
+    j = det if det is not None else jacobian_determinant(transform.ddf, transform.ddf_affine)
     inv = np.linalg.inv(transform.ddf_affine)
     out = np.empty(fixed.shape, np.float32)
     for z in range(fixed.shape[0]):
