@@ -42,7 +42,7 @@ def cmd_register(args) -> int:
         _check_nifti_out(args.labels_out, "the warped labels")
     fixed, moving = load_volume(args.fixed), load_volume(args.moving)
     labels = load_volume(args.labels) if args.labels else None
-    res = run_to_end(register(fixed, moving, method=args.method, labels=labels, brain_masks=not args.no_mask,
+    res = run_to_end(register(fixed, moving, method=args.method, labels=labels, brain_masks=args.brain_masks,
                               grid_mm=args.grid_mm, model=args.model), progress_printer())
     save_volume(args.output, res.warped.data, fixed, dtype="float32")
     msg = f"registered {args.moving} to {args.fixed} ({args.method}, {res.seconds:.1f} s); wrote {args.output}"
@@ -126,7 +126,9 @@ def add_registration_parsers(sub) -> None:
     r.add_argument("--labels", metavar="L", help="label map on MOVING's grid to carry across (nearest neighbour)")
     r.add_argument("--labels-out", metavar="OUT", help="where to write the warped labels")
     r.add_argument("--grid-mm", type=float, default=2.0, help="working grid spacing in mm (default 2)")
-    r.add_argument("--no-mask", action="store_true", help="register whole images (default: brain masks first)")
+    r.add_argument("--brain-masks", action="store_true",
+                   help="register the brains only (for a skull-stripped image against one with skull; default: "
+                        "whole images, which is better for two scans of one head)")
     r.set_defaults(func=cmd_register)
 
     s = sub.add_parser("locate-slices", help="place the BG and CSO rating slices by registering an atlas",

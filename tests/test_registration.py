@@ -229,7 +229,7 @@ def test_register_cli_writes_the_warped_image_and_labels(tmp_path, capsys, atlas
     moving = _save(atlas.template, tmp_path / "tpl.nii.gz")
     labels = _save(atlas.labels, tmp_path / "lab.nii.gz")
     code = main(["register", fixed, moving, "-o", str(tmp_path / "w.nii.gz"), "--method", "affine",
-                 "--no-mask", "--labels", labels, "--labels-out", str(tmp_path / "wl.nii.gz")])
+                 "--labels", labels, "--labels-out", str(tmp_path / "wl.nii.gz")])
     assert code == 0, capsys.readouterr().err
     assert "wrote" in capsys.readouterr().out
     warped = load_volume(tmp_path / "w.nii.gz")

@@ -63,8 +63,9 @@ class RegistrationWidget(JobWidget):
         self.moving = create_widget(annotation="napari.layers.Image", label="moving")
         self.method = ComboBox(label="method", choices=list(METHODS), value="classical",
                                tooltip="affine: 9 then 12 dof; classical: affine + B-spline (SimpleITK)")
-        self.brain_masks = CheckBox(label="brains only", value=True,
-                                    tooltip="register the brain masks' contents (skull and neck left out)")
+        self.brain_masks = CheckBox(label="brains only", value=False,
+                                    tooltip="register the brain masks' contents: for a skull-stripped image (an "
+                                            "atlas) against one with skull; leave off for two scans of one head")
         self.grid_mm = FloatSpinBox(label="working grid (mm)", value=2.0, min=1.0, max=6.0, step=0.5)
         self.labels = create_widget(annotation="napari.layers.Labels", label="labels (moving grid)")
         self.warp_button = QPushButton("Warp labels to the fixed grid")
