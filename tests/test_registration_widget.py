@@ -86,6 +86,7 @@ def test_count_widget_places_rating_slices_by_atlas(make_napari_viewer, qtbot, m
     add_volume(viewer, subject.with_data(np.zeros(subject.shape, np.uint8)), "pvs", labels=True)
     widget = CountWidget(viewer)
     widget.reset_choices()
+    widget.labels.value = viewer.layers["pvs"]
     widget.place.image.value = viewer.layers["t2"]
     widget.place.start()
     qtbot.waitUntil(lambda: widget.place.worker is None, timeout=120_000)
@@ -98,5 +99,6 @@ def test_count_widget_places_rating_slices_by_atlas(make_napari_viewer, qtbot, m
     assert len(points.data) == 3
     # the viewer sits on the BG slice: the AC landmark's S coordinate
     assert viewer.dims.point[0] == pytest.approx(rs.ac_mm[2], abs=subject.voxel_size[0])
+    assert widget.labels.value is viewer.layers["pvs"]     # still the PVS mask, not the regions
     counts = widget.count()
     assert counts.bg.slice_index == rs.bg and counts.cso.slice_index == rs.cso

@@ -265,8 +265,11 @@ class PlaceSlicesJob(JobWidget):
             box.value = value
         regions = atlas_regions(image, rs.transform)
         meta = {**geometry_metadata(layer), "rating_slices": rs.as_dict()}
+        chosen = self.owner.labels.value
         put_layer(self.viewer, f"{layer.name} atlas regions", regions, source_geometry(layer), meta,
                   lambda d, **kw: self.viewer.add_labels(d, opacity=0.35, **kw))
+        if chosen is not None and chosen in self.viewer.layers:
+            self.owner.labels.value = chosen          # the PVS mask stays the one to count, not the regions
         # world frame of napari-pvs: (S, P, L) = (z, -y, -x) of RAS
         pts = np.array([[p[2], -p[1], -p[0]] for p in (rs.ac_mm, rs.lv_top_mm, rs.cso_mm)])
         names = ["anterior commissure (BG)", "top of lateral ventricles", "CSO (+10 mm)"]
