@@ -169,11 +169,17 @@ def test_bspline_on_identical_images_is_near_identity_without_folding(atlas):
 
 
 def test_registration_stops_when_the_generator_is_closed(atlas, subject):
+    import threading
+    import time
+
     gen = register_classical(subject, atlas.template)
     next(gen)
     ev = next(gen)
+    t0 = time.perf_counter()
     gen.close()
     assert ev.stage in ("scale_versor", "affine")
+    assert time.perf_counter() - t0 < 5.0                       # stopped at the next iteration
+    assert not [t for t in threading.enumerate() if t.name.startswith("napari-pvs-")]
 
 
 # ----------------------------------------------------------------------------- atlas

@@ -224,18 +224,15 @@ class RegistrationTask:
         return final + tc.affine_dice_weight * affine + tc.bending_weight * bending
 
     def validate(self, model: ACSGRegNet, device: torch.device) -> float:
+        from .metrics import dice_per_label
+
         scores = []
         for pair in self.val:
             out = model(pair)
-            warped = model.warp(pair["moving_labels"], out["ddf"]).argmax(1)
-            truth = pair["fixed_labels"].argmax(1)
-            d = []
-            for g in range(1, len(LABEL_GROUPS) + 1):
-                a, b = warped == g, truth == g
-                s = int(a.sum()) + int(b.sum())
-                if s:
-                    d.append(2 * int((a & b).sum()) / s)
-            scores.append(float(np.mean(d)))
+            warped = model.warp(pair["moving_labels"], out["ddf"]).argmax(1).cpu().numpy()
+            truth = pair["fixed_labels"].argmax(1).cpu().numpy()
+            d = dice_per_label(warped, truth, range(1, len(LABEL_GROUPS) + 1))
+            scores.append(float(np.nanmean(list(d.values()))))
         return float(np.mean(scores))
 
     def save_checkpoint(self, path: Path, model: ACSGRegNet, metrics: dict) -> Path:
