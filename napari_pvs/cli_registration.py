@@ -90,14 +90,15 @@ def cmd_locate_slices(args) -> int:
     from .engine.io import load_volume, save_volume
     from .engine.progress import run_to_end
     from .engine.registration import ClassicalConfig
-    from .engine.registration.atlas import atlas_regions, locate_rating_slices
+    from .engine.registration.atlas import atlas_regions, load_atlas, locate_rating_slices
 
     if args.regions_out:
         _check_nifti_out(args.regions_out, "the regions image")
     image = load_volume(args.image)
     cfg = ClassicalConfig(deformable=args.method == "classical", grid_mm=args.grid_mm)
     net = _network(args)
-    rs = run_to_end(locate_rating_slices(image, config=cfg, network=net), progress_printer())
+    atlas = load_atlas()
+    rs = run_to_end(locate_rating_slices(image, atlas=atlas, config=cfg, network=net), progress_printer())
     print(f"BG slice {rs.bg}  (anterior commissure at index {rs.bg_index:.2f}, "
           f"RAS {', '.join(f'{v:.1f}' for v in rs.ac_mm)} mm)")
     print(f"CSO slice {rs.cso}  (10 mm above the lateral ventricles' top at RAS "
@@ -107,7 +108,7 @@ def cmd_locate_slices(args) -> int:
     if args.json:
         rs.write_json(args.json, image=str(Path(args.image)))
     if args.regions_out:
-        save_volume(args.regions_out, atlas_regions(image, rs.transform), image, dtype="uint8")
+        save_volume(args.regions_out, atlas_regions(image, rs.transform, atlas), image, dtype="uint8")
     return 0
 
 

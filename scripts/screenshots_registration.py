@@ -27,15 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshots import close_notifications, grab_widget, pump, save_png  # noqa: E402
+from screenshots import close_notifications, grab_widget, pump, save_png, wait_worker  # noqa: E402
 
 log = logging.getLogger("screenshots_registration")
-
-
-def wait(job) -> None:
-    while job.is_running:
-        pump(0.2)
-    pump(0.5)
 
 
 def show_slice(viewer, layer, k: int, axial_axis: int) -> None:
@@ -71,7 +65,7 @@ def main(argv=None) -> int:
     count.reset_choices()
     count.place.image.value = t2
     count.place.start()
-    wait(count.place)
+    wait_worker(count.place, 600)
     rs = count.place.placed
     log.info("placed: %s", count.place.status.text())
     close_notifications(viewer)
@@ -94,7 +88,7 @@ def main(argv=None) -> int:
     reg.fixed.value, reg.moving.value = fixed, moving
     reg.method.value = args.method
     reg.start()
-    wait(reg)
+    wait_worker(reg, 900)
     log.info("registered: %s", reg.status.text())
     show_slice(viewer, fixed, 18, 0)
     close_notifications(viewer)

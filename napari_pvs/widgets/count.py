@@ -239,7 +239,7 @@ class PlaceSlicesJob(JobWidget):
         super().__init__(owner.viewer)
         self.owner = owner
         self.placed = None
-        self._image_layer = None
+        self._image_layer = self._image = self._atlas = None
         self.image = create_widget(annotation="napari.layers.Image", label="image (T2)")
         self._build(Container(widgets=[self.image]))
 
@@ -251,19 +251,18 @@ class PlaceSlicesJob(JobWidget):
             raise PVSInputError("choose the Image layer (T2) to place the rating slices on")
         image = layer_to_volume(layer)
         atlas = load_atlas()
-        self._image_layer = layer
+        self._image_layer, self._image, self._atlas = layer, image, atlas
         return lambda: locate_rating_slices(image, atlas=atlas), f"registering the atlas to '{layer.name}' ..."
 
     def on_result(self, rs) -> None:
         from ..engine.registration.atlas import atlas_regions
 
         self.placed = rs
-        layer = self._image_layer
-        image = layer_to_volume(layer)
+        layer, image = self._image_layer, self._image
         for box, value in ((self.owner.bg_slice, rs.bg), (self.owner.cso_slice, rs.cso)):
             box.max = max(box.max, image.shape[rs.axial_axis] - 1)
             box.value = value
-        regions = atlas_regions(image, rs.transform)
+        regions = atlas_regions(image, rs.transform, self._atlas)
         meta = {**geometry_metadata(layer), "rating_slices": rs.as_dict()}
         chosen = self.owner.labels.value
         put_layer(self.viewer, f"{layer.name} atlas regions", regions, source_geometry(layer), meta,
