@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from .io import Volume
 
 __all__ = [
+    "slice_context",
     "axial_stack",
     "from_axial_stack",
     "inplane_spacing",
@@ -89,3 +90,29 @@ def normalize_percentile(data: np.ndarray, percentiles: tuple[float, float] = (0
     lo, hi = np.percentile(fg, percentiles)
     scale = float(hi - lo) if hi > lo else 1.0
     return (arr - np.float32(lo)) / np.float32(scale)
+
+
+def slice_context(stack: torch.Tensor, index: torch.Tensor | np.ndarray | list[int],
+                  context_slices: int = 0) -> torch.Tensor:
+    """2.5D network input: each slice with its ``k`` neighbours on each side as channels.
+
+    Parameters
+    ----------
+    stack : torch.Tensor
+        ``(S, H, W)`` axial slices.
+    index : sequence of int
+        ``B`` slice indices into ``stack``.
+    context_slices : int
+        ``k >= 0``; neighbours beyond the first or last slice repeat the edge slice.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, 2k + 1, H, W)``, channel ``j`` holding slice ``index + j - k``; for ``k = 0``
+        this is ``stack[index][:, None]``.
+    """
+    idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+    k = int(context_slices)
+    offsets = torch.arange(-k, k + 1, dtype=torch.long)
+    rows = (idx[:, None] + offsets[None, :]).clamp_(0, int(stack.shape[0]) - 1)  # (B, 2k+1)
+    return stack[rows]

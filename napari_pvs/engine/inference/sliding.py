@@ -35,7 +35,7 @@ from ..checkpoint import LoadedModel
 from ..errors import PVSInputError
 from ..io import Volume
 from ..preprocess import (axial_stack, from_axial_stack, inplane_spacing, normalize_percentile,
-                          resample_stack, resampled_hw)
+                          resample_stack, resampled_hw, slice_context)
 from ..progress import map_events, run_to_end
 from .device import autocast, pick_device
 
@@ -160,7 +160,9 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
     Each batch of slices is predicted with MONAI's ``sliding_window_inference``: windows
     of ``loaded.roi_size`` (the training patch size), overlap ``overlap`` (default
     ``loaded.overlap``), Gaussian blending; ``windows_per_pass`` windows go through the
-    network at a time (default :data:`WINDOWS_PER_PASS` of the device). With ``crop_to_head`` only the slices and in-plane box of :func:`head_box`
+    network at a time (default :data:`WINDOWS_PER_PASS` of the device). A 2.5D model
+    (``config.context_slices = k > 0``) gets each slice with its ``k`` neighbours on each
+    side as channels (:func:`~napari_pvs.engine.preprocess.slice_context`). With ``crop_to_head`` only the slices and in-plane box of :func:`head_box`
     are predicted (probability 0 elsewhere; inside the box the same as without it). With
     ``roi_mask`` (bool ``(S, H, W)``), windows holding no True pixel are not run (MONAI
     hands the predictor the mask's windows as ``condition``). The network receives the
@@ -185,6 +187,7 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
     extra = dict(extra_inputs or {})
     per_pass = int(windows_per_pass or WINDOWS_PER_PASS.get(device.type, 8))
     overlap = loaded.overlap if overlap is None else float(overlap)
+    context = int(getattr(loaded.config, "context_slices", 0))
 
     def run(windows: torch.Tensor) -> torch.Tensor:
         if channels_last:
@@ -212,7 +215,7 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
         return out
     for start in range(0, todo.size, batch_size):
         idx = torch.as_tensor(todo[start:start + batch_size])
-        batch = stack[idx][:, None, rows, cols].to(device)
+        batch = slice_context(stack, idx, context)[:, :, rows, cols].to(device)
         kwargs = {} if roi_mask is None else {"condition": roi_mask[idx][:, None, rows, cols].to(device)}
         with torch.inference_mode(), autocast(device):
             logits = sliding_window_inference(batch, tuple(loaded.roi_size), per_pass, predictor,

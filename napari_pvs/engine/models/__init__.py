@@ -13,7 +13,17 @@ registered together (:mod:`.registry`):
 * ``unet``: MONAI's residual U-Net baseline (:mod:`.unet`);
 * ``mfnsde``: MfNS_De, the densely nested attention U-Net with multi-scale deep
   supervision of "Deep-learning-based segmentation of perivascular spaces on
-  T2-weighted 3T MR images", Frontiers in Aging Neuroscience (2024) (:mod:`.mfnsde`).
+  T2-weighted 3T MR images", Frontiers in Aging Neuroscience (2024) (:mod:`.mfnsde`);
+* ``gloms``: GLoMS-Net, global-local interactive multi-scale transformer U-Net (Xu et
+  al., ICDIP 2024) (:mod:`.gloms`);
+* ``cmgraph``: the cross-modal graph model with PVS-description text nodes (MICCAI 2025)
+  (:mod:`.cmgraph`);
+* ``dynunet``: nnU-Net-like MONAI ``DynUNet`` (:mod:`.dynunet`);
+* ``frangi``: the classical Frangi vesselness baseline, no learned weights, a threshold
+  fitted on training data (:mod:`.frangi`).
+
+Every 2D network takes 2.5D input (``context_slices`` neighbouring slices on each side as
+channels) as a config option.
 
 One 3D registration network shares the registry (``task="registration"``, left out of
 ``available_models()``' default list): ``acsgreg``, ACSGRegNet (:mod:`.acsgreg`).
@@ -34,6 +44,10 @@ from .losses import (MaxPoolDeepSupervisionLoss, deep_supervision_loss, default_
                      downsample_label_max)
 from .unet import UNet2D, UNetConfig
 from .mfnsde import MfNSDe, MfNSDeConfig
+from .dynunet import DynUNet2D, DynUNetConfig, nnunet_plan, nnunet_train_settings
+from .gloms import GLoMSConfig, GLoMSNet
+from .cmgraph import CMGraphConfig, CMGraphNet, PVS_TEXTS, embed_texts
+from .frangi import FrangiConfig, FrangiBaseline
 from .acsgreg import ACSGRegConfig, ACSGRegNet
 
 __all__ = [
@@ -56,6 +70,18 @@ __all__ = [
     "UNetConfig",
     "MfNSDe",
     "MfNSDeConfig",
+    "DynUNet2D",
+    "DynUNetConfig",
+    "nnunet_plan",
+    "nnunet_train_settings",
+    "GLoMSNet",
+    "GLoMSConfig",
+    "CMGraphNet",
+    "CMGraphConfig",
+    "PVS_TEXTS",
+    "embed_texts",
+    "FrangiBaseline",
+    "FrangiConfig",
     "ACSGRegNet",
     "ACSGRegConfig",
 ]

@@ -25,7 +25,7 @@ class SegmentationNetConfig:
     Parameters
     ----------
     in_channels : int
-        Channels of the ``"image"`` input (1 for a single T2-weighted slice).
+        Channels per axial slice (1 for a single T2-weighted or T1-weighted slice).
     out_channels : int
         Logit channels of the output (1: one PVS-vs-background logit for a sigmoid).
     features : tuple of int
@@ -34,6 +34,12 @@ class SegmentationNetConfig:
         stored as a tuple.
     dropout : float
         Dropout probability in the convolution blocks, in ``[0, 1)``.
+    context_slices : int
+        2.5D input: ``k`` neighbouring axial slices on each side of the predicted slice
+        are stacked as extra channels, slices ``z-k .. z+k`` in order (edge slices
+        repeated at the ends of the volume); 0 (default) is plain 2D. The network then
+        takes :attr:`input_channels` ``= in_channels * (2k + 1)`` channels; training and
+        inference build the stack from the checkpoint's config.
 
     Raises
     ------
@@ -45,6 +51,7 @@ class SegmentationNetConfig:
     out_channels: int = 1
     features: tuple[int, ...] = (16, 32, 64, 128)
     dropout: float = 0.0
+    context_slices: int = 0
 
     def __post_init__(self) -> None:
         # frozen dataclass: normalise with object.__setattr__, then validate, so that
@@ -67,6 +74,15 @@ class SegmentationNetConfig:
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         object.__setattr__(self, "dropout", dropout)
+        k = self.context_slices
+        if isinstance(k, bool) or int(k) != k or not 0 <= k <= 8:
+            raise ValueError(f"context_slices must be an integer within [0, 8], got {k!r}")
+        object.__setattr__(self, "context_slices", int(k))
+
+    @property
+    def input_channels(self) -> int:
+        """Channels the network takes: ``in_channels * (2 * context_slices + 1)``."""
+        return self.in_channels * (2 * self.context_slices + 1)
 
     @property
     def divisor(self) -> int:
@@ -88,8 +104,8 @@ class SegmentationNet(nn.Module):
 
     Input
     -----
-    ``{"image": (B, in_channels, H, W)}`` float tensor (or the tensor alone), H and W
-    multiples of :attr:`divisor`.
+    ``{"image": (B, input_channels, H, W)}`` float tensor (or the tensor alone), H and W
+    multiples of :attr:`divisor`; ``input_channels = in_channels * (2 * context_slices + 1)``.
 
     Raises
     ------
@@ -120,15 +136,16 @@ class SegmentationNet(nn.Module):
         raise NotImplementedError
 
     def check_image(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless ``x`` is a ``(B, in_channels, H, W)`` float tensor with
+        """Raise ValueError unless ``x`` is a ``(B, input_channels, H, W)`` float tensor with
         H, W multiples of :attr:`divisor`."""
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"{self.name}: image must be a torch.Tensor, got {type(x).__name__}")
         if x.ndim != 4:
             raise ValueError(f"{self.name}: image must have shape (B, C, H, W), got {tuple(x.shape)}")
-        if x.shape[1] != self.config.in_channels:
-            raise ValueError(f"{self.name}: image has {x.shape[1]} channel(s), "
-                             f"model expects in_channels={self.config.in_channels}")
+        if x.shape[1] != self.config.input_channels:
+            raise ValueError(f"{self.name}: image has {x.shape[1]} channel(s), model expects "
+                             f"{self.config.input_channels} (in_channels={self.config.in_channels}, "
+                             f"context_slices={self.config.context_slices})")
         if not x.is_floating_point():
             raise ValueError(f"{self.name}: image must be a floating-point tensor, got {x.dtype}")
         div = self.divisor

@@ -152,7 +152,7 @@ class MfNSDe(SegmentationNet):
         self.depth = L
 
         self.encoder = nn.ModuleList(
-            [TwoConv(2, cfg.in_channels, fea[0], _ACT, _NORM, True, cfg.dropout)]
+            [TwoConv(2, cfg.input_channels, fea[0], _ACT, _NORM, True, cfg.dropout)]
             + [
                 Down(2, fea[i - 1], fea[i], _ACT, _NORM, True, cfg.dropout)
                 for i in range(1, L + 1)

@@ -52,7 +52,7 @@ class UNet2D(SegmentationNet):
     def __init__(self, config: UNetConfig | None = None):
         super().__init__(config if config is not None else UNetConfig())
         cfg = self.config
-        self.net = UNet(spatial_dims=2, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+        self.net = UNet(spatial_dims=2, in_channels=cfg.input_channels, out_channels=cfg.out_channels,
                         channels=cfg.features, strides=(2,) * (len(cfg.features) - 1),
                         num_res_units=cfg.num_res_units, dropout=cfg.dropout)
 

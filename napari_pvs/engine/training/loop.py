@@ -43,8 +43,16 @@ class LoopConfig:
     epochs, steps_per_epoch : int
         Validation (and checkpointing) happens after every epoch of ``steps_per_epoch``.
     optimizer : str
-        ``"adagrad"`` or ``"adam"``.
+        ``"adagrad"``, ``"adam"`` or ``"sgd"`` (nnU-Net's: Nesterov momentum 0.99,
+        weight decay 3e-5; Isensee F. et al., "nnU-Net: a self-configuring method for deep
+        learning-based biomedical image segmentation", Nature Methods 18, 2021,
+        doi:10.1038/s41592-020-01008-z).
     learning_rate : float
+        Initial learning rate.
+    lr_schedule : str
+        ``"constant"`` or ``"poly"`` (nnU-Net: ``lr0 * (1 - t) ** 0.9``, ``t`` the share of
+        the run done: steps of the planned total, or time of ``max_minutes`` when that is
+        further along).
     max_minutes : float or None
         Wall-clock budget for the whole run: optimisation stops early enough for the last
         validation (timed from the previous one) to end within it.
@@ -69,6 +77,7 @@ class LoopConfig:
     steps_per_epoch: int = 50
     optimizer: str = "adagrad"
     learning_rate: float = 0.05
+    lr_schedule: str = "constant"
     max_minutes: float | None = None
     seed: int = 0
     device: str = "auto"
@@ -76,8 +85,10 @@ class LoopConfig:
     validate_start: bool = False
 
     def __post_init__(self):
-        if self.optimizer not in ("adagrad", "adam"):
-            raise ValueError(f"optimizer must be 'adagrad' or 'adam', got {self.optimizer!r}")
+        if self.optimizer not in ("adagrad", "adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adagrad', 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.lr_schedule not in ("constant", "poly"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'poly', got {self.lr_schedule!r}")
         if self.epochs < 1 or self.steps_per_epoch < 1:
             raise ValueError(f"epochs and steps_per_epoch must be >= 1, got {self.epochs} and "
                              f"{self.steps_per_epoch}")
@@ -242,7 +253,15 @@ class TrainingTask(Protocol):
 def _optimizer(cfg: LoopConfig, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.optimizer == "adagrad":
         return torch.optim.Adagrad(model.parameters(), lr=cfg.learning_rate)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.learning_rate, momentum=0.99, nesterov=True,
+                               weight_decay=3e-5)
     return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+
+
+def poly_lr(lr0: float, done: float, exponent: float = 0.9) -> float:
+    """nnU-Net's poly learning rate ``lr0 * (1 - done) ** exponent`` for ``done`` in [0, 1]."""
+    return float(lr0) * (1.0 - min(max(float(done), 0.0), 1.0)) ** exponent
 
 
 def _load_init(task: TrainingTask, model: nn.Module, init_from: str | Path) -> None:
@@ -281,6 +300,8 @@ def run_training(task: TrainingTask, config: LoopConfig, checkpoint_path: str | 
     model = task.build_model()
     if init_from is not None:
         _load_init(task, model, init_from)
+    if hasattr(model, "prepare_training"):  # e.g. cmgraph embeds its text descriptions
+        model.prepare_training()
     model = model.to(device)
     use_amp = cfg.amp and amp_dtype(device) is not None
     if device.type == "cuda":
@@ -340,6 +361,12 @@ def run_training(task: TrainingTask, config: LoopConfig, checkpoint_path: str | 
             if budget_s is not None and step > 0 and time.perf_counter() - t0 + val_cost >= budget_s:
                 stop_reason = f"time budget of {cfg.max_minutes:g} min spent"
                 break
+            if cfg.lr_schedule == "poly":
+                done = step / total_steps
+                if budget_s is not None:
+                    done = max(done, (time.perf_counter() - t0) / budget_s)
+                for group in opt.param_groups:
+                    group["lr"] = poly_lr(cfg.learning_rate, done)
             batch = task.sample_batch(device)
             opt.zero_grad(set_to_none=True)
             with autocast(device, use_amp):

@@ -57,14 +57,18 @@ class TrainConfig:
     Attributes
     ----------
     model : str
-        Registry name: ``"mfnsde"`` (default) or ``"unet"``.
+        Registry name: ``"mfnsde"`` (default), ``"unet"``, ``"gloms"``, ``"cmgraph"``,
+        ``"dynunet"`` or ``"frangi"`` (no weights: :func:`train` fits its threshold,
+        :func:`~napari_pvs.engine.training.baseline.fit_frangi`).
     model_config : frozen dataclass, dict or None
         The model family's config (``MfNSDeConfig``, ``UNetConfig``); a dict is read with
         the family's config class; None gives its defaults.
     optimizer : str
-        ``"adagrad"`` (paper default) or ``"adam"``.
+        ``"adagrad"`` (paper default), ``"adam"`` or ``"sgd"`` (nnU-Net's Nesterov SGD).
     learning_rate : float
         0.05 (paper default, for Adagrad).
+    lr_schedule : str
+        ``"constant"`` (default) or ``"poly"`` (nnU-Net).
     batch_size : int
         Patches per step (paper: mini-batch 4).
     epochs, steps_per_epoch : int
@@ -117,6 +121,7 @@ class TrainConfig:
     model_config: object | None = None
     optimizer: str = "adagrad"
     learning_rate: float = 0.05
+    lr_schedule: str = "constant"
     batch_size: int = 4
     epochs: int = 100
     steps_per_epoch: int = 50
@@ -152,6 +157,7 @@ class TrainConfig:
         """The task-neutral part, for :func:`~napari_pvs.engine.training.loop.run_training`."""
         return LoopConfig(epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
                           optimizer=self.optimizer, learning_rate=self.learning_rate,
+                          lr_schedule=self.lr_schedule,
                           max_minutes=self.max_minutes, seed=self.seed, device=self.device, amp=self.amp,
                           validate_start=self.validate_start)
 
@@ -303,6 +309,7 @@ class SegmentationTask:
                                                              for i in self.train_idx]))
         div = self.model_config.divisor
         self.patch = tuple(int(math.ceil(p / div) * div) for p in config.patch_size)
+        self.context = int(getattr(self.model_config, "context_slices", 0))
         self.loss_fn = MaxPoolDeepSupervisionLoss()
         self.rng = np.random.default_rng(config.seed)
 
@@ -330,6 +337,14 @@ class SegmentationTask:
             d["ignore"] = torch.zeros_like(label)
         d = SpatialPadd(("image", "label", "ignore"), spatial_size=(-1, *self.patch), method="end")(d)
         d = {k: torch.as_tensor(v) for k, v in d.items()}
+        k = self.context
+        if k:
+            # 2.5D: k edge slices repeated at each end, so that every slice has its k
+            # neighbours inside the crop; the padded slices are ignored (never a centre)
+            reps = [0] * k + list(range(d["image"].shape[1])) + [d["image"].shape[1] - 1] * k
+            d["image"] = d["image"][:, reps]
+            d["label"] = torch.nn.functional.pad(d["label"], (0, 0, 0, 0, k, k))
+            d["ignore"] = torch.nn.functional.pad(d["ignore"], (0, 0, 0, 0, k, k), value=1.0)
         d = FgBgToIndicesd("label", image_key="image", image_threshold=HEAD_LEVEL)(d)
         if d["ignore"].any():
             # no patch is centred on an ignored voxel: a partly annotated volume (slices not
@@ -341,7 +356,8 @@ class SegmentationTask:
     def _cropper(self, pos: float, seed: int):
         from monai.transforms import RandCropByPosNegLabeld
 
-        crop = RandCropByPosNegLabeld(("image", "label", "ignore"), "label", spatial_size=(1, *self.patch),
+        crop = RandCropByPosNegLabeld(("image", "label", "ignore"), "label",
+                                      spatial_size=(2 * self.context + 1, *self.patch),
                                       pos=pos, neg=1.0 - pos, num_samples=1,
                                       fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices")
         crop.set_random_state(seed=seed)
@@ -378,10 +394,13 @@ class SegmentationTask:
             note += "; only one volume: validation DSC is measured on the training volume"
         return note
 
-    @staticmethod
-    def _crop(crop, vol: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _crop(self, crop, vol: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One patch: image ``(2k + 1, ph, pw)`` (the slice and its neighbours as channels),
+        label and ignore ``(1, ph, pw)`` of the centre slice."""
         d = crop(vol)[0]
-        return tuple(torch.as_tensor(d[k])[:, 0] for k in ("image", "label", "ignore"))  # (1, ph, pw) each
+        k = self.context
+        return (torch.as_tensor(d["image"])[0], torch.as_tensor(d["label"])[:, k],
+                torch.as_tensor(d["ignore"])[:, k])
 
     def sample_batch(self, device: torch.device) -> dict[str, torch.Tensor]:
         xs, ys, igs = [], [], []
@@ -460,6 +479,11 @@ def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config
         without any PVS voxel, or an ``init_from`` checkpoint for another model or config.
         Raised when the generator is first advanced.
     """
+    if config.model == "frangi":  # no weights to optimise: fit its threshold
+        from .baseline import fit_frangi
+
+        return (yield from fit_frangi(images, masks, config, checkpoint_path, ignore_masks=ignore_masks,
+                                      val_indices=val_indices, metadata=metadata))
     task = SegmentationTask(images, masks, config, ignore_masks=ignore_masks, val_indices=val_indices,
                             metadata=metadata)
     return (yield from run_training(task, config.loop_config(), checkpoint_path, init_from=init_from))
