@@ -72,15 +72,19 @@ def cmd_train(args) -> int:
         raise PVSInputError(f"{len(images)} --image but {len(masks)} --mask; give one --mask after each --image")
     vols = [load_volume(p) for p in images]
     mvols = [load_mask(m, reference=v) for m, v in zip(masks, vols, strict=True)]
-    kwargs = dict(model=args.model, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+    kwargs = dict(epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                   batch_size=args.batch_size, max_minutes=args.max_minutes, seed=args.seed,
-                  device=args.device, spacing_mm=args.spacing_mm)
-    if args.lr is not None:
-        kwargs["learning_rate"] = args.lr
+                  device=args.device, spacing_mm=args.spacing_mm, learning_rate=args.lr,
+                  optimizer=args.optimizer, lr_schedule=args.lr_schedule)
     try:
+        model_config = {}
         if args.features:
-            kwargs["model_config"] = {"features": tuple(args.features)}
-        cfg = TrainConfig(**kwargs)
+            model_config["features"] = tuple(args.features)
+        if args.context_slices:
+            model_config["context_slices"] = args.context_slices
+        if model_config:
+            kwargs["model_config"] = model_config
+        cfg = TrainConfig.for_model(args.model, **kwargs)
     except ValueError as exc:
         raise PVSInputError(str(exc)) from None
     out = Path(args.output)
@@ -220,14 +224,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "labelled, the rest are left out of the loss; the run is recorded in the project")
     t.add_argument("--versions", choices=("latest", "reviewed", "consensus"), default="latest",
                    help="with --project: which version of each image (default latest)")
-    t.add_argument("--model", default="mfnsde", help="model name: mfnsde (default) or unet")
+    t.add_argument("--model", default="mfnsde",
+                   help="model name: mfnsde (default), unet, gloms, cmgraph (needs napari-pvs[text]), dynunet, "
+                        "or frangi (fits a threshold)")
+    t.add_argument("--context-slices", type=int, default=0,
+                   help="2.5D: neighbouring slices on each side given as extra channels (default 0: 2D)")
+    t.add_argument("--optimizer", choices=("adagrad", "adam", "sgd"),
+                   help="default: the model's own (Adagrad for mfnsde/unet, Adam for gloms/cmgraph, "
+                        "nnU-Net's Nesterov SGD for dynunet)")
+    t.add_argument("--lr-schedule", choices=("constant", "poly"), help="default: the model's own")
     t.add_argument("--init-from", metavar="CKPT",
                    help="fine-tune: start from this checkpoint's weights (same model and config)")
     t.add_argument("-o", "--output", required=True, metavar="CKPT", help="checkpoint file to write (e.g. model.pt)")
     t.add_argument("--epochs", type=int, default=100, help="epochs (default 100)")
     t.add_argument("--steps-per-epoch", type=int, default=50, help="optimisation steps per epoch (default 50)")
     t.add_argument("--batch-size", type=int, default=4, help="mini-batch size (default 4, as in the paper)")
-    t.add_argument("--lr", type=float, help="learning rate (default 0.05, Adagrad)")
+    t.add_argument("--lr", type=float, help="learning rate (default: the model's own; 0.05 for Adagrad)")
     t.add_argument("--max-minutes", type=float, help="stop after this many minutes")
     t.add_argument("--spacing-mm", type=float, help="in-plane spacing to work at (default: the training images')")
     t.add_argument("--features", type=int, nargs="+", help="channels per level, e.g. 16 32 64 128")

@@ -289,7 +289,7 @@ def test_train_event_summary_and_fraction():
     assert ev.summary() == "epoch 2 | step 30/100 | loss 0.5000 | val DSC 0.610 | best 0.700 | 1 min 15 s"
     assert ev.fraction == pytest.approx(0.75)  # the budget is nearer than the step count
     with pytest.raises(ValueError, match="optimizer"):
-        LoopConfig(optimizer="sgd")
+        LoopConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="unknown model"):
         TrainConfig(model="nope")
 

@@ -110,7 +110,10 @@ class TrainWidget(JobWidget):
         self.steps_per_epoch = SpinBox(label="steps / epoch", value=50, min=1, max=1000000)
         self.batch_size = SpinBox(label="batch size", value=4, min=1, max=256)
         self.patch_size = SpinBox(label="patch size (px)", value=128, min=16, max=1024, step=16)
-        self.learning_rate = FloatSpinBox(label="learning rate", value=0.05, min=1e-5, max=10.0, step=0.005)
+        self.context_slices = SpinBox(label="2.5D context slices", value=0, min=0, max=8,
+                                      tooltip="neighbouring slices on each side given to the network as channels "
+                                              "(0: 2D)")
+        self.learning_rate = FloatSpinBox(label="learning rate", value=0.05, min=1e-5, max=10.0, step=0.0005)
         self.max_minutes = FloatSpinBox(label="max minutes (0 = none)", value=0.0, min=0.0, max=100000.0, step=1.0)
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
@@ -127,8 +130,8 @@ class TrainWidget(JobWidget):
         self.model.changed.connect(self._on_model_changed)
         self.checkpoint.changed.connect(self._on_checkpoint_edited)
         self._build(Container(widgets=[
-            self._pairs_box, self.add_pair_button, self.project, self.project_versions, self.model, self.features, self.epochs,
-            self.steps_per_epoch, self.batch_size, self.patch_size, self.learning_rate,
+            self._pairs_box, self.add_pair_button, self.project, self.project_versions, self.model, self.features,
+            self.context_slices, self.epochs, self.steps_per_epoch, self.batch_size, self.patch_size, self.learning_rate,
             self.max_minutes, self.device, self.seed, self.init_from, self.checkpoint]))
         self.train_button = self.start_button
 
@@ -151,6 +154,10 @@ class TrainWidget(JobWidget):
         return list(self._pairs)
 
     def _on_model_changed(self, value):
+        from ..engine.models import model_spec
+
+        lr = model_spec(str(value)).train_defaults.get("learning_rate", 0.05)
+        self.learning_rate.value = lr  # each family's own optimiser and learning rate
         if self._auto_path:
             self._set_checkpoint(default_checkpoint_path(str(value)))
 
@@ -209,8 +216,9 @@ class TrainWidget(JobWidget):
             masks.append(mask.with_data((mask.data > 0).astype("uint8")))
         max_min = float(self.max_minutes.value)
         patch = int(self.patch_size.value)
-        config = TrainConfig(
-            model=str(self.model.value), model_config={"features": parse_features(self.features.value)},
+        config = TrainConfig.for_model(
+            str(self.model.value), model_config={"features": parse_features(self.features.value),
+                                                 "context_slices": int(self.context_slices.value)},
             learning_rate=float(self.learning_rate.value), batch_size=int(self.batch_size.value),
             epochs=int(self.epochs.value), steps_per_epoch=int(self.steps_per_epoch.value),
             patch_size=(patch, patch), max_minutes=max_min if max_min > 0 else None,

@@ -40,6 +40,7 @@ from monai.networks.blocks import CrossAttentionBlock, UnetResBlock, UnetrUpBloc
 from torch import nn
 
 from .base import SegmentationNet, SegmentationNetConfig
+from .gloms import TRANSFORMER_TRAIN_DEFAULTS
 from .registry import register_model
 
 __all__ = ["CMGraphConfig", "CMGraphNet", "PVS_TEXTS", "embed_texts", "TEXT_EXTRA_HINT"]
@@ -184,7 +185,7 @@ class GraphLayer(nn.Module):
 
 
 @register_model("cmgraph", "cross-modal graph model: image and PVS-description text nodes (MICCAI 2025)",
-                CMGraphConfig)
+                CMGraphConfig, train_defaults=TRANSFORMER_TRAIN_DEFAULTS)
 class CMGraphNet(SegmentationNet):
     """The cross-modal graph network in 2D (see the module docstring).
 

@@ -85,9 +85,6 @@ def nnunet_train_settings() -> dict:
     return {"optimizer": "sgd", "learning_rate": 0.01, "lr_schedule": "poly"}
 
 
-_DEFAULT_KERNELS, _DEFAULT_STRIDES = nnunet_plan((128, 128), (1.0, 1.0))
-
-
 @dataclass(frozen=True)
 class DynUNetConfig(SegmentationNetConfig):
     """Config of ``dynunet`` (fields of :class:`SegmentationNetConfig`, plus):
@@ -97,14 +94,16 @@ class DynUNetConfig(SegmentationNetConfig):
     features : tuple of int
         Filters per level; one per entry of ``strides`` (default 6 levels, for a
         128x128 patch at isotropic spacing: 128 -> 4 pixels).
-    kernel_size, strides : tuple of (int, int)
-        Per level, from :func:`nnunet_plan` (default: the plan of a 128x128 patch at
-        isotropic spacing: 3x3 kernels, stride 1 then five stride-2 levels).
+    kernel_size, strides : tuple of (int, int), or None
+        Per level, from :func:`nnunet_plan` (:meth:`for_patch`); None: the isotropic plan,
+        3x3 kernels, stride 1 then 2 on every level (for the default 6 levels, the plan of
+        a 128x128 patch at isotropic spacing).
     deep_supervision : bool
         Train mode returns the full-resolution output and ``deep_supr_num`` up-sampled
         lower-level outputs (MONAI ``DynUNet``), as a list.
-    deep_supr_num : int
-        Number of extra supervised outputs (nnU-Net supervises all but the two lowest).
+    deep_supr_num : int or None
+        Number of extra supervised outputs, within ``[1, levels - 2]``; None: 2, or fewer
+        when the network has fewer levels.
     res_block : bool
         Residual blocks (nnU-Net ResEnc-like) instead of plain conv blocks.
 
@@ -116,24 +115,28 @@ class DynUNetConfig(SegmentationNetConfig):
     """
 
     features: tuple[int, ...] = (16, 32, 64, 128, 128, 128)
-    kernel_size: tuple[tuple[int, int], ...] = _DEFAULT_KERNELS
-    strides: tuple[tuple[int, int], ...] = _DEFAULT_STRIDES
+    kernel_size: tuple[tuple[int, int], ...] | None = None
+    strides: tuple[tuple[int, int], ...] | None = None
     deep_supervision: bool = True
-    deep_supr_num: int = 2
+    deep_supr_num: int | None = None
     res_block: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         def pairs(v):
             return tuple(tuple(int(a) for a in (p if isinstance(p, Sequence) else (p, p))) for p in v)
-        object.__setattr__(self, "kernel_size", pairs(self.kernel_size))
-        object.__setattr__(self, "strides", pairs(self.strides))
+        n = len(self.features)
+        # None: 3x3 kernels, stride 1 then 2 on every level (the isotropic nnU-Net plan)
+        object.__setattr__(self, "kernel_size", pairs(self.kernel_size or [(3, 3)] * n))
+        object.__setattr__(self, "strides", pairs(self.strides or [(1, 1)] + [(2, 2)] * (n - 1)))
         n = len(self.features)
         if not len(self.kernel_size) == len(self.strides) == n:
             raise ValueError(f"dynunet: features, kernel_size and strides need one entry per level, got "
                              f"{n}, {len(self.kernel_size)} and {len(self.strides)}")
         if self.strides[0] != (1, 1):
             raise ValueError(f"dynunet: the first level's stride must be (1, 1), got {self.strides[0]}")
+        if self.deep_supr_num is None:
+            object.__setattr__(self, "deep_supr_num", min(2, max(1, n - 2)))
         if not 1 <= int(self.deep_supr_num) <= max(1, n - 2):
             raise ValueError(f"dynunet: deep_supr_num must be within [1, {max(1, n - 2)}], got {self.deep_supr_num}")
 
@@ -153,7 +156,7 @@ class DynUNetConfig(SegmentationNetConfig):
 
 
 @register_model("dynunet", "nnU-Net-like 2D DynUNet baseline (instance norm, leaky ReLU, deep supervision)",
-                DynUNetConfig)
+                DynUNetConfig, train_defaults=nnunet_train_settings())
 class DynUNet2D(SegmentationNet):
     """MONAI ``DynUNet`` in 2D with the nnU-Net defaults of :class:`DynUNetConfig`.
 

@@ -88,12 +88,19 @@ def frangi_vesselness(slices: np.ndarray, config: FrangiConfig = FrangiConfig())
     np.ndarray
         float32 ``(B, H, W)``, ``>= 0``.
     """
+    from scipy.ndimage import gaussian_laplace
     from skimage.filters import frangi
 
+    dark = config.modality == "T1"
     out = np.empty(slices.shape, dtype=np.float32)
     for i, s in enumerate(np.asarray(slices, dtype=np.float64)):
-        out[i] = frangi(s, sigmas=config.sigmas, beta=config.beta, gamma=config.gamma,
-                        black_ridges=config.modality == "T1", mode="reflect")
+        v = frangi(s, sigmas=config.sigmas, beta=config.beta, gamma=config.gamma, black_ridges=dark, mode="reflect")
+        # Frangi's sign condition (a bright ridge curves down across it): scikit-image
+        # 0.26 answers dark and bright lines alike, so keep only the ridges of the
+        # wanted polarity, by the sign of the Laplacian of Gaussian at the middle scale
+        log = gaussian_laplace(s, sigma=float(np.median(config.sigmas)), mode="reflect")
+        v[(log <= 0) if dark else (log >= 0)] = 0.0
+        out[i] = v
     return out
 
 

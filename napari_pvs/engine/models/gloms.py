@@ -36,6 +36,9 @@ from torch import nn
 from .base import SegmentationNet, SegmentationNetConfig
 from .registry import register_model
 
+#: transformer blocks train poorly with Adagrad at 0.05: Adam at 1e-3
+TRANSFORMER_TRAIN_DEFAULTS = {"optimizer": "adam", "learning_rate": 1e-3}
+
 __all__ = ["GLoMSConfig", "GLoMSNet"]
 
 _NORM = "instance"
@@ -130,7 +133,7 @@ class GlobalLocalInteraction(nn.Module):
 
 
 @register_model("gloms", "GLoMS-Net: global-local interactive multi-scale transformer U-Net (Xu et al., ICDIP 2024)",
-                GLoMSConfig)
+                GLoMSConfig, train_defaults=TRANSFORMER_TRAIN_DEFAULTS)
 class GLoMSNet(SegmentationNet):
     """GLoMS-Net in 2D (see the module docstring for the layout and the paper).
 

@@ -43,6 +43,10 @@ class ModelSpec:
         Its frozen config dataclass.
     task : str
         ``"segmentation"`` (2D PVS networks) or ``"registration"``.
+    train_defaults : dict
+        Training settings the family is meant to train with (optimiser, learning rate,
+        schedule), applied by ``TrainConfig.for_model``; empty: the paper defaults of
+        ``TrainConfig`` (Adagrad 0.05).
     """
 
     name: str
@@ -50,6 +54,7 @@ class ModelSpec:
     network: type
     config_class: type
     task: str = "segmentation"
+    train_defaults: Mapping = dataclasses.field(default_factory=dict)
 
     def config_from_dict(self, d: Mapping | None, *, ignore: tuple[str, ...] = ()) -> object:
         """Rebuild this family's config from ``dataclasses.asdict(config)`` (or its JSON).
@@ -95,7 +100,7 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, description: str, config_class: type, *,
-                   task: str = "segmentation") -> Callable[[type], type]:
+                   task: str = "segmentation", train_defaults: Mapping | None = None) -> Callable[[type], type]:
     """Class decorator registering a network class and its config class under ``name``.
 
     Names are case-insensitive (stored lower-case).
@@ -117,7 +122,7 @@ def register_model(name: str, description: str, config_class: type, *,
     def decorator(network: type) -> type:
         if key in MODEL_REGISTRY:
             raise ValueError(f"model '{key}' is already registered")
-        MODEL_REGISTRY[key] = ModelSpec(key, description, network, config_class, task)
+        MODEL_REGISTRY[key] = ModelSpec(key, description, network, config_class, task, dict(train_defaults or {}))
         return network
 
     return decorator
@@ -134,7 +139,7 @@ def model_spec(name: str) -> ModelSpec:
     Raises
     ------
     ValueError
-        ``"unknown model 'x'; available: mfnsde, unet"``.
+        ``"unknown model 'x'; available: cmgraph, dynunet, ..."``.
     """
     spec = MODEL_REGISTRY.get(str(name).strip().lower())
     if spec is None:

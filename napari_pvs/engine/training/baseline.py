@@ -115,6 +115,7 @@ def fit_frangi(images: Sequence[Volume], masks: Sequence, config, checkpoint_pat
     threshold = float(edges[best])
     val = float(dsc_per_threshold(task.val_idx)[best])
     model.threshold.fill_(threshold)
+    task.sources = task.source_records()
     metrics = {"metric": "DSC", "best_val_metric": val, "train_dsc": float(train_dsc[best]),
                "threshold": threshold, "epoch": 1, "step": total, "history": []}
     ckpt = task.save_checkpoint(Path(checkpoint_path), model, metrics)

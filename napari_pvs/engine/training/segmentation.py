@@ -153,6 +153,22 @@ class TrainConfig:
             raise ValueError(f"foreground_ratio must be within [0, 1], got {self.foreground_ratio}")
         self.loop_config()  # validates the loop settings
 
+    @classmethod
+    def for_model(cls, model: str, **overrides) -> TrainConfig:
+        """A config for ``model`` with the family's own training settings
+        (``ModelSpec.train_defaults``: nnU-Net's SGD and poly schedule for ``dynunet``, Adam
+        for the transformer models), then ``overrides``; None values in ``overrides`` are
+        dropped (keep the default).
+
+        Raises
+        ------
+        ValueError
+            Unknown model or invalid values.
+        """
+        spec = model_spec(model)
+        kwargs = {**spec.train_defaults, **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(model=spec.name, **kwargs)
+
     def loop_config(self) -> LoopConfig:
         """The task-neutral part, for :func:`~napari_pvs.engine.training.loop.run_training`."""
         return LoopConfig(epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
@@ -379,9 +395,7 @@ class SegmentationTask:
                           strict=True)
         self.val_x, self.val_y = torch.stack(xs).to(device), torch.stack(ys).to(device)
         self.val_ignore = torch.stack(igs).to(device) > 0
-        self.sources = [_source_info(self.images[i], self.masks[i],
-                                     "train" if i in self.train_idx else "validation")
-                        for i in range(len(self.images))]
+        self.sources = self.source_records()
         note = (f"{len(self.train_idx)} training / {len(self.val_idx)} validation volume(s), "
                 f"spacing {self.spacing:.3f} mm, patch {self.patch[0]}x{self.patch[1]}, "
                 f"validation on {cfg.val_patches} fixed patches")
@@ -393,6 +407,11 @@ class SegmentationTask:
                 s["role"] = "train+validation"
             note += "; only one volume: validation DSC is measured on the training volume"
         return note
+
+    def source_records(self) -> list[dict]:
+        """Where each volume came from and its role (train / validation), for the checkpoint."""
+        return [_source_info(self.images[i], self.masks[i], "train" if i in self.train_idx else "validation")
+                for i in range(len(self.images))]
 
     def _crop(self, crop, vol: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One patch: image ``(2k + 1, ph, pw)`` (the slice and its neighbours as channels),
