@@ -1,7 +1,8 @@
 """The ``napari-pvs`` command line: simulate, train, segment and count PVS; annotation
 projects (``napari-pvs project ...``, :mod:`napari_pvs.cli_project`); active learning
 (``napari-pvs al ...``, :mod:`napari_pvs.cli_al`); registration and atlas-placed rating
-slices (``register``, ``locate-slices``, ``train-registration``, :mod:`napari_pvs.cli_registration`).
+slices (``register``, ``locate-slices``, ``train-registration``, :mod:`napari_pvs.cli_registration`);
+model comparison (``compare``, :mod:`napari_pvs.cli_compare`).
 
 Every GUI action has a command here and a Python function in :mod:`napari_pvs.engine`.
 Bad input ends with a one-line ``napari-pvs: error: FILE: problem`` and exit code 2,
@@ -279,9 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .cli_al import add_al_parser
     from .cli_project import add_project_parser
+    from .cli_compare import add_compare_parser
     from .cli_registration import add_registration_parsers
 
     add_registration_parsers(sub)
+    add_compare_parser(sub)
     add_project_parser(sub)
     add_al_parser(sub)
     return p

@@ -34,7 +34,8 @@ class FrangiConfig(SegmentationNetConfig):
     sigmas : tuple of float
         Gaussian scales in pixels at the checkpoint's working spacing (PVS 0.5-3 mm wide).
     beta : float
-        Frangi's blob-versus-line sensitivity.
+        Frangi's blob-versus-line sensitivity; 1.0 rather than Frangi's 0.5 because a PVS
+        cut across is a dot on an axial slice, which 0.5 suppresses.
     gamma : float
         Frangi's structure sensitivity, fixed (scikit-image's default depends on each
         window's own Hessian maximum, which would make windows disagree); in units of
@@ -51,9 +52,9 @@ class FrangiConfig(SegmentationNetConfig):
     """
 
     features: tuple[int, ...] = (1, 1)
-    sigmas: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
-    beta: float = 0.5
-    gamma: float = 0.1
+    sigmas: tuple[float, ...] = (1.0, 1.5, 2.0)
+    beta: float = 1.0
+    gamma: float = 0.05
     modality: str = "T2"
     logit_scale: float = 10.0
 

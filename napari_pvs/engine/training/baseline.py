@@ -7,8 +7,9 @@ preparation (:class:`~napari_pvs.engine.training.segmentation.SegmentationTask`:
 slices, per-volume normalisation, one in-plane working spacing), the same checkpoint.
 
 The fit: the 2D Frangi vesselness of every slice of the training volumes; inside the
-brain (:func:`~napari_pvs.engine.anatomy.brain_mask`, where inference looks) and outside
-the ignore masks, the threshold with the best voxel DSC over all training voxels (1000
+brain less the CSF spaces wider than 4 mm (where inference keeps predictions,
+:func:`~napari_pvs.engine.anatomy.brain_mask`, :func:`~napari_pvs.engine.anatomy.wide_csf`)
+and outside the ignore masks, the threshold with the best voxel DSC over all training voxels (1000
 thresholds, from cumulative histograms); the validation DSC is that threshold's DSC on the
 validation volumes.
 """
@@ -33,11 +34,16 @@ _BINS = 1000
 
 
 def _brain_stack(image: Volume, hw: tuple[int, int], padded: tuple[int, int]) -> torch.Tensor:
-    from ..inference.sliding import _brain_or_none
+    """Where inference keeps predictions: the brain less the wide CSF spaces, as an axial
+    stack at the working spacing, padded like the task's stacks."""
+    from ..inference.sliding import _brain_or_none, _wide_csf_or_none
 
     brain = _brain_or_none(image)
     if brain is None:
         return torch.ones((image.shape[image.axial_axis], *padded), dtype=torch.bool)
+    csf = _wide_csf_or_none(image, brain)
+    if csf is not None:
+        brain = brain & ~csf
     b = resample_stack(axial_stack(image, brain.astype(np.float32)), hw) > 0.5
     out = torch.zeros((b.shape[0], *padded), dtype=torch.bool)
     out[:, : hw[0], : hw[1]] = b
