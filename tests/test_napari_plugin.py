@@ -39,12 +39,12 @@ def test_manifest_validates_and_names_all_contributions():
                    "napari-pvs.make_train_widget", "napari-pvs.make_segment_widget",
                    "napari-pvs.make_count_widget", "napari-pvs.make_annotate_widget",
                    "napari-pvs.make_active_learning_widget",
-                   "napari-pvs.make_registration_widget"}
+                   "napari-pvs.make_registration_widget", "napari-pvs.make_compare_widget"}
     for cmd in mf.contributions.commands:
         assert callable(import_python_name(cmd.python_name)), cmd.python_name
     assert {w.display_name for w in mf.contributions.widgets} == {
         "Train PVS model", "Segment PVS", "Count PVS (BG/CSO)", "Annotate PVS", "Active learning",
-        "Register images"}
+        "Register images", "Compare models"}
     (reader,) = mf.contributions.readers
     assert set(reader.filename_patterns) == {"*.nii", "*.nii.gz"}
     (writer,) = mf.contributions.writers

@@ -8,14 +8,15 @@ update layers. Layer pickers are magicgui's napari layer widgets, which napari r
 The engine (and torch) is imported when a widget is built or run, never when napari
 starts.
 
-The widget classes live in :mod:`.train`, :mod:`.segment`, :mod:`.count` and
-:mod:`.annotate` and :mod:`.active_learning` and are
+The widget classes live in :mod:`.train`, :mod:`.segment`, :mod:`.count`,
+:mod:`.annotate`, :mod:`.active_learning`, :mod:`.registration` and :mod:`.compare` and are
 registered in ``napari.yaml``; they are importable from here too (lazily).
 """
 
 from __future__ import annotations
 
-__all__ = ["TrainWidget", "SegmentWidget", "CountWidget", "AnnotateWidget", "ActiveLearningWidget"]
+__all__ = ["TrainWidget", "SegmentWidget", "CountWidget", "AnnotateWidget", "ActiveLearningWidget",
+           "CompareWidget"]
 
 
 def __getattr__(name):
@@ -34,4 +35,7 @@ def __getattr__(name):
     if name == "ActiveLearningWidget":
         from .active_learning import ActiveLearningWidget
         return ActiveLearningWidget
+    if name == "CompareWidget":
+        from .compare import CompareWidget
+        return CompareWidget
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
