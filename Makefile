@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real benchmark-proposals benchmark-al benchmark-registration default-model screenshots screenshots-annotation screenshots-al screenshots-registration clean
+.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,12 @@ benchmark-al: install
 benchmark-registration: install
 	$(PY) benchmarks/registration.py --data $(DATA)
 
+## benchmark-compare: mfnsde, gloms, cmgraph, dynunet, unet and frangi on simulated PVS in the shared
+## real T2s, cross-validated by subject, MINUTES (default 4) of training each per fold (about 70 min on
+## 2 CPU cores for two folds); writes benchmarks/results/compare_models.{json,md,png}
+benchmark-compare: install
+	$(PY) benchmarks/compare_models.py --data $(DATA) --minutes $(or $(MINUTES),4)
+
 ## screenshots: napari with a real T2 and the predicted overlay, 2D and 3D, under Xvfb
 screenshots: install
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots.py --out screenshots
@@ -91,6 +97,12 @@ screenshots-al: install
 ## screenshots-registration: atlas-placed rating slices (Count widget) and T1 -> T2 registration on real scans
 screenshots-registration: install
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots_registration.py --out screenshots
+
+## screenshots-compare: the Compare models widget (shipped model, CKPTS="a.pt b.pt", Frangi) on a real T2
+## with simulated PVS, 2D and 3D
+screenshots-compare: install
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots_compare.py --out screenshots \
+		$(foreach c,$(CKPTS),--checkpoint $(c))
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
