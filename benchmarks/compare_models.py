@@ -24,6 +24,13 @@ PVS, parameters, training and inference seconds.
 Outputs (``benchmarks/results/``): ``compare_models.json`` (rewritten after every model, so
 a stopped run resumes with ``--resume``), ``compare_models.md`` and ``compare_models.png``.
 
+``--part t1``: T2 against T1 input for ``cmgraph`` (the paper validated on T1) and ``frangi``.
+Only patient07 and the stroke scan have a T1 on the T2's grid; the simulator models T2
+contrast, so the PVS are simulated on the T2 and the same PVS rendered into the T1 with the
+T1's CSF intensity (:func:`~napari_pvs.engine.synth.insert_same_pvs`: dark on T1). Train on
+the stroke scan (2 simulations, seed 1 validates), test on patient07 (seed 100); no ignore
+masks, so both inputs get the same labels. Writes ``compare_models_t1.json`` / ``.md``.
+
 Run: ``make benchmark-compare`` (or ``python benchmarks/compare_models.py --minutes 4``).
 """
 
@@ -51,7 +58,7 @@ from napari_pvs.engine.data import data_dir  # noqa: E402
 from napari_pvs.engine.io import load_mask, load_volume  # noqa: E402
 from napari_pvs.engine.progress import run_to_end  # noqa: E402
 from napari_pvs.engine.rating import count_slice  # noqa: E402
-from napari_pvs.engine.synth import simulate_pvs, wide_simulation  # noqa: E402
+from napari_pvs.engine.synth import insert_same_pvs, simulate_pvs, wide_simulation  # noqa: E402
 from napari_pvs.engine.training import TrainConfig, train  # noqa: E402
 from napari_pvs.engine.training.recipe import RecipeConfig, synthetic_examples  # noqa: E402
 
@@ -121,9 +128,13 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="keep the results already in the JSON")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--part", choices=("t2", "t1"), default="t2", help="t2: the cross-validated comparison; "
+                   "t1: T2 against T1 input for cmgraph and frangi")
     args = p.parse_args(argv)
     data = args.data or data_dir()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.part == "t1":
+        return t1_part(args, data)
     jpath = args.out / "compare_models.json"
     res = json.loads(jpath.read_text()) if args.resume and jpath.is_file() else {}
     res.setdefault("runs", {})
@@ -194,6 +205,62 @@ def main(argv=None) -> int:
     (args.out / "compare_models.md").write_text(table(res))
     plot(res, args.out / "compare_models.png")
     print(table(res))
+    return 0
+
+
+T1S = {"p07": ("open_ms/mni/patient07/T2.nii.gz", "open_ms/mni/patient07/T1.nii.gz"),
+       "stroke": ("stroke/T2.nii.gz", "stroke/T1.nii.gz")}
+
+
+def t1_part(args, data: Path) -> int:
+    from napari_pvs.engine.anatomy import brain_mask, wide_csf
+
+    scans = {}
+    for name, (t2p, t1p) in T1S.items():
+        full = load_volume(data / t2p)
+        t2 = crop_to_brain(full)
+        t1_full = load_volume(data / t1p)
+        t1 = t2.with_data(crop_like(t1_full.data, full, t2).astype(np.float32))
+        csf = wide_csf(t2, brain_mask(t2))
+        scans[name] = (t2, t1, csf)
+
+    def pair(name, seed):
+        t2, t1, csf = scans[name]
+        sim = simulate_pvs(t2, seed=seed, config=wide_simulation())
+        return sim.image, insert_same_pvs(sim, t1, csf, seed=seed), sim.mask.astype(np.uint8)
+
+    train_sets = [pair("stroke", 0), pair("stroke", 1)]
+    test_t2, test_t1, truth = pair("p07", 100)
+    res = {"settings": {"minutes": args.minutes, "device": args.device, "date": time.strftime("%Y-%m-%d"),
+                        "train": "stroke (seeds 0, 1; seed 1 validates)", "test": "patient07 (seed 100)"},
+           "runs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in ("cmgraph", "frangi"):
+            for modality, k, test in (("T2", 0, test_t2), ("T1", 1, test_t1)):
+                cfg = TrainConfig.for_model(model, model_config={"modality": modality}, epochs=10_000,
+                                            steps_per_epoch=25, max_minutes=args.minutes, device=args.device,
+                                            patch_size=(128, 128))
+                t = time.perf_counter()
+                result = run_to_end(train([s[k] for s in train_sets], [s[2] for s in train_sets], cfg,
+                                          Path(tmp) / f"{model}-{modality}.pt", val_indices=[1]))
+                train_s = time.perf_counter() - t
+                comp = run_to_end(compare_iter(test, [load_model(result.checkpoint)], reference=truth,
+                                               device=args.device))
+                row = comp.metrics()[0]
+                res["runs"][f"{model}/{modality}"] = {"model": model, "modality": modality, "train_s": round(train_s, 1),
+                                                      "steps": result.steps_done,
+                                                      "best_val_dsc": result.best_val_metric, **row}
+                print(f"  {model} {modality}: {result.steps_done} steps, val DSC {result.best_val_metric:.3f}; "
+                      f"p07 DSC {row['dsc']:.3f} F1 {row['detection_f1']:.3f}", flush=True)
+                (args.out / "compare_models_t1.json").write_text(json.dumps(res, indent=1))
+    lines = [f"T2 against T1 input ({args.minutes:g} min training each; train stroke, test patient07; "
+             f"{res['settings']['date']})", "",
+             "| model | input | DSC | sensitivity | PPV | detection F1 | val DSC | steps |", "|---|---|---|---|---|---|---|---|"]
+    for r in res["runs"].values():
+        lines.append(f"| {r['model']} | {r['modality']} | {r['dsc']:.3f} | {r['sensitivity']:.3f} | {r['ppv']:.3f} | "
+                     f"{r['detection_f1']:.3f} | {r['best_val_dsc']:.3f} | {r['steps']} |")
+    (args.out / "compare_models_t1.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
     return 0
 
 

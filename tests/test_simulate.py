@@ -446,3 +446,26 @@ def test_wide_csf_holds_the_ventricles_not_thin_bright_tubes_or_sheets():
     assert not got[~brain].any()
     with pytest.raises(ValueError, match="brain mask shape"):
         wide_csf(image, brain[:-1])
+
+
+def test_insert_same_pvs_renders_dark_pvs_into_a_t1_like_contrast():
+    """The PVS of a T2 simulation go into a co-registered image whose CSF is dark (T1-like):
+    same voxels, darker than the tissue around them; the mask is the simulation's."""
+    from napari_pvs.engine.anatomy import wide_csf
+    from napari_pvs.engine.synth import insert_same_pvs
+
+    t2, lab = make_phantom(noise=5.0)
+    sim = simulate_pvs(t2, seed=4)
+    assert sim.weight is not None and sim.weight.shape == t2.shape
+    np.testing.assert_array_equal(sim.weight > 0, sim.fraction > 0)
+    # a T1-like image: WM bright, GM darker, CSF dark
+    t1_vals = np.array([0.0, 800.0, 600.0, 150.0], np.float32)
+    t1 = t2.with_data(t1_vals[lab] + np.random.default_rng(0).normal(0, 5.0, t2.shape).astype(np.float32))
+    csf = wide_csf(t2, brain_mask(t2))
+    out = insert_same_pvs(sim, t1, csf, seed=1)
+    core = sim.mask > 0
+    assert out.data[core].mean() < t1.data[core].mean() - 150     # the PVS are dark on the T1
+    untouched = sim.weight == 0
+    np.testing.assert_array_equal(out.data[untouched], t1.data[untouched])
+    with pytest.raises(PVSInputError):
+        insert_same_pvs(sim, t1, np.zeros(t2.shape, bool))

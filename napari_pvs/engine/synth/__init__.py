@@ -3,8 +3,8 @@ noise matching (:mod:`.noise`) and insertion (:mod:`.simulate`)."""
 
 from .noise import estimate_noise_sigma
 from .render import render_pvs_fraction
-from .simulate import (TABLE_COLUMNS, SimulationConfig, SimulationResult, simulate_pvs, wide_simulation,
-                       write_table_csv)
+from .simulate import (TABLE_COLUMNS, SimulationConfig, SimulationResult, insert_same_pvs, simulate_pvs,
+                       wide_simulation, write_table_csv)
 
-__all__ = ["SimulationConfig", "SimulationResult", "simulate_pvs", "wide_simulation", "write_table_csv", "TABLE_COLUMNS",
+__all__ = ["SimulationConfig", "SimulationResult", "simulate_pvs", "insert_same_pvs", "wide_simulation", "write_table_csv", "TABLE_COLUMNS",
            "estimate_noise_sigma", "render_pvs_fraction"]

@@ -49,6 +49,7 @@ from .noise import estimate_noise_sigma
 from .render import render_local, tilted_direction
 
 __all__ = [
+    "insert_same_pvs",
     "SimulationConfig",
     "SimulationResult",
     "wide_simulation",
@@ -210,6 +211,10 @@ class SimulationResult:
     info : dict
         Diagnostics: ``csf_intensity``, ``brain_centre_xyz`` (world mm, the origin of
         the CSO radial directions), ``n_requested``, ``n_placed``, ``seed``.
+    weight : np.ndarray or None
+        float32 ``(Z, Y, X)``: the weight ``w = f c`` of the CSF-like signal in each voxel
+        (fraction times the PVS's contrast); :func:`insert_same_pvs` renders the same PVS
+        into another contrast with it.
     """
 
     image: Volume
@@ -219,6 +224,7 @@ class SimulationResult:
     regions: np.ndarray
     noise_sigma: float
     info: dict = field(default_factory=dict)
+    weight: np.ndarray | None = field(default=None, repr=False)
 
 
 def wide_simulation() -> SimulationConfig:
@@ -427,9 +433,58 @@ def simulate_pvs(image: Volume, *, seed: int = 0,
         "n_placed": len(table),
         "seed": seed,
     }
+    weight = (fraction * contrast_map).astype(np.float32)
     return SimulationResult(image=image.with_data(out, synthetic_pvs_seed=seed), mask=mask,
                             fraction=fraction, table=table, regions=regions,
-                            noise_sigma=float(sigma), info=info)
+                            noise_sigma=float(sigma), info=info, weight=weight)
+
+
+def insert_same_pvs(sim: SimulationResult, other: Volume, csf_mask: np.ndarray, *, seed: int = 0) -> Volume:
+    """The PVS of a simulation rendered into another contrast of the same grid.
+
+    For a T1 (or FLAIR) co-registered with the T2 the PVS were simulated in: the same
+    voxels get ``I + w (I_csf - I) + sigma sqrt(w (2 - w)) n`` as in :func:`simulate_pvs`,
+    with ``w`` the simulation's :attr:`SimulationResult.weight`, ``I_csf`` the median of
+    ``other`` inside ``csf_mask`` (e.g. the T2's wide CSF spaces; dark on T1, so the PVS
+    come out dark) and ``sigma`` the noise of ``other``. The mask is the simulation's.
+
+    Parameters
+    ----------
+    sim : SimulationResult
+        From :func:`simulate_pvs` on the T2.
+    other : Volume
+        ``(Z, Y, X)`` on the same grid (shape and affine) as ``sim.image``.
+    csf_mask : np.ndarray
+        bool ``(Z, Y, X)``: where ``other`` shows CSF.
+    seed : int
+        Seed of the added noise.
+
+    Returns
+    -------
+    Volume
+        float32 copy of ``other`` with the PVS.
+
+    Raises
+    ------
+    PVSInputError
+        ``other`` on another grid, an empty ``csf_mask``, or a simulation without weights.
+    """
+    from ..io import check_same_grid
+
+    check_same_grid(sim.image, other)
+    csf = np.asarray(csf_mask, bool)
+    if sim.weight is None or not csf.any():
+        raise PVSInputError("cannot insert the same PVS: no simulation weights or an empty CSF mask", other.path)
+    data = np.asarray(other.data, dtype=np.float32)
+    i_csf = float(np.median(data[csf]))
+    sigma = estimate_noise_sigma(data, csf | (sim.regions > 0))
+    out = data.copy()
+    hit = np.flatnonzero(sim.weight)
+    w = sim.weight.ravel()[hit].astype(np.float64)
+    base = out.ravel()[hit].astype(np.float64)
+    noise = np.random.default_rng(seed).standard_normal(hit.size)
+    out.ravel()[hit] = (base + w * (i_csf - base) + sigma * np.sqrt(w * (2.0 - w)) * noise).astype(np.float32)
+    return other.with_data(out, synthetic_pvs_seed=int(sim.info.get("seed", seed)))
 
 
 # ----------------------------------------------------------------------------- table
