@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -127,6 +128,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true", help="keep the results already in the JSON")
+    p.add_argument("--keep", type=Path, help="copy every checkpoint into this folder (never into the repository)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--part", choices=("t2", "t1"), default="t2", help="t2: the cross-validated comparison; "
                    "t1: T2 against T1 input for cmgraph and frangi")
@@ -178,6 +180,9 @@ def main(argv=None) -> int:
                 result = run_to_end(train(images, masks, cfg, ckpt, ignore_masks=ignores, val_indices=val_idx))
                 train_s = time.perf_counter() - t
                 loaded = load_model(result.checkpoint)
+                if args.keep:
+                    args.keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(result.checkpoint, args.keep / ckpt.name)
                 per_scan = {}
                 for n, (img, truth) in tests.items():
                     comp = run_to_end(compare_iter(img, [loaded], reference=truth, device=args.device))
