@@ -11,7 +11,7 @@ __all__ = ["add_compare_parser"]
 def cmd_compare(args) -> int:
     from .cli_registration import progress_printer
     from .engine.checkpoint import default_checkpoint, load_model
-    from .engine.comparison import compare_iter, frangi_baseline, write_metrics_csv
+    from .engine.comparison import METRIC_COLUMNS, compare_iter, frangi_baseline, write_metrics_csv
     from .engine.errors import PVSInputError
     from .engine.inference import pick_device
     from .engine.io import load_mask, load_volume
@@ -33,9 +33,7 @@ def cmd_compare(args) -> int:
     result = run_to_end(compare_iter(image, models, reference=reference, device=device,
                                      threshold=args.threshold), progress_printer())
     rows = result.metrics(args.threshold)
-    cols = ["model", "parameters", "inference_s"] + (
-        ["dsc", "sensitivity", "ppv", "detection_f1", "n_pred", "n_ref", "count_abs_diff"]
-        if reference is not None else ["n_pred"])
+    cols = ["model", "parameters", "inference_s"] + (list(METRIC_COLUMNS) if reference is not None else ["n_pred"])
     print("\t".join(cols))
     for r in rows:
         print("\t".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols))

@@ -137,14 +137,13 @@ class Comparison:
         return rows
 
 
-def _count(mask: np.ndarray, axis: int, slice_index: int | None) -> int:
-    if slice_index is not None:
-        return int(ndi.label(np.take(mask, slice_index, axis=axis) > 0, structure=np.ones((3, 3)))[1])
-    return int(ndi.label(mask > 0, structure=np.ones((3, 3, 3)))[1])
-
-
 def _labels(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Components of a 2D (8-connected) or 3D (26-connected) mask."""
     return ndi.label(mask > 0, structure=np.ones((3,) * mask.ndim))
+
+
+def _count(mask: np.ndarray, axis: int, slice_index: int | None) -> int:
+    return int(_labels(mask if slice_index is None else np.take(mask, slice_index, axis=axis))[1])
 
 
 def mask_metrics(pred: np.ndarray, reference: np.ndarray, *, axial_axis: int = 0,

@@ -94,7 +94,7 @@ def fit_frangi(images: Sequence[Volume], masks: Sequence, config, checkpoint_pat
     edges = np.linspace(0.0, 1.0, _BINS + 1)
     hists: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for step, i in enumerate(todo, start=1):
-        d = task._prepare(i)
+        d = task.prepare_volume(i)
         k, n = task.context, images[i].shape[images[i].axial_axis]  # 2.5D pads k slices at each end
         stack, label, ignore = d["image"][0, k:k + n], d["label"][0, k:k + n] > 0, d["ignore"][0, k:k + n] > 0
         hw = resampled_hw(axial_stack(images[i]).shape[1:], inplane_spacing(images[i]), task.spacing)

@@ -333,7 +333,7 @@ class SegmentationTask:
     def build_model(self) -> torch.nn.Module:
         return model_spec(self.model_name).build(self.model_config)
 
-    def _prepare(self, i: int) -> dict:
+    def prepare_volume(self, i: int) -> dict:
         """Slices of volume ``i``, normalised and resampled: ``{"image", "label"}`` of shape
         ``(1, S, H', W')`` padded in-plane to the patch size, with the foreground and
         background voxel lists of ``FgBgToIndicesd``."""
@@ -381,7 +381,7 @@ class SegmentationTask:
 
     def setup(self, device: torch.device) -> str:
         cfg = self.config
-        prepared = {i: self._prepare(i) for i in sorted(set(self.train_idx) | set(self.val_idx))}
+        prepared = {i: self.prepare_volume(i) for i in sorted(set(self.train_idx) | set(self.val_idx))}
         self.train_vols = [prepared[i] for i in self.train_idx
                            if prepared[i]["label_fg_indices"].numel() or prepared[i]["label_bg_indices"].numel()]
         if not self.train_vols:
