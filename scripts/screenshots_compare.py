@@ -70,7 +70,6 @@ def main(argv=None) -> int:
     show_slice(viewer, t2, args.slice, sim.image.axial_axis)
     viewer.camera.zoom = viewer.camera.zoom * args.zoom
     widget.select_model(0, jump=False)
-    widget._fill_metrics(widget.masks())
     close_notifications(viewer)
     pump(1.0)
     save_png(out / "compare_2d.png", viewer.screenshot(canvas_only=False))

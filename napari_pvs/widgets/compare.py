@@ -78,6 +78,8 @@ class CompareWidget(JobWidget):
         self.model_layers: list = []
         self.components: list = []
         self.metrics_rows: list[dict] = []
+        self._volume_rows: list[dict] = []
+        self._masks: list = []
         self._source = None
         self._reference_layer = None
         self._hidden: list = []
@@ -195,7 +197,7 @@ class CompareWidget(JobWidget):
         for ly in self._hidden:
             if ly in self.viewer.layers:
                 ly.visible = True
-        self._hidden, self.model_layers, self.comparison = [], [], None
+        self._hidden, self.model_layers, self.comparison, self._masks = [], [], None, []
         self.metrics_table.setRowCount(0)
         self.components_table.setRowCount(0)
 
@@ -225,22 +227,24 @@ class CompareWidget(JobWidget):
         comp = self.comparison
         if comp is None:
             return
-        masks = self.masks()
+        masks = self._masks = self.masks()
         for layer, mask in zip(self.model_layers, masks, strict=True):
             if layer not in self.viewer.layers:
                 continue
             layer.data = (mask if comp.reference is None
                           else error_map(mask, comp.reference, components=self.errors.value == "components"))
-        self._fill_metrics(masks)
+        self._volume_rows = comp.metrics(float(self.threshold.value))
+        self._fill_metrics()
         self.select_model(min(self._selected, len(masks) - 1), jump=False)
 
-    def _fill_metrics(self, masks) -> None:
+    def _fill_metrics(self) -> None:
+        """The table: the volume metrics of the last :meth:`refresh` and the slice on screen's."""
         from ..engine.comparison import mask_metrics
 
         comp = self.comparison
-        rows = comp.metrics(float(self.threshold.value))
+        rows = [dict(r) for r in self._volume_rows]
         z = self.current_slice
-        for row, mask in zip(rows, masks, strict=True):
+        for row, mask in zip(rows, self._masks, strict=True):
             if comp.reference is not None and z is not None:
                 sl = mask_metrics(mask, comp.reference, axial_axis=comp.image.axial_axis, slice_index=z)
                 row["slice_dsc"], row["slice_f1"] = sl["dsc"], sl["detection_f1"]
@@ -256,8 +260,9 @@ class CompareWidget(JobWidget):
         t.resizeColumnsToContents()
 
     def _on_step(self, *_) -> None:
-        if self.comparison is not None and self.comparison.reference is not None:
-            self._fill_metrics(self.masks())
+        """A new slice on screen: only the slice columns change (the volume's are kept)."""
+        if self.comparison is not None and self.comparison.reference is not None and self._masks:
+            self._fill_metrics()
 
     def select_model(self, row: int, *, jump: bool = True) -> None:
         """Select model ``row``: its layer becomes the active one and its false-positive and
@@ -274,7 +279,7 @@ class CompareWidget(JobWidget):
             self.viewer.layers.selection.active = layer
         self.components = []
         if comp.reference is not None:
-            mask = comp.predictions[row].mask(float(self.threshold.value))
+            mask = self._masks[row] if self._masks else comp.predictions[row].mask(float(self.threshold.value))
             self.components = error_components(error_map(mask, comp.reference, components=True))
         t = self.components_table
         t.setRowCount(len(self.components))
