@@ -134,7 +134,7 @@ def test_train_widget_defaults_to_user_data_dir(make_napari_viewer):
     assert widget.checkpoint_path.name.startswith("unet-")  # follows the model while not edited
     assert set(widget.model.choices) == {"mfnsde", "unet", "gloms", "cmgraph", "dynunet", "frangi"}
     widget.model.value = "gloms"
-    assert widget.learning_rate.value == pytest.approx(1e-3)  # the family's own learning rate (Adam)
+    assert widget.learning_rate.value == pytest.approx(3e-3)  # the family's own learning rate (Adam)
     widget.model.value = "mfnsde"
     assert widget.learning_rate.value == pytest.approx(0.05)
     assert widget.worker is None and widget.last_event is None

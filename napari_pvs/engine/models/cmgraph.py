@@ -40,7 +40,6 @@ from monai.networks.blocks import CrossAttentionBlock, UnetResBlock, UnetrUpBloc
 from torch import nn
 
 from .base import SegmentationNet, SegmentationNetConfig
-from .gloms import TRANSFORMER_TRAIN_DEFAULTS
 from .registry import register_model
 
 __all__ = ["CMGraphConfig", "CMGraphNet", "PVS_TEXTS", "embed_texts", "TEXT_EXTRA_HINT"]
@@ -185,7 +184,7 @@ class GraphLayer(nn.Module):
 
 
 @register_model("cmgraph", "cross-modal graph model: image and PVS-description text nodes (MICCAI 2025)",
-                CMGraphConfig, train_defaults=TRANSFORMER_TRAIN_DEFAULTS)
+                CMGraphConfig, train_defaults={"optimizer": "adam", "learning_rate": 1e-3})
 class CMGraphNet(SegmentationNet):
     """The cross-modal graph network in 2D (see the module docstring).
 

@@ -36,8 +36,10 @@ from torch import nn
 from .base import SegmentationNet, SegmentationNetConfig
 from .registry import register_model
 
-#: transformer blocks train poorly with Adagrad at 0.05: Adam at 1e-3
-TRANSFORMER_TRAIN_DEFAULTS = {"optimizer": "adam", "learning_rate": 1e-3}
+#: GLoMS-Net trains with Adam at 3e-3 (on simulated PVS in the shared T2s, 2 CPU cores, it
+#: reached a validation DSC of 0.60 in about 110 steps; Adagrad 0.05 and Adam 1e-3 did not
+#: learn in 150)
+GLOMS_TRAIN_DEFAULTS = {"optimizer": "adam", "learning_rate": 3e-3}
 
 __all__ = ["GLoMSConfig", "GLoMSNet"]
 
@@ -62,7 +64,9 @@ class GLoMSConfig(SegmentationNetConfig):
         Dilations of the multi-scale feature learning module.
     deep_supervision : bool
         Train mode returns ``[fused, head_0, head_1, ...]`` (heads at their own
-        resolutions) instead of the fused output alone.
+        resolutions) instead of the fused output alone. Off by default: on simulated PVS in
+        the shared T2 scans (2 CPU cores, Adam 3e-3, about 110 steps) it kept the
+        validation DSC at 0.002, against 0.60 without it.
 
     Raises
     ------
@@ -76,7 +80,7 @@ class GLoMSConfig(SegmentationNetConfig):
     local_depth: int = 1
     reference_size: int = 128
     dilations: tuple[int, ...] = (1, 2, 3)
-    deep_supervision: bool = True
+    deep_supervision: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -133,7 +137,7 @@ class GlobalLocalInteraction(nn.Module):
 
 
 @register_model("gloms", "GLoMS-Net: global-local interactive multi-scale transformer U-Net (Xu et al., ICDIP 2024)",
-                GLoMSConfig, train_defaults=TRANSFORMER_TRAIN_DEFAULTS)
+                GLoMSConfig, train_defaults=GLOMS_TRAIN_DEFAULTS)
 class GLoMSNet(SegmentationNet):
     """GLoMS-Net in 2D (see the module docstring for the layout and the paper).
 
