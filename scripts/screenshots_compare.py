@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scan", default="open_ms/longitudinal/patient01/study2_T2W.nii.gz")
     ap.add_argument("--slice", type=int, default=32, help="axial slice to show (default: patient01 v2's CSO)")
     ap.add_argument("--checkpoint", action="append", default=[], type=Path)
-    ap.add_argument("--zoom", type=float, default=2.2)
+    ap.add_argument("--zoom", type=float, default=1.4)
     ap.add_argument("--size", type=int, nargs=2, default=(1580, 980))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -44,20 +45,23 @@ def main(argv=None) -> int:
     from napari_pvs.engine.default_model import default_checkpoint
     from napari_pvs.engine.io import load_volume
     from napari_pvs.engine.synth import simulate_pvs, wide_simulation
-    from napari_pvs.layers import layer_geometry, volume_metadata
+    from napari_pvs.engine.io import save_volume
     from napari_pvs.widgets.compare import CompareWidget
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     vol = load_volume(args.data / args.scan)
     sim = simulate_pvs(vol, seed=100, config=wide_simulation())
+    tmp = Path(tempfile.mkdtemp(prefix="napari-pvs-compare-"))
+    save_volume(tmp / "t2_simulated_pvs.nii.gz", sim.image.data, sim.image)
+    save_volume(tmp / "simulated_truth.nii.gz", sim.mask, sim.image, dtype="uint8")
     viewer = napari.Viewer(title="napari-pvs: compare models", show=True)
     viewer.window.resize(*args.size)
-    kw = layer_geometry(sim.image)
-    t2 = viewer.add_image(sim.image.data, name="T2 + simulated PVS", colormap="gray",
-                          metadata=volume_metadata(sim.image), **kw)
-    truth = viewer.add_labels(sim.mask.astype(np.uint8), name="simulated truth",
-                              metadata=volume_metadata(sim.image), **kw)
+    (t2,) = viewer.open(tmp / "t2_simulated_pvs.nii.gz", plugin="napari-pvs")
+    (truth_img,) = viewer.open(tmp / "simulated_truth.nii.gz", plugin="napari-pvs")
+    viewer.layers.remove(truth_img)  # opened as an image: re-add it as labels on the same grid
+    truth = viewer.add_labels(np.asarray(truth_img.data).astype(np.uint8), name="simulated truth",
+                              scale=truth_img.scale, affine=truth_img.affine, metadata=truth_img.metadata)
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Compare models", area="right")
     widget.reset_choices()
