@@ -233,7 +233,7 @@ class CompareWidget(JobWidget):
                 continue
             layer.data = (mask if comp.reference is None
                           else error_map(mask, comp.reference, components=self.errors.value == "components"))
-        self._volume_rows = comp.metrics(float(self.threshold.value))
+        self._volume_rows = comp.metrics(float(self.threshold.value), masks=masks)
         self._fill_metrics()
         self.select_model(min(self._selected, len(masks) - 1), jump=False)
 
@@ -279,8 +279,12 @@ class CompareWidget(JobWidget):
             self.viewer.layers.selection.active = layer
         self.components = []
         if comp.reference is not None:
-            mask = self._masks[row] if self._masks else comp.predictions[row].mask(float(self.threshold.value))
-            self.components = error_components(error_map(mask, comp.reference, components=True))
+            if self.errors.value == "components" and layer in self.viewer.layers:
+                errors = layer.data  # the component error map refresh() just drew
+            else:
+                mask = self._masks[row] if self._masks else comp.predictions[row].mask(float(self.threshold.value))
+                errors = error_map(mask, comp.reference, components=True)
+            self.components = error_components(errors)
         t = self.components_table
         t.setRowCount(len(self.components))
         for i, c in enumerate(self.components):

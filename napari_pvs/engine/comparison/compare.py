@@ -120,14 +120,16 @@ class Comparison:
         """Every model's mask at ``threshold``."""
         return [p.mask(threshold) for p in self.predictions]
 
-    def metrics(self, threshold: float = 0.5, *, slice_index: int | None = None) -> list[dict]:
+    def metrics(self, threshold: float = 0.5, *, slice_index: int | None = None,
+                masks: list[np.ndarray] | None = None) -> list[dict]:
         """One row per model: ``model``, ``parameters``, ``inference_s`` and, with a
         reference, the :func:`mask_metrics` of the volume (or of axial slice
-        ``slice_index``)."""
+        ``slice_index``). ``masks``: the models' masks at ``threshold`` when the caller
+        already has them (:meth:`masks`)."""
         rows = []
-        for p in self.predictions:
+        masks = self.masks(threshold) if masks is None else masks
+        for p, mask in zip(self.predictions, masks, strict=True):
             row = {"model": p.label, "parameters": p.n_parameters, "inference_s": round(p.seconds, 2)}
-            mask = p.mask(threshold)
             if self.reference is not None:
                 row.update(mask_metrics(mask, self.reference, axial_axis=self.image.axial_axis,
                                         slice_index=slice_index))

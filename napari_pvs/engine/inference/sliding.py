@@ -40,7 +40,7 @@ from ..progress import map_events, run_to_end
 from .device import autocast, pick_device
 
 __all__ = ["Prediction", "InferenceProgress", "segment_iter", "predict_volume", "predict_stack",
-           "head_box", "brain_region", "BACKGROUND_LEVEL", "BRAIN_MARGIN_MM", "WINDOWS_PER_PASS"]
+           "head_box", "brain_region", "kept_region", "BACKGROUND_LEVEL", "BRAIN_MARGIN_MM", "WINDOWS_PER_PASS"]
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,17 @@ def _wide_csf_or_none(image: Volume, brain: np.ndarray) -> np.ndarray | None:
     except PVSInputError as exc:
         log.info("no CSF class (%s): wide CSF spaces are not masked", exc)
         return None
+
+
+def kept_region(image: Volume) -> np.ndarray | None:
+    """Where :func:`segment_iter` keeps predictions by default: the brain mask less the CSF
+    spaces wider than 4 mm; bool ``(Z, Y, X)``, or None when no brain mask is found (then
+    nothing is masked)."""
+    brain = _brain_or_none(image)
+    if brain is None:
+        return None
+    csf = _wide_csf_or_none(image, brain)
+    return brain if csf is None else brain & ~csf
 
 
 def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, threshold: float = 0.5,

@@ -34,17 +34,14 @@ _BINS = 1000
 
 
 def _brain_stack(image: Volume, hw: tuple[int, int], padded: tuple[int, int]) -> torch.Tensor:
-    """Where inference keeps predictions: the brain less the wide CSF spaces, as an axial
-    stack at the working spacing, padded like the task's stacks."""
-    from ..inference.sliding import _brain_or_none, _wide_csf_or_none
+    """Where inference keeps predictions (:func:`~napari_pvs.engine.inference.sliding.kept_region`),
+    as an axial stack at the working spacing, padded like the task's stacks."""
+    from ..inference.sliding import kept_region
 
-    brain = _brain_or_none(image)
-    if brain is None:
+    region = kept_region(image)
+    if region is None:
         return torch.ones((image.shape[image.axial_axis], *padded), dtype=torch.bool)
-    csf = _wide_csf_or_none(image, brain)
-    if csf is not None:
-        brain = brain & ~csf
-    b = resample_stack(axial_stack(image, brain.astype(np.float32)), hw) > 0.5
+    b = resample_stack(axial_stack(image, region.astype(np.float32)), hw) > 0.5
     out = torch.zeros((b.shape[0], *padded), dtype=torch.bool)
     out[:, : hw[0], : hw[1]] = b
     return out
