@@ -72,7 +72,8 @@ benchmark-al: install
 
 ## benchmark-registration: atlas-placed BG/CSO rating slices against hand-placed ones on every shared T2;
 ## affine, classical and ACSGRegNet (trained here for 10 min of CPU) on the SynthSeg label maps;
-## T1 -> T2 against the site's own transforms; writes benchmarks/results/registration/registration.json
+## T1 -> T2 against the site's own transforms; patient01 visit 2 -> visit 1 (site transforms, carried brain and
+## PVS masks); writes benchmarks/results/registration/registration.json
 benchmark-registration: install
 	$(PY) benchmarks/registration.py --data $(DATA)
 

@@ -20,6 +20,13 @@ Parts (``--parts``):
     against the site's own ITK transforms (``*_intrastudy_to_FLAIR.txt``, composed
     T2 -> FLAIR -> T1): distance between the two mappings over the T2's brain voxels
     (mean and 95th percentile, mm).
+``visits``
+    Visit to visit: patient01's visit-2 T2 registered to its visit-1 T2 (``none`` = the
+    scanner coordinates as they are, ``affine``, ``classical``), against the site's own
+    transforms (T2 -> FLAIR -> common space, per visit, composed); and masks carried
+    across: the visit-2 brain mask (Dice with visit 1's) and the visit-2 PVS detections of
+    the default model (3D components; matched when a carried component overlaps a visit-1
+    detection dilated by one voxel: sensitivity, PPV and F1 with visit 1 as reference).
 
 Hand placement (``HAND``): zoomed axial slices around each landmark, read by eye. BG =
 the slice where the dark (T2-hypointense) anterior commissure band crosses the midline in
@@ -30,7 +37,7 @@ Writes ``<out>/registration.json`` and prints markdown tables.
 
 Usage::
 
-    python benchmarks/registration.py [--parts slices labels t1t2] [--train-minutes 10] [--acsgreg CKPT]
+    python benchmarks/registration.py [--parts slices labels t1t2 visits] [--train-minutes 10] [--acsgreg CKPT]
 """
 
 from __future__ import annotations
@@ -197,6 +204,67 @@ def part_t1t2(data: Path, methods: list[str]) -> list[dict]:
     return rows
 
 
+def _dilate_objects(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    return ndi.binary_dilation(mask, ndi.generate_binary_structure(3, 1))
+
+
+def _carried_agreement(carried: np.ndarray, ref: np.ndarray) -> dict:
+    """Component agreement of a carried PVS mask with the reference visit's mask."""
+    from scipy import ndimage as ndi
+
+    s26 = np.ones((3, 3, 3), bool)
+    lc, nc = ndi.label(carried, s26)
+    lr, nr = ndi.label(ref, s26)
+    hit_c = len(np.setdiff1d(np.unique(lc[_dilate_objects(ref)]), [0]))
+    hit_r = len(np.setdiff1d(np.unique(lr[_dilate_objects(carried)]), [0]))
+    sens, ppv = hit_r / max(1, nr), hit_c / max(1, nc)
+    return {"n_carried": int(nc), "n_reference": int(nr), "pvs_sensitivity": sens, "pvs_ppv": ppv,
+            "pvs_f1": 2 * sens * ppv / max(1e-9, sens + ppv)}
+
+
+def part_visits(data: Path, methods: list[str]) -> list[dict]:
+    from napari_pvs.engine.default_model import default_checkpoint
+    from napari_pvs.engine.inference import predict_volume
+    from napari_pvs.engine.checkpoint import load_model
+
+    base = data / "open_ms/longitudinal/patient01"
+    v1, v2 = (load_volume(base / f"study{i}_T2W.nii.gz") for i in (1, 2))
+    # site, per visit: common -> FLAIR (FLAIR_to_common_space) and FLAIR -> T2 (T2W_intrastudy_to_FLAIR)
+    # point maps; visit-1 T2 -> visit-2 T2 = (FLAIR2 -> T2_2) o (common -> FLAIR2) o (common -> FLAIR1)^-1
+    # o (FLAIR1 -> T2_1)^-1
+    m = {f"{k}{i}": _itk_matrix(base / f"study{i}_{name}.txt") for i in (1, 2)
+         for k, name in (("t2", "T2W_intrastudy_to_FLAIR"), ("fl", "FLAIR_to_common_space"))}
+    site = m["t22"] @ m["fl2"] @ np.linalg.inv(m["fl1"]) @ np.linalg.inv(m["t21"])
+    b1, b2 = brain_mask(v1), brain_mask(v2)
+    pts = v1.voxel_to_world(np.argwhere(b1)[::50])
+    site_pts = pts @ site[:3, :3].T + site[:3, 3]
+    lm = load_model(default_checkpoint())
+    p1, p2 = predict_volume(lm, v1).mask > 0, predict_volume(lm, v2).mask > 0
+    rows = []
+    for method in ["none"] + methods:
+        t0 = time.perf_counter()
+        if method == "none":
+            tr = SpatialTransform.identity()
+        else:
+            tr = run_to_end(register_classical(v1, v2, config=ClassicalConfig(deformable=method == "classical")))
+        secs = time.perf_counter() - t0
+        err = np.linalg.norm(tr.map_points(pts) - site_pts, axis=1)
+        brain_c = warp_volume(v2.with_data(b2.astype(np.uint8)), v1, tr, order=0).data > 0
+        pvs_c = warp_volume(v2.with_data(p2.astype(np.uint8)), v1, tr, order=0).data > 0
+        row = {"method": method, "mean_mm": float(err.mean()), "p95_mm": float(np.percentile(err, 95)),
+               "dice_brain": float(2 * (brain_c & b1).sum() / (brain_c.sum() + b1.sum())),
+               **_carried_agreement(pvs_c, p1), "seconds": round(secs, 1)}
+        if tr.ddf is not None:
+            j = jacobian_determinant(tr.ddf, tr.ddf_affine)
+            row.update(sdlogj=sdlogj(j), folding_pct=100 * folding_fraction(j))
+        rows.append(row)
+        print(f"  p01 v2 -> v1 {method}: {row['mean_mm']:.2f} mm mean from the site's transform, brain Dice "
+              f"{row['dice_brain']:.3f}, carried PVS F1 {row['pvs_f1']:.2f} [{secs:.0f} s]", flush=True)
+    return rows
+
+
 def _table(rows: list[dict], cols: list[str]) -> str:
     def fmt(v):
         return f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v))
@@ -210,7 +278,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "registration"))
-    ap.add_argument("--parts", nargs="+", default=["slices", "labels", "t1t2"], choices=["slices", "labels", "t1t2"])
+    ap.add_argument("--parts", nargs="+", default=["slices", "labels", "t1t2", "visits"], choices=["slices", "labels", "t1t2", "visits"])
+    ap.add_argument("--visit-methods", nargs="+", default=["affine", "classical"], choices=["affine", "classical"])
     ap.add_argument("--slice-methods", nargs="+", default=["affine"], choices=["affine", "classical"])
     ap.add_argument("--t1t2-methods", nargs="+", default=["affine", "classical"], choices=["affine", "classical"])
     ap.add_argument("--train-minutes", type=float, default=10.0, help="CPU budget to train ACSGRegNet (0: skip)")
@@ -236,6 +305,11 @@ def main(argv=None) -> int:
         print("T1 -> T2 against the site's transforms:", flush=True)
         res["t1t2"] = part_t1t2(data, args.t1t2_methods)
         print(_table(res["t1t2"], ["scan", "method", "mean_mm", "p95_mm", "site_vs_identity_mm", "seconds"]))
+    if "visits" in args.parts:
+        print("visit to visit (patient01 visit 2 -> visit 1):", flush=True)
+        res["visits"] = part_visits(data, args.visit_methods)
+        print(_table(res["visits"], ["method", "mean_mm", "p95_mm", "dice_brain", "n_carried", "n_reference",
+                                     "pvs_sensitivity", "pvs_ppv", "pvs_f1", "sdlogj", "folding_pct", "seconds"]))
     res["seconds"] = time.perf_counter() - t0
     path.write_text(json.dumps(res, indent=1, default=float))
     print(f"wrote {path} ({res['seconds']:.0f} s)")

@@ -159,34 +159,49 @@ def cmd_segment(args) -> int:
 
 # ---------------------------------------------------------------------------- count
 def cmd_count(args) -> int:
-    from .engine.io import load_mask
+    import numpy as np
+
+    from .engine.errors import PVSInputError
+    from .engine.io import check_same_grid, load_mask, load_volume
     from .engine.rating import count_rating_slices, write_counts_csv
 
     mask = load_mask(args.mask)
     bg, cso = args.bg_slice, args.cso_slice
-    if bg is None or cso is None:
-        from .engine.errors import PVSInputError
-        from .engine.io import check_same_grid, load_volume
+    regions = None
+    if args.regions:
+        reg = load_volume(args.regions)
+        check_same_grid(mask, reg)
+        regions = np.asarray(reg.data).astype(np.uint8)
+    if bg is None or cso is None or (regions is None and args.image and not args.whole_slice):
         from .engine.progress import run_to_end
-        from .engine.registration.atlas import locate_rating_slices
+        from .engine.registration.atlas import atlas_regions, load_atlas, locate_rating_slices
 
         if not args.image:
             raise PVSInputError("give --bg-slice and --cso-slice, or --image to place them by atlas registration",
                                 args.mask)
         image = load_volume(args.image)
         check_same_grid(mask, image)
-        placed = run_to_end(locate_rating_slices(image))
+        atlas = load_atlas()
+        placed = run_to_end(locate_rating_slices(image, atlas=atlas))
         bg = placed.bg if bg is None else bg
         cso = placed.cso if cso is None else cso
         print(f"rating slices placed by atlas registration: BG {placed.bg}, CSO {placed.cso}", file=sys.stderr)
-    counts = count_rating_slices(mask, bg, cso, midline_x_mm=args.midline_x_mm)
+        if regions is None and not args.whole_slice:
+            regions = atlas_regions(image, placed.transform, atlas)
+    areas = {}
+    if regions is not None and not args.whole_slice:
+        from .engine.registration.atlas import rating_areas
+
+        areas = dict(zip(("bg_area", "cso_area"), rating_areas(regions, mask.voxel_size)))
+    counts = count_rating_slices(mask, bg, cso, midline_x_mm=args.midline_x_mm, **areas)
     if args.json:
         print(json.dumps([counts.bg.__dict__, counts.cso.__dict__, counts.volume.__dict__], indent=1))
     else:
-        print(f"{'region':6} {'slice':>5} {'left':>5} {'right':>5} {'total':>5} {'grade':>5} {'area mm2':>9}")
+        print(f"{'region':6} {'slice':>5} {'left':>5} {'right':>5} {'total':>5} {'grade':>5} {'area mm2':>9} "
+              f"{'on slice':>8}  counted within")
         for c in (counts.bg, counts.cso):
             print(f"{c.region:6} {c.slice_index:5d} {c.left:5d} {c.right:5d} {c.total:5d} {c.grade:5d} "
-                  f"{c.area_mm2:9.1f}")
+                  f"{c.area_mm2:9.1f} {c.on_slice:8d}  {c.within}")
         print(f"whole volume: {counts.volume.n_components} PVS (3D components), "
               f"{counts.volume.volume_mm3:.1f} mm^3")
     if args.csv:
@@ -264,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("count", help="count PVS on the BG and CSO rating slices",
                        description="Count PVS (2D connected components) per hemisphere on the basal-ganglia "
                                    "and centrum-semiovale axial slices, with the Potter grade (0-4), "
-                                   "plus the whole-volume count and volume.")
+                                   "plus the whole-volume count and volume. With atlas regions (--image or "
+                                   "--regions) the BG slice counts only PVS in the basal ganglia and the CSO "
+                                   "slice only those in the white matter; 'on slice' gives all of them.")
     c.add_argument("mask", help="binary PVS mask (.nii/.nii.gz)")
     c.add_argument("--bg-slice", type=int, help="axial slice index (0-based) of the BG rating slice "
                                                  "(default: placed by atlas registration of --image)")
@@ -272,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(default: placed by atlas registration of --image)")
     c.add_argument("--image", help="the T2 the mask was drawn on: the rating slices a --bg-slice/--cso-slice "
                                    "does not give are placed by registering the atlas to it (locate-slices)")
+    c.add_argument("--regions", metavar="NII",
+                   help="atlas regions on the mask's grid (from 'locate-slices --regions-out'): count the BG slice "
+                        "within the basal ganglia and the CSO slice within the white matter (the default when "
+                        "--image is given)")
+    c.add_argument("--whole-slice", action="store_true",
+                   help="count every PVS on the rating slices, not only those in the atlas BG / white matter")
     c.add_argument("--midline-x-mm", type=float, help="world x (RAS mm) of the mid-sagittal plane "
                                                        "(default: centre of the field of view)")
     c.add_argument("--csv", help="write the table to this CSV file")

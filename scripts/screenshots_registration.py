@@ -40,6 +40,14 @@ def show_slice(viewer, layer, k: int, axial_axis: int) -> None:
     pump(0.5)
 
 
+def show_point(viewer, ras_mm) -> None:
+    """Move the viewer to a world RAS mm point (napari-pvs world frame: (S, P, L) = (z, -y, -x)),
+    so that a landmark there lies in the displayed plane even on an oblique scan."""
+    x, y, z = (float(v) for v in ras_mm)
+    viewer.dims.set_point(range(3), (z, -y, -x))
+    pump(0.5)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("screenshots"))
@@ -69,8 +77,8 @@ def main(argv=None) -> int:
     rs = count.place.placed
     log.info("placed: %s", count.place.status.text())
     close_notifications(viewer)
-    for name, k in (("bg", rs.bg), ("cso", rs.cso)):
-        show_slice(viewer, t2, k, rs.axial_axis)
+    for name, point in (("bg", rs.ac_mm), ("cso", rs.cso_mm)):
+        show_point(viewer, point)
         close_notifications(viewer)
         save_png(out / f"rating_slices_{name}.png", viewer.screenshot(canvas_only=False))
     viewer.close()

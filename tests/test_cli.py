@@ -66,6 +66,20 @@ def test_count_cli(tmp_path, capsys):
     assert "BG         2     1     2     3     1" in text
     assert "CSO        4     1     0     1     1" in text
     assert (tmp_path / "c.csv").read_text().splitlines()[1].startswith("BG,2,1,2,3,1")
+    # atlas regions (as 'locate-slices --regions-out' writes them): BG code around i=5 only,
+    # white matter (2) over slice 4: the BG slice counts the 2 PVS at i=5, the CSO slice its 1
+    regions = np.zeros(mask.shape, np.uint8)
+    regions[3:8, :, 2] = 1
+    regions[:, :, 4] = 2
+    nib.save(nib.Nifti1Image(regions, aff), tmp_path / "r.nii.gz")
+    assert main(["count", str(tmp_path / "m.nii.gz"), "--bg-slice", "2", "--cso-slice", "4",
+                 "--regions", str(tmp_path / "r.nii.gz")]) == 0
+    text = capsys.readouterr().out
+    assert "BG         2     0     2     2     1" in text and "atlas BG" in text
+    assert "CSO        4     1     0     1     1" in text and "atlas WM" in text
+    assert main(["count", str(tmp_path / "m.nii.gz"), "--bg-slice", "2", "--cso-slice", "4",
+                 "--regions", str(tmp_path / "r.nii.gz"), "--whole-slice"]) == 0
+    assert "BG         2     1     2     3     1" in capsys.readouterr().out
 
 
 def _nifti(tmp_path, name, arr, affine=None):

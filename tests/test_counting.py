@@ -92,3 +92,39 @@ def test_component_table_rows_per_pvs():
     assert (rows[1]["extent_z"], rows[1]["extent_y"], rows[1]["extent_x"]) == (2, 1, 2)
     assert rows[1]["z_mm"] == pytest.approx(3.0 * 2.5) and rows[1]["x_mm"] == pytest.approx(0.5 * 20.5)
     assert component_table(Volume(np.zeros((2, 3, 3), np.uint8), aff)) == []
+
+
+def test_counting_area_keeps_only_pvs_centred_inside():
+    mask = np.zeros((10, 60, 80), np.uint8)
+    _blobs(mask, 3, xs=[5, 15, 25], ys=[10, 20, 30, 40])          # 12 blobs at low x
+    _blobs(mask, 3, xs=[60, 70], ys=[10, 20])                        # 4 blobs at high x
+    vol = _ras_volume(mask)
+    area = np.zeros(mask.shape, bool)
+    area[3, :, :30] = True                                           # takes the 12 low-x blobs only
+    area[3, 25:, 59:] = True                                         # no high-x blob is centred here
+    area[3, 9:12, 69] = True      # reaches a blob at x 70-71 but misses its centroid (10.5, 70.5)
+    c = count_slice(vol, 3, "BG", area=area, area_name="atlas BG")
+    assert (c.total, c.left, c.right, c.on_slice, c.within) == (12, 12, 0, 16, "atlas BG")
+    assert c.area_mm2 == pytest.approx(12 * 4 * 0.25)                # only the counted PVS
+    full = count_rating_slices(vol, 3, 7, bg_area=area, cso_area=np.ones(mask.shape, bool), area_source="atlas")
+    assert (full.bg.total, full.cso.within, full.bg.within) == (12, "atlas WM", "atlas BG")
+    assert count_slice(vol, 3).within == "slice" and count_slice(vol, 3).on_slice == 16
+    with pytest.raises(ValueError, match="mask's shape"):
+        count_slice(vol, 3, area=area[:5])
+
+
+def test_rating_areas_margins_in_mm_and_no_ventricle():
+    from napari_pvs.engine.registration.atlas import REGION_CODES, rating_areas
+
+    regions = np.zeros((9, 40, 40), np.uint8)
+    regions[4, 20, 10] = REGION_CODES["BG"]
+    regions[:, 30:, :] = REGION_CODES["WM"]
+    regions[4, 20, 12] = REGION_CODES["LV"]
+    bg, wm = rating_areas(regions, (4.0, 1.0, 1.0), bg_margin_mm=3.0, wm_margin_mm=1.0)
+    # 3 mm in-plane = 3 voxels, but not one 4 mm slice up or down
+    assert bg[4, 20, 7] and bg[4, 20, 13] and not bg[4, 20, 14] and bg[4, 23, 10] and not bg[4, 24, 10]
+    assert not bg[3, 20, 10] and not bg[5, 20, 10]
+    assert not bg[4, 20, 12]                                         # the ventricle is left out
+    assert wm[:, 29, :].all() and not wm[:, 28, :].any() and wm[:, 30:, :].all()
+    with pytest.raises(ValueError, match="3D region map"):
+        rating_areas(regions[0], (1, 1, 1))

@@ -83,7 +83,8 @@ def test_count_widget_places_rating_slices_by_atlas(make_napari_viewer, qtbot, m
     monkeypatch.setattr(atlas_mod, "load_atlas", lambda root=None: atlas)
     viewer = make_napari_viewer()
     add_volume(viewer, subject, "t2")
-    add_volume(viewer, subject.with_data(np.zeros(subject.shape, np.uint8)), "pvs", labels=True)
+    pvs = np.zeros(subject.shape, np.uint8)
+    add_volume(viewer, subject.with_data(pvs), "pvs", labels=True)
     widget = CountWidget(viewer)
     widget.reset_choices()
     widget.labels.value = viewer.layers["pvs"]
@@ -100,5 +101,18 @@ def test_count_widget_places_rating_slices_by_atlas(make_napari_viewer, qtbot, m
     # the viewer sits on the BG slice: the AC landmark's S coordinate
     assert viewer.dims.point[0] == pytest.approx(rs.ac_mm[2], abs=subject.voxel_size[0])
     assert widget.labels.value is viewer.layers["pvs"]     # still the PVS mask, not the regions
+    # the regions layer is the counting area: a PVS by the anterior commissure counts on the BG
+    # slice, one outside the brain on the same slice does not (but stays "on slice")
+    assert widget.regions.value is viewer.layers["t2 atlas regions"]
+    ac = np.argwhere(regions[rs.bg] == 4)
+    assert len(ac), "no anterior commissure on the BG slice"
+    y, x = ac[len(ac) // 2]
+    pvs[rs.bg, y, x] = 1
+    pvs[rs.bg, 1, 1] = 1
+    viewer.layers["pvs"].data = pvs
     counts = widget.count()
     assert counts.bg.slice_index == rs.bg and counts.cso.slice_index == rs.cso
+    assert (counts.bg.total, counts.bg.on_slice, counts.bg.within) == (1, 2, "atlas BG")
+    assert "atlas BG" in widget.table_values()[0]
+    widget.regions.value = None                                  # whole slices again
+    assert widget.count().bg.total == 2

@@ -17,7 +17,11 @@ atlas to a chosen Image layer (the T2 the mask belongs to), in a worker with pro
 regions (BG, white matter, lateral ventricles, anterior commissure) as a Labels layer and
 the landmarks (anterior commissure, top of the lateral ventricles, the CSO point 10 mm
 above) as points, and moves the viewer to the BG slice, so the placement can be checked
-before counting; the slice boxes stay editable.
+before counting; the slice boxes stay editable. The regions layer becomes the widget's
+*atlas regions*: then the BG slice counts only PVS whose centroid lies in the basal ganglia
+(grown 3 mm, which takes in the internal capsule) and the CSO slice only those in the
+white matter (:func:`napari_pvs.engine.registration.atlas.rating_areas`); the *on slice*
+column keeps every PVS on the slice. Clear *atlas regions* to count whole slices.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ COLUMNS = (
     ("grade", "grade"),
     ("area_mm2", "area mm²"),
     ("volume_mm3", "volume mm³"),
+    ("on_slice", "on slice"),
+    ("within", "counted within"),
 )
 
 
@@ -79,7 +85,13 @@ class CountWidget(QWidget):
                                 tooltip="axial slice through the basal ganglia (anterior commissure)")
         self.cso_slice = SpinBox(label="CSO slice", value=0, min=0, max=10000,
                                  tooltip="axial slice ~1 cm above the lateral ventricles")
-        self._form = Container(widgets=[self.labels, self.bg_slice, self.cso_slice])
+        self.regions = create_widget(annotation="napari.layers.Labels", label="atlas regions",
+                                     options={"nullable": True, "value": None,
+                                              "tooltip": "atlas regions layer from 'Place slices by atlas': "
+                                                         "count the BG slice within the basal ganglia and the "
+                                                         "CSO slice within the white matter (empty: whole "
+                                                         "slices)"})
+        self._form = Container(widgets=[self.labels, self.bg_slice, self.cso_slice, self.regions])
         self.place = PlaceSlicesJob(self)
         self.bg_here = QPushButton("BG = current slice")
         self.cso_here = QPushButton("CSO = current slice")
@@ -174,7 +186,8 @@ class CountWidget(QWidget):
             return None
         try:
             mask = layer_to_volume(layer)
-            counts = count_rating_slices(mask, int(self.bg_slice.value), int(self.cso_slice.value))
+            areas = self._areas(mask)
+            counts = count_rating_slices(mask, int(self.bg_slice.value), int(self.cso_slice.value), **areas)
         except PVSInputError as exc:
             notify_error(str(exc))
             return None
@@ -183,9 +196,25 @@ class CountWidget(QWidget):
         self.save_button.setEnabled(True)
         geometry = "file affine" if (layer.metadata or {}).get("affine") is not None else \
             "layer scale (no NIfTI geometry: left/right assumes +x = subject's right)"
+        within = (f"; counted within the atlas BG / white matter of '{self.regions.value.name}'" if areas
+                  else "; whole slices")
         self.status.setText(f"'{layer.name}': BG grade {counts.bg.grade}, CSO grade {counts.cso.grade}; "
-                            f"hemispheres from the {geometry}")
+                            f"hemispheres from the {geometry}{within}")
         return counts
+
+    def _areas(self, mask) -> dict:
+        """The BG / CSO counting areas from the chosen atlas regions layer ({} when none)."""
+        from ..engine.registration.atlas import rating_areas
+
+        reg = self.regions.value
+        if reg is None:
+            return {}
+        if tuple(np.shape(reg.data)) != tuple(mask.shape):
+            raise PVSInputError(f"atlas regions '{reg.name}' {tuple(np.shape(reg.data))} are not on the PVS "
+                                f"mask's grid {tuple(mask.shape)}: place the slices on the mask's image, or "
+                                f"clear 'atlas regions'")
+        bg, cso = rating_areas(np.asarray(reg.data), mask.voxel_size)
+        return {"bg_area": bg, "cso_area": cso}
 
     def _fill(self, rows: list[dict]) -> None:
         self.table.setRowCount(len(rows))
@@ -267,8 +296,10 @@ class PlaceSlicesJob(JobWidget):
         chosen = self.owner.labels.value
         put_layer(self.viewer, f"{layer.name} atlas regions", regions, source_geometry(layer), meta,
                   lambda d, **kw: self.viewer.add_labels(d, opacity=0.35, **kw))
+        self.owner.reset_choices()
         if chosen is not None and chosen in self.viewer.layers:
             self.owner.labels.value = chosen          # the PVS mask stays the one to count, not the regions
+        self.owner.regions.value = self.viewer.layers[f"{layer.name} atlas regions"]
         # world frame of napari-pvs: (S, P, L) = (z, -y, -x) of RAS
         pts = np.array([[p[2], -p[1], -p[0]] for p in (rs.ac_mm, rs.lv_top_mm, rs.cso_mm)])
         names = ["anterior commissure (BG)", "top of lateral ventricles", "CSO (+10 mm)"]

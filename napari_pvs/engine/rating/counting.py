@@ -8,7 +8,12 @@ ventricles), per hemisphere, and grades the hemisphere with more PVS:
 
 Here a PVS on a slice is a 2D connected component of the mask on that slice. The
 slices are numbered along the array's axial axis (normally axis 0 of ``(Z, Y, X)``, i.e.
-the NIfTI ``k`` index). In this first version the user gives the slice numbers.
+the NIfTI ``k`` index). The slice numbers come from the user or from atlas registration
+(:func:`napari_pvs.engine.registration.atlas.locate_rating_slices`); an optional counting
+area per slice (e.g. the atlas basal ganglia on the BG slice, the white matter on the CSO
+slice, :func:`napari_pvs.engine.registration.atlas.rating_areas`) keeps only the PVS whose
+centroid lies inside it, so bright dots in the cortex, the insula or the midbrain on the
+same slice are not counted.
 """
 
 from __future__ import annotations
@@ -71,7 +76,12 @@ class SliceCount:
     grade : int
         Potter grade (0-4) of the hemisphere with more PVS.
     area_mm2 : float
-        Total PVS area on the slice in mm^2.
+        Total area of the counted PVS in mm^2.
+    on_slice : int
+        All 2D components on the slice, inside the counting area or not (= ``total``
+        when no area was given).
+    within : str
+        Where they were counted: ``"slice"`` (the whole slice) or the area's name.
     """
 
     region: str
@@ -81,6 +91,12 @@ class SliceCount:
     total: int
     grade: int
     area_mm2: float
+    on_slice: int = -1
+    within: str = "slice"
+
+    def __post_init__(self):
+        if self.on_slice < 0:
+            object.__setattr__(self, "on_slice", self.total)
 
 
 @dataclass(frozen=True)
@@ -104,7 +120,8 @@ class RatingCounts:
         rows = [asdict(self.bg), asdict(self.cso)]
         rows.append({"region": "volume", "slice_index": "", "left": "", "right": "",
                      "total": self.volume.n_components, "grade": "",
-                     "area_mm2": "", "volume_mm3": round(self.volume.volume_mm3, 2)})
+                     "area_mm2": "", "on_slice": "", "within": "volume",
+                     "volume_mm3": round(self.volume.volume_mm3, 2)})
         for r in rows[:2]:
             r["volume_mm3"] = ""
             r["area_mm2"] = round(r["area_mm2"], 2)
@@ -130,7 +147,8 @@ def _midline_world_x(mask: Volume, slice_index: int, midline: float | None) -> f
 
 
 def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
-                midline_x_mm: float | None = None) -> SliceCount:
+                midline_x_mm: float | None = None, area: np.ndarray | None = None,
+                area_name: str = "area") -> SliceCount:
     """Count PVS (2D connected components, 8-connectivity) on one axial slice.
 
     Parameters
@@ -145,17 +163,33 @@ def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
         World x coordinate (RAS mm) of the mid-sagittal plane; default the centre of the
         field of view. Components with centroid x < midline are in the subject's left
         hemisphere (RAS: +x is the subject's right).
+    area : np.ndarray, optional
+        bool ``(Z, Y, X)`` on the mask's grid: count only the components whose centroid
+        (rounded to a voxel) lies inside it; default the whole slice.
+    area_name : str
+        Name of the area for the result's ``within`` (e.g. ``"atlas BG"``).
 
     Raises
     ------
     PVSInputError
         Slice number outside the volume.
+    ValueError
+        ``area`` not of the mask's shape.
     """
     arr, others = _axial_first(mask)
     n = arr.shape[0]
     if not 0 <= slice_index < n:
         raise PVSInputError(f"{region} slice {slice_index} is outside the volume (0-{n - 1})", mask.path)
     labels = label(arr[slice_index], connectivity=_CONN_2D)
+    on_slice = int(labels.max())
+    if area is not None:
+        if area.shape != mask.shape:
+            raise ValueError(f"counting area must have the mask's shape {mask.shape}, got {area.shape}")
+        area2d = np.moveaxis(np.asarray(area, bool), mask.axial_axis, 0)[slice_index]
+        props = regionprops_table(labels, properties=("label", "centroid"))
+        c = np.rint(np.stack([props["centroid-0"], props["centroid-1"]], 1)).astype(int).reshape(-1, 2)
+        outside = props["label"][~area2d[c[:, 0], c[:, 1]]]
+        labels[np.isin(labels, outside)] = 0
     props = regionprops_table(labels, properties=("label", "centroid"))
     total = int(props["label"].size)
     mid = _midline_world_x(mask, slice_index, midline_x_mm)
@@ -170,9 +204,10 @@ def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
         right = int((x >= mid).sum())
         left = int(total - right)
     vs = mask.voxel_size
-    area = float(arr[slice_index].sum() * vs[others[0]] * vs[others[1]])
+    area_mm2 = float((labels > 0).sum() * vs[others[0]] * vs[others[1]])
     return SliceCount(region=region, slice_index=int(slice_index), left=left, right=right,
-                      total=int(total), grade=potter_grade(max(left, right)), area_mm2=area)
+                      total=int(total), grade=potter_grade(max(left, right)), area_mm2=area_mm2,
+                      on_slice=on_slice, within="slice" if area is None else area_name)
 
 
 def count_volume(mask: Volume) -> VolumeCount:
@@ -217,8 +252,17 @@ def component_table(mask: Volume) -> list[dict]:
 
 
 def count_rating_slices(mask: Volume, bg_slice: int, cso_slice: int, *,
-                        midline_x_mm: float | None = None) -> RatingCounts:
+                        midline_x_mm: float | None = None, bg_area: np.ndarray | None = None,
+                        cso_area: np.ndarray | None = None, area_source: str = "atlas") -> RatingCounts:
     """BG and CSO rating-slice counts (see :func:`count_slice`) and the whole-volume burden.
+
+    Parameters
+    ----------
+    bg_area, cso_area : np.ndarray, optional
+        bool ``(Z, Y, X)`` counting areas of the BG and CSO slices (the basal ganglia and
+        the white matter, e.g. from
+        :func:`~napari_pvs.engine.registration.atlas.rating_areas`); default the whole
+        slice. Their names in the result are ``f"{area_source} BG"`` and ``f"{area_source} WM"``.
 
     Raises
     ------
@@ -226,8 +270,10 @@ def count_rating_slices(mask: Volume, bg_slice: int, cso_slice: int, *,
         A slice number outside the volume.
     """
     return RatingCounts(
-        bg=count_slice(mask, bg_slice, "BG", midline_x_mm=midline_x_mm),
-        cso=count_slice(mask, cso_slice, "CSO", midline_x_mm=midline_x_mm),
+        bg=count_slice(mask, bg_slice, "BG", midline_x_mm=midline_x_mm, area=bg_area,
+                       area_name=f"{area_source} BG"),
+        cso=count_slice(mask, cso_slice, "CSO", midline_x_mm=midline_x_mm, area=cso_area,
+                        area_name=f"{area_source} WM"),
         volume=count_volume(mask),
     )
 

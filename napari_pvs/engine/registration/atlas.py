@@ -34,7 +34,7 @@ from ..io import Volume, load_volume
 from .classical import ClassicalConfig, RegistrationEvent, register_classical
 from .transform import SpatialTransform, warp_volume
 
-__all__ = ["Atlas", "load_atlas", "RatingSlices", "locate_rating_slices", "atlas_regions",
+__all__ = ["Atlas", "load_atlas", "RatingSlices", "locate_rating_slices", "atlas_regions", "rating_areas",
            "slice_of_point", "TEMPLATE", "LABELS", "BG_LABELS", "LV_LABELS", "AC_LABEL", "WM_LABEL"]
 
 TEMPLATE = "atlas/mni152/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
@@ -229,3 +229,50 @@ def atlas_regions(image: Volume, transform: SpatialTransform, atlas: Atlas | Non
     out[lab == AC_LABEL] = REGION_CODES["AC"]
     return out
 
+
+
+def rating_areas(regions: np.ndarray, voxel_size_mm, *, bg_margin_mm: float = 3.0,
+                 wm_margin_mm: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The counting areas of the two rating slices, from :func:`atlas_regions`.
+
+    * BG: the atlas basal ganglia (caudate, putamen, pallidum, accumbens) and anterior
+      commissure, grown by ``bg_margin_mm``: the internal capsule between caudate and
+      lentiform nucleus (a few mm wide) and an affine fit's error of about a slice.
+    * CSO: the atlas forebrain white matter grown by ``wm_margin_mm``.
+    The lateral ventricles are left out of both.
+
+    Parameters
+    ----------
+    regions : np.ndarray
+        uint8 ``(Z, Y, X)`` region codes (:data:`REGION_CODES`) on the image grid.
+    voxel_size_mm : sequence of 3 float
+        Voxel size of that grid in ``(Z, Y, X)`` order (mm), so the margins are in mm on
+        anisotropic scans.
+
+    Returns
+    -------
+    (bg_area, cso_area)
+        bool ``(Z, Y, X)`` arrays.
+
+    Raises
+    ------
+    ValueError
+        ``regions`` not 3D or ``voxel_size_mm`` not 3 positive numbers.
+    """
+    from scipy import ndimage as ndi
+
+    regions = np.asarray(regions)
+    vs = np.asarray(voxel_size_mm, float)
+    if regions.ndim != 3 or vs.shape != (3,) or (vs <= 0).any():
+        raise ValueError(f"expected a 3D region map and 3 positive voxel sizes, got shape {regions.shape} "
+                         f"and voxel size {tuple(vs)}")
+    lv = regions == REGION_CODES["LV"]
+
+    def grown(core: np.ndarray, margin: float) -> np.ndarray:
+        if not core.any():
+            return core
+        return ndi.distance_transform_edt(~core, sampling=vs) <= margin
+
+    bg = grown(np.isin(regions, (REGION_CODES["BG"], REGION_CODES["AC"])), bg_margin_mm) & ~lv
+    wm = grown(regions == REGION_CODES["WM"], wm_margin_mm) & ~lv
+    return bg, wm
