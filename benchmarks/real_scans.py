@@ -7,7 +7,10 @@ model given with ``--model NAME=CKPT``:
 * detected PVS (3D components, 26-connectivity) per region: BG, CSO white matter, other
   (the nearest BG/CSO region voxel within 5 mm of the centroid,
   :func:`~napari_pvs.engine.candidates.nearest_region`), and the BG/CSO rating-slice
-  counts (rating slices from the ventricle landmark, ``rating_slice_levels``);
+  counts. The rating slices are placed by atlas registration (``locate_rating_slices``,
+  as ``napari-pvs count --image`` does), and the BG slice counts only PVS in the atlas
+  basal ganglia, the CSO slice only those in the atlas white matter (``rating_areas``);
+  ``--slices landmark`` uses the older ventricle-landmark heuristic and whole slices;
 * agreement with a **reference of real PVS-like objects** built without a network
   (:func:`~napari_pvs.engine.candidates.find_pvs_candidates` with the strict
   :func:`~napari_pvs.engine.candidates.reference_config`: CSF-like local contrast >= 0.3
@@ -31,6 +34,9 @@ model given with ``--model NAME=CKPT``:
 
 Writes ``<out>/real_scans.json``, ``<out>/real_scans.md`` (tables) and
 ``<out>/figures/<model>_<scan>.png``; prints the tables.
+
+A model may be given a threshold, ``--model NAME=CKPT@0.4`` (default 0.5); variants of
+one checkpoint share its inference.
 
 Usage::
 
@@ -183,6 +189,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scans", default=",".join(SCANS), help="comma-separated subset of " + ",".join(SCANS))
     ap.add_argument("--no-synthetic", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--slices", choices=["atlas", "landmark"], default="atlas",
+                    help="rating slices by atlas registration, counted within the atlas BG / white matter "
+                         "(default), or by the ventricle landmark on whole slices")
     ap.add_argument("--record", action="append", default=[], metavar="NAME=CKPT",
                     help="also write model NAME's numbers into checkpoint CKPT (under 'benchmark'); repeatable")
     args = ap.parse_args(argv)
@@ -193,7 +202,27 @@ def main(argv=None) -> int:
     figure_models = set(args.figures or models)
     t_start = time.perf_counter()
     results: dict = {"models": {k: str(v) for k, v in models.items()}, "scans": {}, "per_model": {}}
-    loaded = {name: load_model(path) for name, path in models.items()}
+    thresholds = {name: float(path.rsplit("@", 1)[1]) if "@" in path else 0.5 for name, path in models.items()}
+    models = {name: path.rsplit("@", 1)[0] for name, path in models.items()}
+    by_path = {path: load_model(path) for path in set(models.values())}
+    loaded = {name: by_path[path] for name, path in models.items()}
+    probs: dict = {}
+
+    def predict(name: str, key: str, image) -> tuple[np.ndarray, float]:
+        """(mask at the model's threshold, inference seconds); one inference per checkpoint."""
+        ck = (models[name], key)
+        if ck not in probs:
+            pred = predict_volume(loaded[name], image)
+            probs[ck] = (pred.prob, pred.seconds)
+        prob, secs = probs[ck]
+        return prob >= thresholds[name], secs
+
+    atlas = None
+    if args.slices == "atlas":
+        from napari_pvs.engine.progress import run_to_end
+        from napari_pvs.engine.registration.atlas import atlas_regions, load_atlas, locate_rating_slices, rating_areas
+
+        atlas = load_atlas(data)
     real_masks: dict = {}
 
     for key in args.scans.split(","):
@@ -203,39 +232,44 @@ def main(argv=None) -> int:
         lesion = np.asarray(lesion_vol.data) > 0 if lesion_vol is not None else None
         t = time.perf_counter()
         anat = analyze_anatomy(image, lesion_vol)
-        levels = rating_slice_levels(image, anat)
+        areas = None
+        if atlas is not None:
+            rs = run_to_end(locate_rating_slices(image, atlas=atlas, brain=anat.brain))
+            levels = {"bg": rs.bg, "cso": rs.cso}
+            areas = rating_areas(atlas_regions(image, rs.transform, atlas), image.voxel_size)
+        else:
+            levels = rating_slice_levels(image, anat)
         ref = find_pvs_candidates(image, lesion_vol, config=reference_config())
         region_map = nearest_region(anat.regions, np.asarray(image.voxel_size))
         ref_mask = ref.mask > 0
         ref_obj = objects(ref_mask)
         results["scans"][key] = {"path": rel, "rating_slices": levels,
                                  "reference": region_counts(ref_obj, region_map),
-                                 "reference_rating": _rating(ref_mask, image, levels),
+                                 "reference_rating": _rating(ref_mask, image, levels, areas),
                                  "voxel_size_mm": [round(v, 3) for v in image.voxel_size]}
         print(f"{key}: rating slices {levels}, reference {results['scans'][key]['reference']} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
-        for name, lm in loaded.items():
-            pred = predict_volume(lm, image)
-            mask = pred.mask > 0
+        for name in loaded:
+            mask, secs = predict(name, key, image)
             real_masks.setdefault(key, {})[name] = mask
             obj = objects(mask)
-            row = {"regions": region_counts(obj, region_map), "rating": _rating(mask, image, levels),
+            row = {"regions": region_counts(obj, region_map), "rating": _rating(mask, image, levels, areas),
                    "reference_agreement": object_agreement(obj, ref_obj),
-                   "mimics": mimics(obj, anat, lesion), "inference_s": pred.seconds}
+                   "mimics": mimics(obj, anat, lesion), "inference_s": secs}
             results["per_model"].setdefault(name, {})[key] = row
             print(f"  {name}: {row['regions']} rating {row['rating']} agreement "
-                  f"F1 {row['reference_agreement']['f1']:.2f} mimics {row['mimics']} ({pred.seconds:.0f} s)",
+                  f"F1 {row['reference_agreement']['f1']:.2f} mimics {row['mimics']} ({secs:.0f} s)",
                   flush=True)
             if name in figure_models:
                 figure(out / "figures" / f"{name}_{key}.png", image, mask, ref_mask, levels, anat,
-                       f"{name} on {rel} (rating slices from the ventricle landmark)")
+                       f"{name} on {rel} (rating slices from the {args.slices})")
         if key in SYNTHETIC and not args.no_synthetic:
             sim = simulate_pvs(image, seed=SYNTHETIC[key], lesion_mask=lesion_vol)
             truth = objects(sim.mask)
-            for name, lm in loaded.items():
-                pred = predict_volume(lm, sim.image)
-                m = overlap_metrics(pred.mask, sim.mask)
-                pred_obj = objects(pred.mask)
+            for name in loaded:
+                sim_mask, _ = predict(name, key + "+sim", sim.image)
+                m = overlap_metrics(sim_mask, sim.mask)
+                pred_obj = objects(sim_mask)
                 agree = object_agreement(pred_obj, truth)
                 # the scan's own real PVS are not in the synthetic truth: detections that the
                 # same model also makes on the scan without insertions (and that touch no
@@ -287,8 +321,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def _rating(mask: np.ndarray, image, levels: dict) -> dict:
-    c = count_rating_slices(image.with_data(mask.astype(np.uint8)), levels["bg"], levels["cso"])
+def _rating(mask: np.ndarray, image, levels: dict, areas=None) -> dict:
+    kw = dict(zip(("bg_area", "cso_area"), areas)) if areas is not None else {}
+    c = count_rating_slices(image.with_data(mask.astype(np.uint8)), levels["bg"], levels["cso"], **kw)
     return {"bg": c.bg.total, "cso": c.cso.total, "bg_grade": c.bg.grade, "cso_grade": c.cso.grade}
 
 
