@@ -121,8 +121,9 @@ def add_registration_parsers(sub) -> None:
     r.add_argument("fixed", help="fixed NIfTI image (its grid is the output's)")
     r.add_argument("moving", help="moving NIfTI image")
     r.add_argument("-o", "--output", required=True, metavar="WARPED", help="warped moving image (.nii.gz)")
-    r.add_argument("--method", choices=("affine", "classical", "acsgreg"), default="classical",
-                   help="affine, classical = affine + B-spline (default), or acsgreg (a trained network, --model)")
+    r.add_argument("--method", choices=("affine", "classical", "acsgreg"), default="affine",
+                   help="affine (default; right for two scans of one head: T1 -> T2, visit to visit), "
+                        "classical = affine + B-spline (different brains), or acsgreg (a trained network, --model)")
     r.add_argument("--model", metavar="CKPT", help="ACSGRegNet checkpoint for --method acsgreg")
     r.add_argument("--labels", metavar="L", help="label map on MOVING's grid to carry across (nearest neighbour)")
     r.add_argument("--labels-out", metavar="OUT", help="where to write the warped labels")

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=Path("screenshots"))
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    ap.add_argument("--method", default="classical", choices=["affine", "classical"])
+    ap.add_argument("--method", default="affine", choices=["affine", "classical"])
     ap.add_argument("--size", type=int, nargs=2, default=(1580, 980))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

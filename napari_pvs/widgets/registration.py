@@ -2,8 +2,8 @@
 to a fixed one.
 
 Pick the fixed and the moving Image layers, the method (``affine``: 9 then 12 degrees of
-freedom; ``classical``: affine + B-spline, SimpleITK, mutual information, so contrasts may
-differ) and *Register*. The registration runs in a worker through the shared job
+freedom, the default, right for two scans of one head; ``classical``: affine + B-spline,
+for different brains; SimpleITK, mutual information, so contrasts may differ) and *Register*. The registration runs in a worker through the shared job
 lifecycle (progress per optimiser iteration, *Cancel*). The result is shown on the fixed
 layer's grid (:func:`napari_pvs.engine.registration.register`):
 
@@ -61,7 +61,7 @@ class RegistrationWidget(JobWidget):
         self.warped_layer = self.grid_layer = self.jacobian_layer = None
         self.fixed = create_widget(annotation="napari.layers.Image", label="fixed")
         self.moving = create_widget(annotation="napari.layers.Image", label="moving")
-        self.method = ComboBox(label="method", choices=list(METHODS), value="classical",
+        self.method = ComboBox(label="method", choices=list(METHODS), value="affine",
                                tooltip="affine: 9 then 12 dof; classical: affine + B-spline (SimpleITK)")
         self.brain_masks = CheckBox(label="brains only", value=False,
                                     tooltip="register the brain masks' contents: for a skull-stripped image (an "

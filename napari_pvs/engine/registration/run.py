@@ -47,7 +47,7 @@ class RegistrationResult:
     seconds: float
 
 
-def register(fixed: Volume, moving: Volume, *, method: str = "classical", labels: Volume | None = None,
+def register(fixed: Volume, moving: Volume, *, method: str = "affine", labels: Volume | None = None,
              brain_masks: bool = False, grid_mm: float = 2.0, model: str | Path | None = None,
              ) -> Generator[RegistrationEvent, None, RegistrationResult]:
     """Register ``moving`` to ``fixed`` and resample it (and ``labels``) onto the fixed grid.
@@ -59,8 +59,12 @@ def register(fixed: Volume, moving: Volume, *, method: str = "classical", labels
     fixed, moving : Volume
         ``(Z, Y, X)`` scans (any contrast, orientation, voxel size).
     method : str
-        ``"affine"`` (9 then 12 dof) or ``"classical"`` (affine + B-spline), SimpleITK
-        (:func:`register_classical`); ``"acsgreg"``: a trained ACSGRegNet checkpoint
+        ``"affine"`` (9 then 12 dof; the default) or ``"classical"`` (affine +
+        B-spline), SimpleITK (:func:`register_classical`). For two scans of one head
+        (T1 -> T2 of a visit, visit to visit) use ``"affine"``: against the site's own
+        transforms the B-spline was 0.65-6.0 mm off where the affine was 0.31-0.60 mm
+        (``benchmarks/registration.py``, 2026-11-22); the B-spline is for different
+        brains (an atlas or another subject). ``"acsgreg"``: a trained ACSGRegNet checkpoint
         ``model`` (:func:`~napari_pvs.engine.registration.network.register_network`).
     labels : Volume, optional
         A label map on ``moving``'s grid to carry across.
