@@ -126,7 +126,11 @@ def mimics(obj: Objects, anat, lesion: np.ndarray | None) -> dict:
     return out
 
 
-def figure(path: Path, image, pred: np.ndarray, ref: np.ndarray, levels: dict, anat, title: str) -> None:
+def figure(path: Path, image, pred: np.ndarray, ref: np.ndarray, levels: dict, anat, title: str,
+           areas=None, counts: dict | None = None) -> None:
+    """The BG and CSO rating slices, zoomed: T2 | T2 with detections (red), reference
+    (cyan) and, when given, the counting areas (yellow: atlas BG on the BG slice, white
+    matter on the CSO slice) with ``counts`` (the counts within them) in the titles."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -162,12 +166,18 @@ def figure(path: Path, image, pred: np.ndarray, ref: np.ndarray, levels: dict, a
                     a.contour(r[s][box] > 0, levels=[0.5], colors="cyan", linewidths=0.7)
                 if p[s][box].any():
                     a.contour(p[s][box] > 0, levels=[0.5], colors="red", linewidths=0.9)
+                if areas is not None:
+                    area = np.moveaxis(areas[row], ax, 0)[s][box]
+                    if area.any():
+                        a.contour(area, levels=[0.5], colors="yellow", linewidths=0.6, linestyles="dashed")
             a.set_xticks([])
             a.set_yticks([])
-        n_pred = ndi.label(p[s] > 0)[1]
-        n_ref = ndi.label(r[s] > 0)[1]
+        eight = np.ones((3, 3), bool)                      # as the counting: 8-connected in-plane
+        n_pred = ndi.label(p[s] > 0, eight)[1]
+        n_ref = ndi.label(r[s] > 0, eight)[1]
         axes[row, 0].set_title(f"{name.upper()} rating slice {s}: T2")
-        axes[row, 1].set_title(f"detections (red, {n_pred}) / reference (cyan, {n_ref})")
+        within = "" if counts is None else f", {counts[name]} in the {'BG' if name == 'bg' else 'WM'} area (yellow)"
+        axes[row, 1].set_title(f"detections (red, {n_pred} on slice{within}) / reference (cyan, {n_ref})")
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -262,7 +272,7 @@ def main(argv=None) -> int:
                   flush=True)
             if name in figure_models:
                 figure(out / "figures" / f"{name}_{key}.png", image, mask, ref_mask, levels, anat,
-                       f"{name} on {rel} (rating slices from the {args.slices})")
+                       f"{name} on {rel} (rating slices from the {args.slices})", areas, row["rating"])
         if key in SYNTHETIC and not args.no_synthetic:
             sim = simulate_pvs(image, seed=SYNTHETIC[key], lesion_mask=lesion_vol)
             truth = objects(sim.mask)

@@ -7,12 +7,14 @@ Run under a virtual X server::
 
 What it does:
 
-1. opens the open_ms patient04 T2 with the plugin's reader; the Count widget's *Place
-   slices by atlas* registers the MNI template with the Allen labels to it; saves the
-   window on the placed BG slice (``rating_slices_bg.png``) and CSO slice
-   (``rating_slices_cso.png``) with the atlas regions and landmarks;
+1. opens the open_ms patient04 T2 with the plugin's reader and segments it with the
+   shipped default model (a PVS labels layer); the Count widget's *Place slices by
+   atlas* registers the MNI template with the Allen labels to it, then *Count* counts
+   the PVS within the atlas areas; saves the window on the placed BG slice
+   (``rating_slices_bg.png``) and CSO slice (``rating_slices_cso.png``) with the atlas
+   regions, the landmarks and the count table;
 2. opens patient01 visit 1's T2 and T1; the Register images widget registers the T1 to
-   the T2 (``--method``, default classical: affine + B-spline); saves the overlay with
+   the T2 (``--method``, default affine); saves the overlay with
    the deformation grid (``registration.png``), the Jacobian map
    (``registration_jacobian.png``) and the dock (``registration_widget.png``).
 """
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from napari_pvs.widgets._layers import source_geometry  # noqa: E402
 from screenshots import close_notifications, grab_widget, pump, save_png, wait_worker  # noqa: E402
 
 log = logging.getLogger("screenshots_registration")
@@ -68,14 +71,26 @@ def main(argv=None) -> int:
     viewer = napari.Viewer(title="napari-pvs: rating slices by atlas", show=True)
     viewer.window.resize(*args.size)
     (t2,) = viewer.open(args.data / "open_ms/longitudinal/patient04/study1_T2W.nii.gz", plugin="napari-pvs")
+    from napari_pvs.engine.checkpoint import default_checkpoint, load_model
+    from napari_pvs.engine.inference import predict_volume
+    from napari_pvs.layers import geometry_metadata, layer_to_volume
+
+    pred = predict_volume(load_model(default_checkpoint()), layer_to_volume(t2))
+    viewer.add_labels(pred.mask, name="PVS (default model)", metadata=geometry_metadata(t2), **source_geometry(t2))
+    viewer.layers.selection.active = t2
     count = CountWidget(viewer)
     viewer.window.add_dock_widget(count, name="Count PVS (BG/CSO)", area="right")
     count.reset_choices()
+    count.labels.value = viewer.layers["PVS (default model)"]
     count.place.image.value = t2
     count.place.start()
     wait_worker(count.place, 600)
     rs = count.place.placed
     log.info("placed: %s", count.place.status.text())
+    counts = count.count()
+    log.info("counts: %s", counts)
+    pvs = viewer.layers["PVS (default model)"]
+    viewer.layers.move(viewer.layers.index(pvs), len(viewer.layers))     # PVS drawn over the regions
     close_notifications(viewer)
     for name, point in (("bg", rs.ac_mm), ("cso", rs.cso_mm)):
         show_point(viewer, point)

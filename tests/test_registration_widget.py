@@ -116,3 +116,5 @@ def test_count_widget_places_rating_slices_by_atlas(make_napari_viewer, qtbot, m
     assert "atlas BG" in widget.table_values()[0]
     widget.regions.value = None                                  # whole slices again
     assert widget.count().bg.total == 2
+    widget.labels.value = viewer.layers["t2 atlas regions"]      # the regions are no PVS mask
+    assert widget.count() is None and widget.last_counts.bg.total == 2

@@ -55,11 +55,11 @@ COLUMNS = (
     ("left", "left"),
     ("right", "right"),
     ("total", "total"),
+    ("on_slice", "on slice"),
     ("grade", "grade"),
+    ("within", "counted within"),
     ("area_mm2", "area mm²"),
     ("volume_mm3", "volume mm³"),
-    ("on_slice", "on slice"),
-    ("within", "counted within"),
 )
 
 
@@ -183,6 +183,9 @@ class CountWidget(QWidget):
         layer = self.labels.value
         if layer is None:
             notify_error("choose a PVS Labels layer to count")
+            return None
+        if layer is self.regions.value or "rating_slices" in (layer.metadata or {}):
+            notify_error(f"'{layer.name}' holds the atlas regions, not PVS: choose a PVS mask to count")
             return None
         try:
             mask = layer_to_volume(layer)
