@@ -332,7 +332,7 @@ def main(argv=None) -> int:
 
 
 def _rating(mask: np.ndarray, image, levels: dict, areas=None) -> dict:
-    kw = dict(zip(("bg_area", "cso_area"), areas)) if areas is not None else {}
+    kw = dict(zip(("bg_area", "cso_area"), areas, strict=True)) if areas is not None else {}
     c = count_rating_slices(image.with_data(mask.astype(np.uint8)), levels["bg"], levels["cso"], **kw)
     return {"bg": c.bg.total, "cso": c.cso.total, "bg_grade": c.bg.grade, "cso_grade": c.cso.grade}
 

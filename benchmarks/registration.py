@@ -106,6 +106,14 @@ def painted(groups: np.ndarray, seed: int) -> np.ndarray:
     return img.astype(np.float32)
 
 
+def _jacobian_stats(tr: SpatialTransform) -> dict:
+    """SDlogJ and folding % of a transform's deformable part ({} for an affine)."""
+    if tr.ddf is None:
+        return {}
+    j = jacobian_determinant(tr.ddf, tr.ddf_affine)
+    return {"sdlogj": sdlogj(j), "folding_pct": 100 * folding_fraction(j)}
+
+
 def _scores(warped: np.ndarray, fixed: np.ndarray, spacing) -> dict:
     d = dice_per_label(warped, fixed, BG_GROUPS + [LV_GROUP])
     bg_w, bg_f = np.isin(warped, BG_GROUPS), np.isin(fixed, BG_GROUPS)
@@ -156,10 +164,7 @@ def part_labels(data: Path, out: Path, train_minutes: float, ckpt: str | None) -
             warped = warp_volume(groups[mi], fixed, tr, order=0).data
             row = {"pair": f"{mi + 1}->{fi + 1}", "method": method, **_scores(warped, f_lab, spacing),
                    "seconds": round(secs, 1)}
-            if tr.ddf is not None:
-                j = jacobian_determinant(tr.ddf, tr.ddf_affine)
-                row.update(sdlogj=sdlogj(j), folding_pct=100 * folding_fraction(j))
-            rows.append(row)
+            rows.append({**row, **_jacobian_stats(tr)})
             print(f"  {row['pair']} {method}: Dice BG {row['dice_bg']:.3f} LV {row['dice_lv']:.3f} "
                   f"(before {before['dice_bg']:.3f} / {before['dice_lv']:.3f}) [{secs:.0f} s]", flush=True)
     return rows
@@ -256,10 +261,7 @@ def part_visits(data: Path, methods: list[str]) -> list[dict]:
         row = {"method": method, "mean_mm": float(err.mean()), "p95_mm": float(np.percentile(err, 95)),
                "dice_brain": float(2 * (brain_c & b1).sum() / (brain_c.sum() + b1.sum())),
                **_carried_agreement(pvs_c, p1), "seconds": round(secs, 1)}
-        if tr.ddf is not None:
-            j = jacobian_determinant(tr.ddf, tr.ddf_affine)
-            row.update(sdlogj=sdlogj(j), folding_pct=100 * folding_fraction(j))
-        rows.append(row)
+        rows.append({**row, **_jacobian_stats(tr)})
         print(f"  p01 v2 -> v1 {method}: {row['mean_mm']:.2f} mm mean from the site's transform, brain Dice "
               f"{row['dice_brain']:.3f}, carried PVS F1 {row['pvs_f1']:.2f} [{secs:.0f} s]", flush=True)
     return rows

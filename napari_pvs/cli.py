@@ -192,7 +192,7 @@ def cmd_count(args) -> int:
     if regions is not None and not args.whole_slice:
         from .engine.registration.atlas import rating_areas
 
-        areas = dict(zip(("bg_area", "cso_area"), rating_areas(regions, mask.voxel_size)))
+        areas = dict(zip(("bg_area", "cso_area"), rating_areas(regions, mask.voxel_size), strict=True))
     counts = count_rating_slices(mask, bg, cso, midline_x_mm=args.midline_x_mm, **areas)
     if args.json:
         print(json.dumps([counts.bg.__dict__, counts.cso.__dict__, counts.volume.__dict__], indent=1))
