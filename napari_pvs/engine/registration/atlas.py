@@ -230,7 +230,6 @@ def atlas_regions(image: Volume, transform: SpatialTransform, atlas: Atlas | Non
     return out
 
 
-
 def rating_areas(regions: np.ndarray, voxel_size_mm, *, bg_margin_mm: float = 3.0,
                  wm_margin_mm: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """The counting areas of the two rating slices, from :func:`atlas_regions`.
