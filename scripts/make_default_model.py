@@ -27,7 +27,7 @@ Usage::
 
     python scripts/make_default_model.py --out /tmp/pvs_models/full [--minutes 12]
         [--student-minutes 6] [--no-ignore] [--narrow-simulation] [--no-domain-randomisation]
-        [--no-thick-slices] [--no-pseudo-labels] [--install]
+        [--no-thick-slices] [--no-pseudo-labels] [--init-from CKPT] [--learning-rate LR] [--install]
 """
 
 from __future__ import annotations
@@ -88,6 +88,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-thick-slices", action="store_true")
     ap.add_argument("--no-pseudo-labels", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init-from", metavar="CKPT",
+                    help="fine-tune the teacher from this mfnsde checkpoint (e.g. the shipped model)")
+    ap.add_argument("--learning-rate", type=float, default=None,
+                    help="teacher learning rate (default the TrainConfig default, Adagrad 0.05)")
     ap.add_argument("--install", action="store_true", help=f"copy the result to {DEFAULT_WEIGHTS}")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -126,7 +130,8 @@ def main(argv=None) -> int:
     sources = [{"path": rel, "sha256": sha256_file(data / rel)} for rel in TRAIN_SCANS]
     cfg = TrainConfig(model="mfnsde", epochs=100_000, steps_per_epoch=args.steps_per_epoch,
                       max_minutes=args.minutes, domain_randomisation=not args.no_domain_randomisation,
-                      seed=0)
+                      seed=0, **({} if args.learning_rate is None else {"learning_rate": args.learning_rate}),
+                      validate_start=args.init_from is not None)
     meta = {"recipe": recipe_to_dict(recipe), "data": sources,
             "held_out": ["open_ms/longitudinal/patient01/study2_T2W.nii.gz", "open_ms/mni/patient07/T2.nii.gz"],
             "script": "scripts/make_default_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -134,7 +139,7 @@ def main(argv=None) -> int:
     teacher = out / "teacher.pt"
     print(f"teacher: {len(examples)} volumes ({prep_s:.0f} s to prepare), {args.minutes} min", flush=True)
     stage = run_train([e.image for e in examples], [e.mask for e in examples], [e.ignore for e in examples], cfg, teacher,
-                      val_indices=val_idx, metadata=meta)
+                      val_indices=val_idx, metadata=meta, init_from=args.init_from)
     meta["stages"]["teacher"] = stage
     final = teacher
     if recipe.pseudo_labels:
