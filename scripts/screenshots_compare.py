@@ -43,9 +43,8 @@ def main(argv=None) -> int:
     import napari
 
     from napari_pvs.engine.default_model import default_checkpoint
-    from napari_pvs.engine.io import load_volume
+    from napari_pvs.engine.io import load_volume, save_volume
     from napari_pvs.engine.synth import simulate_pvs, wide_simulation
-    from napari_pvs.engine.io import save_volume
     from napari_pvs.widgets.compare import CompareWidget
 
     out = args.out

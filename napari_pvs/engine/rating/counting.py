@@ -181,21 +181,21 @@ def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
     if not 0 <= slice_index < n:
         raise PVSInputError(f"{region} slice {slice_index} is outside the volume (0-{n - 1})", mask.path)
     labels = label(arr[slice_index], connectivity=_CONN_2D)
-    on_slice = int(labels.max())
+    props = regionprops_table(labels, properties=("label", "centroid"))
+    cents = np.stack([props["centroid-0"], props["centroid-1"]], axis=1).reshape(-1, 2)
+    on_slice = int(props["label"].size)
     if area is not None:
         if area.shape != mask.shape:
             raise ValueError(f"counting area must have the mask's shape {mask.shape}, got {area.shape}")
         area2d = np.moveaxis(np.asarray(area, bool), mask.axial_axis, 0)[slice_index]
-        props = regionprops_table(labels, properties=("label", "centroid"))
-        c = np.rint(np.stack([props["centroid-0"], props["centroid-1"]], 1)).astype(int).reshape(-1, 2)
-        outside = props["label"][~area2d[c[:, 0], c[:, 1]]]
-        labels[np.isin(labels, outside)] = 0
-    props = regionprops_table(labels, properties=("label", "centroid"))
-    total = int(props["label"].size)
+        c = np.rint(cents).astype(int)
+        inside = area2d[c[:, 0], c[:, 1]]
+        labels[np.isin(labels, props["label"][~inside])] = 0
+        cents = cents[inside]
+    total = int(len(cents))
     mid = _midline_world_x(mask, slice_index, midline_x_mm)
     left = right = 0
     if total:
-        cents = np.stack([props["centroid-0"], props["centroid-1"]], axis=1)
         zyx = np.zeros((total, 3))
         zyx[:, mask.axial_axis] = slice_index
         zyx[:, others[0]] = cents[:, 0]
