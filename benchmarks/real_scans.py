@@ -36,7 +36,8 @@ Writes ``<out>/real_scans.json``, ``<out>/real_scans.md`` (tables) and
 ``<out>/figures/<model>_<scan>.png``; prints the tables.
 
 A model may be given a threshold, ``--model NAME=CKPT@0.4`` (default 0.5); variants of
-one checkpoint share its inference.
+one checkpoint share its inference. ``--model NAME=CKPT1+CKPT2+CKPT3`` is an ensemble: the
+mean of the members' probabilities (members shared with other models are run once).
 
 Usage::
 
@@ -214,18 +215,24 @@ def main(argv=None) -> int:
     results: dict = {"models": {k: str(v) for k, v in models.items()}, "scans": {}, "per_model": {}}
     thresholds = {name: float(path.rsplit("@", 1)[1]) if "@" in path else 0.5 for name, path in models.items()}
     models = {name: path.rsplit("@", 1)[0] for name, path in models.items()}
-    by_path = {path: load_model(path) for path in set(models.values())}
-    loaded = {name: by_path[path] for name, path in models.items()}
+    members = {name: path.split("+") for name, path in models.items()}
+    by_path = {path: load_model(path) for paths in members.values() for path in paths}
+    loaded = {name: [by_path[p] for p in paths] for name, paths in members.items()}
     probs: dict = {}
 
+    def member_prob(path: str, key: str, image) -> tuple[np.ndarray, float]:
+        """(probability, inference seconds) of one checkpoint; one inference per checkpoint."""
+        if (path, key) not in probs:
+            pred = predict_volume(by_path[path], image)
+            probs[(path, key)] = (pred.prob, pred.seconds)
+        return probs[(path, key)]
+
     def predict(name: str, key: str, image) -> tuple[np.ndarray, float]:
-        """(mask at the model's threshold, inference seconds); one inference per checkpoint."""
-        ck = (models[name], key)
-        if ck not in probs:
-            pred = predict_volume(loaded[name], image)
-            probs[ck] = (pred.prob, pred.seconds)
-        prob, secs = probs[ck]
-        return prob >= thresholds[name], secs
+        """(mask at the model's threshold, inference seconds); ``A+B`` averages the members'
+        probabilities (an ensemble; seconds summed)."""
+        out = [member_prob(p, key, image) for p in members[name]]
+        prob = out[0][0] if len(out) == 1 else np.mean([o[0] for o in out], axis=0)
+        return prob >= thresholds[name], sum(o[1] for o in out)
 
     atlas = None
     if args.slices == "atlas":

@@ -27,12 +27,15 @@ Usage::
 
     python scripts/make_default_model.py --out /tmp/pvs_models/full [--minutes 12]
         [--student-minutes 6] [--no-ignore] [--narrow-simulation] [--no-domain-randomisation]
-        [--no-thick-slices] [--no-pseudo-labels] [--init-from CKPT] [--learning-rate LR] [--install]
+        [--no-thick-slices] [--no-pseudo-labels] [--width-mm MIN MAX] [--contrast MIN MAX]
+        [--context-slices K] [--seed N] [--init-from CKPT] [--learning-rate LR] [--install]
+    python scripts/make_default_model.py --out /tmp/pvs_models/ens --ensemble A.pt B.pt C.pt [--install]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -45,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from napari_pvs.engine.candidates import find_pvs_candidates  # noqa: E402
-from napari_pvs.engine.checkpoint import load_model, update_checkpoint  # noqa: E402
+from napari_pvs.engine.checkpoint import (ensemble_checkpoint, load_model, read_checkpoint,  # noqa: E402
+                                          update_checkpoint)
 from napari_pvs.engine.data import sha256_file  # noqa: E402
 from napari_pvs.engine.inference import predict_volume  # noqa: E402
 from napari_pvs.engine.io import load_volume  # noqa: E402
@@ -84,23 +88,39 @@ def main(argv=None) -> int:
     ap.add_argument("--steps-per-epoch", type=int, default=100)
     ap.add_argument("--no-ignore", action="store_true", help="no ignore mask on real PVS-like objects")
     ap.add_argument("--narrow-simulation", action="store_true", help="the 0.1.0 simulation")
+    ap.add_argument("--width-mm", type=float, nargs=2, metavar=("MIN", "MAX"),
+                    help="override the simulation's PVS width range (mm)")
+    ap.add_argument("--contrast", type=float, nargs=2, metavar=("MIN", "MAX"),
+                    help="override the simulation's PVS contrast range (fraction of the tissue-CSF difference)")
     ap.add_argument("--no-domain-randomisation", action="store_true")
     ap.add_argument("--no-thick-slices", action="store_true")
     ap.add_argument("--no-pseudo-labels", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="training seed (patch sampling, augmentation, weights)")
+    ap.add_argument("--context-slices", type=int, default=0,
+                    help="2.5D input: this many neighbouring slices on each side as channels (default 0: 2D)")
     ap.add_argument("--init-from", metavar="CKPT",
                     help="fine-tune the teacher from this mfnsde checkpoint (e.g. the shipped model)")
     ap.add_argument("--learning-rate", type=float, default=None,
                     help="teacher learning rate (default the TrainConfig default, Adagrad 0.05)")
+    ap.add_argument("--ensemble", nargs="+", metavar="CKPT",
+                    help="no training: combine these checkpoints (made by this script) into one ensemble "
+                         "checkpoint, the mean of their probabilities")
     ap.add_argument("--install", action="store_true", help=f"copy the result to {DEFAULT_WEIGHTS}")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = Path(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.ensemble:
+        return make_ensemble(args.ensemble, out, args.install, argv)
 
+    simulation = SimulationConfig() if args.narrow_simulation else wide_simulation()
+    overrides = {k: tuple(v) for k, v in (("width_mm", args.width_mm), ("contrast", args.contrast)) if v}
+    if overrides:
+        simulation = dataclasses.replace(simulation, **overrides)
     recipe = RecipeConfig(
-        simulation=SimulationConfig() if args.narrow_simulation else wide_simulation(),
+        simulation=simulation,
         copies=args.copies, ignore_real_pvs=not args.no_ignore,
         ignore_partial_volume=0.0 if args.no_ignore else 0.15,
         thick_slice_mm=None if args.no_thick_slices else 3.0,
@@ -128,9 +148,10 @@ def main(argv=None) -> int:
     prep_s = time.perf_counter() - t0
 
     sources = [{"path": rel, "sha256": sha256_file(data / rel)} for rel in TRAIN_SCANS]
-    cfg = TrainConfig(model="mfnsde", epochs=100_000, steps_per_epoch=args.steps_per_epoch,
+    model_config = {"context_slices": args.context_slices} if args.context_slices else {}
+    cfg = TrainConfig(model="mfnsde", model_config=model_config, epochs=100_000, steps_per_epoch=args.steps_per_epoch,
                       max_minutes=args.minutes, domain_randomisation=not args.no_domain_randomisation,
-                      seed=0, **({} if args.learning_rate is None else {"learning_rate": args.learning_rate}),
+                      seed=args.seed, **({} if args.learning_rate is None else {"learning_rate": args.learning_rate}),
                       validate_start=args.init_from is not None)
     meta = {"recipe": recipe_to_dict(recipe), "data": sources,
             "held_out": ["open_ms/longitudinal/patient01/study2_T2W.nii.gz", "open_ms/mni/patient07/T2.nii.gz"],
@@ -154,7 +175,7 @@ def main(argv=None) -> int:
         meta["stages"]["pseudo_labels"] = counts
         all_ex = examples[:-1] + pseudo + examples[-1:]
         student = out / "student.pt"
-        scfg = TrainConfig(**{**cfg.__dict__, "max_minutes": args.student_minutes, "seed": 1})
+        scfg = TrainConfig(**{**cfg.__dict__, "max_minutes": args.student_minutes, "seed": args.seed + 1})
         print(f"student: {len(all_ex)} volumes, {args.student_minutes} min from the teacher", flush=True)
         stage = run_train([e.image for e in all_ex], [e.mask for e in all_ex], [e.ignore for e in all_ex],
                           scfg, student, val_indices=[len(all_ex) - 1], metadata=meta, init_from=teacher)
@@ -166,6 +187,22 @@ def main(argv=None) -> int:
     print(json.dumps(meta["stages"], indent=2))
     print(f"wrote {result} ({result.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.0f} s")
     if args.install:
+        DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result, DEFAULT_WEIGHTS)
+        print(f"installed {DEFAULT_WEIGHTS}")
+    return 0
+
+
+def make_ensemble(paths: list[str], out: Path, install: bool, argv) -> int:
+    """Combine trained members into ``out/model.pt`` (an ``ensemble`` checkpoint)."""
+    recipes = [read_checkpoint(p).get("recipe") or {} for p in paths]
+    data = {d["path"]: d for r in recipes for d in r.get("data", [])}
+    held_out = set.intersection(*(set(r.get("held_out", [])) for r in recipes))
+    result = ensemble_checkpoint(paths, out / "model.pt", recipe={
+        "data": list(data.values()), "held_out": sorted(held_out),
+        "script": "scripts/make_default_model.py " + " ".join(argv if argv is not None else sys.argv[1:])})
+    print(f"wrote {result} ({result.stat().st_size / 2**20:.1f} MiB): ensemble of {len(paths)}")
+    if install:
         DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result, DEFAULT_WEIGHTS)
         print(f"installed {DEFAULT_WEIGHTS}")

@@ -47,7 +47,7 @@ from .io import atomic_path
 from .models import MODEL_REGISTRY, available_models
 
 __all__ = ["LoadedModel", "save_checkpoint", "load_model", "read_checkpoint", "checkpoint_config",
-           "update_checkpoint", "default_checkpoint", "DEFAULT_CHECKPOINT_NAME",
+           "update_checkpoint", "ensemble_checkpoint", "trainable_checkpoint", "default_checkpoint", "DEFAULT_CHECKPOINT_NAME",
            "CHECKPOINT_FORMAT",
            "CHECKPOINT_VERSION", "DEFAULT_PATCH_SIZE"]
 
@@ -263,3 +263,90 @@ def load_model(path: str | Path, *, expected_model: str | None = None,
                        percentiles=tuple(ckpt["normalization"]["percentiles"]),  # type: ignore[arg-type]
                        roi_size=tuple(int(p) for p in ckpt.get("patch_size", DEFAULT_PATCH_SIZE)),  # type: ignore[arg-type]
                        path=path, info=info)
+
+
+def ensemble_checkpoint(paths, out: str | Path, *, recipe: dict | None = None) -> Path:
+    """Write an ``ensemble`` checkpoint (:mod:`~napari_pvs.engine.models.ensemble`) holding
+    the weights of several trained checkpoints of one family.
+
+    The members must agree on everything inference uses: family and config, in-plane
+    spacing, patch size and normalisation; the ensemble takes these over. Its
+    ``training_data`` is the members' (each row gains ``"member"``), its ``metrics`` lists
+    the members' metrics, its ``train_config`` is the first member's, and its ``recipe``
+    is ``{"members": [each member's recipe with its file name], **recipe}``.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        At least two checkpoints.
+    out : str or Path
+        Output file (written atomically).
+    recipe : dict, optional
+        Extra JSON-able notes saved in the recipe (how the members were made).
+
+    Raises
+    ------
+    PVSInputError
+        A member that is not a napari-pvs checkpoint, or that differs from the first in
+        family, config, spacing, patch size or normalisation.
+    ValueError
+        Fewer than two paths.
+    """
+    from .models import EnsembleConfig
+
+    paths = [Path(p) for p in paths]
+    if len(paths) < 2:
+        raise ValueError(f"an ensemble needs at least 2 checkpoints, got {len(paths)}")
+    ckpts = [read_checkpoint(p) for p in paths]
+    first, first_cfg = checkpoint_config(ckpts[0], paths[0])
+    keys = ("spacing_mm", "patch_size", "normalization")
+    for p, ck in zip(paths[1:], ckpts[1:], strict=True):
+        name, cfg = checkpoint_config(ck, p)
+        if name != first or cfg != first_cfg:
+            raise PVSInputError(f"member is {name!r} {cfg}, the first member {first!r} {first_cfg}; "
+                                f"ensemble members must share family and config", p)
+        for k in keys:
+            if ck.get(k) != ckpts[0].get(k):
+                raise PVSInputError(f"member's {k} {ck.get(k)} differs from the first member's "
+                                    f"{ckpts[0].get(k)}", p)
+    config = EnsembleConfig(member=first, member_config=dataclasses.asdict(first_cfg), n_members=len(paths))
+    model = MODEL_REGISTRY["ensemble"].build(config)
+    for k, (p, ck) in enumerate(zip(paths, ckpts, strict=True)):
+        try:
+            model.members[k].load_state_dict(ck["state_dict"])
+        except RuntimeError as exc:
+            raise PVSInputError(f"weights do not fit model {first!r} ({str(exc).splitlines()[0]})", p) from None
+    training_data = [{**row, "member": k} for k, ck in enumerate(ckpts) for row in ck.get("training_data", [])]
+    metrics = {"members": [ck.get("metrics", {}) for ck in ckpts]}
+    members = [{"file": p.name, **(ck.get("recipe") or {})} for p, ck in zip(paths, ckpts, strict=True)]
+    return save_checkpoint(out, model=model, model_name="ensemble", model_config=config,
+                           spacing_mm=float(ckpts[0]["spacing_mm"]),
+                           percentiles=tuple(ckpts[0]["normalization"]["percentiles"]),
+                           patch_size=tuple(ckpts[0].get("patch_size", DEFAULT_PATCH_SIZE)),
+                           train_config=ckpts[0].get("train_config"), training_data=training_data,
+                           metrics=metrics, recipe={"members": members, **(recipe or {})})
+
+
+def trainable_checkpoint(ckpt: dict, index: int = 0) -> dict:
+    """What fine-tuning starts from: an ``ensemble`` checkpoint's member ``index`` as a
+    standalone checkpoint dict (its family, config and weights; the rest of the
+    ensemble's fields kept); any other checkpoint dict as it is.
+
+    Fine-tuning (``train --init-from``, active learning from the shipped default model)
+    trains one network; an ensemble is made from trained networks, not trained itself.
+
+    Raises
+    ------
+    IndexError
+        ``index`` is not a member.
+    """
+    if ckpt.get("model_name") != "ensemble":
+        return ckpt
+    cfg = ckpt["model_config"]
+    if not 0 <= index < int(cfg["n_members"]):
+        raise IndexError(f"ensemble has {cfg['n_members']} members, no member {index}")
+    prefix = f"members.{index}."
+    member = MODEL_REGISTRY[cfg["member"]]
+    return {**ckpt, "model_name": member.name, "model_config": dict(cfg["member_config"]),
+            "model_config_class": member.config_class.__name__,
+            "state_dict": {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}}

@@ -29,10 +29,10 @@ def _finetune_config(checkpoint: Path, config: ALConfig):
     """The checkpoint's own training config with the round's budget, learning rate and
     start validation, so that fine-tuning keeps its model, spacing, patch size and
     normalisation."""
-    from ..checkpoint import read_checkpoint
+    from ..checkpoint import read_checkpoint, trainable_checkpoint
     from ..training import TrainConfig
 
-    ck = read_checkpoint(checkpoint)
+    ck = trainable_checkpoint(read_checkpoint(checkpoint))  # an ensemble: its first member
     tc = dict(ck.get("train_config") or {})
     tc = {k: v for k, v in tc.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
     tc.update(model=ck["model_name"], model_config=ck["model_config"], spacing_mm=float(ck["spacing_mm"]),

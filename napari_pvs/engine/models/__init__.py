@@ -25,6 +25,10 @@ registered together (:mod:`.registry`):
 Every 2D network takes 2.5D input (``context_slices`` neighbouring slices on each side as
 channels) as a config option.
 
+``ensemble`` (:mod:`.ensemble`) averages the probabilities of several trained networks of
+one family (``task="ensemble"``: built from checkpoints, not trained, so it is left out of
+the training menus).
+
 One 3D registration network shares the registry (``task="registration"``, left out of
 ``available_models()``' default list): ``acsgreg``, ACSGRegNet (:mod:`.acsgreg`).
 """
@@ -49,6 +53,7 @@ from .gloms import GLoMSConfig, GLoMSNet
 from .cmgraph import CMGraphConfig, CMGraphNet, PVS_TEXTS, embed_texts
 from .frangi import FrangiConfig, FrangiBaseline
 from .acsgreg import ACSGRegConfig, ACSGRegNet
+from .ensemble import EnsembleConfig, EnsembleNet
 
 __all__ = [
     "MODEL_REGISTRY",
@@ -84,4 +89,6 @@ __all__ = [
     "FrangiConfig",
     "ACSGRegNet",
     "ACSGRegConfig",
+    "EnsembleNet",
+    "EnsembleConfig",
 ]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import checkpoint_config, read_checkpoint
+from ..checkpoint import checkpoint_config, read_checkpoint, trainable_checkpoint
 from ..errors import PVSInputError
 from ..inference.device import amp_dtype, autocast, pick_device
 from ..progress import format_seconds
@@ -265,7 +265,7 @@ def poly_lr(lr0: float, done: float, exponent: float = 0.9) -> float:
 
 
 def _load_init(task: TrainingTask, model: nn.Module, init_from: str | Path) -> None:
-    ckpt = read_checkpoint(init_from)
+    ckpt = trainable_checkpoint(read_checkpoint(init_from))  # an ensemble: its first member
     name, config = checkpoint_config(ckpt, init_from)
     if name != task.model_name or config != task.model_config:
         raise PVSInputError(f"cannot fine-tune from it: it holds model {name!r} with {config}, "
