@@ -303,11 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .cli_al import add_al_parser
     from .cli_project import add_project_parser
-    from .cli_compare import add_compare_parser
+    from .cli_compare import add_compare_parser, add_ensemble_parser
     from .cli_registration import add_registration_parsers
 
     add_registration_parsers(sub)
     add_compare_parser(sub)
+    add_ensemble_parser(sub)
     add_project_parser(sub)
     add_al_parser(sub)
     return p

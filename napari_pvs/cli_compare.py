@@ -1,11 +1,13 @@
 """``napari-pvs compare``: several models on one image, with metrics against a reference
-(:mod:`napari_pvs.engine.comparison`); the command behind the "Compare models" widget."""
+(:mod:`napari_pvs.engine.comparison`); the command behind the "Compare models" widget.
+``napari-pvs ensemble``: several checkpoints of one family combined into one (the mean of
+their probabilities, :func:`~napari_pvs.engine.checkpoint.ensemble_checkpoint`)."""
 
 from __future__ import annotations
 
 import sys
 
-__all__ = ["add_compare_parser"]
+__all__ = ["add_compare_parser", "add_ensemble_parser"]
 
 
 def cmd_compare(args) -> int:
@@ -61,3 +63,26 @@ def add_compare_parser(sub) -> None:
     c.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     c.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     c.set_defaults(func=cmd_compare)
+
+
+def cmd_ensemble(args) -> int:
+    from .engine.checkpoint import ensemble_checkpoint, load_model
+
+    out = ensemble_checkpoint(args.checkpoints, args.output)
+    loaded = load_model(out)
+    print(f"wrote {out}: ensemble of {loaded.config.n_members} {loaded.config.member} networks "
+          f"({out.stat().st_size / 2**20:.1f} MiB; inference runs every member)")
+    return 0
+
+
+def add_ensemble_parser(sub) -> None:
+    """Add ``ensemble`` to the ``napari-pvs`` sub-parsers."""
+    e = sub.add_parser("ensemble", help="combine checkpoints of one network family into one (mean probability)",
+                       description="Write one checkpoint holding every CKPT (same family, config, spacing, "
+                                   "patch size and normalisation, e.g. one recipe trained with different "
+                                   "--seed values). segment, compare and the widgets use it like any "
+                                   "model: the probability is the mean of the members'. Fine-tuning from "
+                                   "it starts from the first member.")
+    e.add_argument("checkpoints", nargs="+", metavar="CKPT", help="two or more checkpoints")
+    e.add_argument("-o", "--output", required=True, help="output checkpoint (.pt)")
+    e.set_defaults(func=cmd_ensemble)

@@ -102,3 +102,17 @@ def test_fine_tuning_from_an_ensemble_starts_from_its_first_member(tmp_path):
     model = build_model("mfnsde", CFG)
     _load_init(_Task(), model, tmp_path / "ens.pt")
     assert all(torch.equal(model.state_dict()[k], want[k]) for k in want)
+
+
+def test_cli_ensemble_writes_a_loadable_checkpoint(tmp_path, capsys):
+    from napari_pvs.cli import main
+
+    paths = [str(_member(tmp_path / f"m{k}.pt", k)) for k in range(2)]
+    out = tmp_path / "ens.pt"
+    assert main(["ensemble", *paths, "-o", str(out)]) == 0
+    assert "ensemble of 2 mfnsde networks" in capsys.readouterr().out
+    assert load_model(out).config.n_members == 2
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a checkpoint")
+    assert main(["ensemble", paths[0], str(bad), "-o", str(tmp_path / "e2.pt")]) != 0
+    assert "bad.pt" in capsys.readouterr().err and not (tmp_path / "e2.pt").exists()
