@@ -5,7 +5,8 @@ Predictive Uncertainty Estimation using Deep Ensembles", NeurIPS 2017, arXiv:161
 members trained alike but from different seeds disagree on the uncertain objects, and the
 mean of their probabilities is the consensus. On the shared real T2s one recipe trained with
 seeds 0 and 1 gave a conservative and a liberal model, and the mean of four such models had
-a better reference F1 than any of them on every scan (README, "The default model").
+a better reference F1 than any of them on the three clinical scans (README, "The default
+model").
 
 The network is built from its config alone (so a checkpoint reloads with nothing else):
 ``n_members`` networks of family ``member`` with config ``member_config``. It is not
