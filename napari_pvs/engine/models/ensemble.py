@@ -15,7 +15,10 @@ the weights of trained checkpoints.
 
 Input and output as every segmentation network: ``{"image": (B, C, H, W)}`` ->
 ``(B, out_channels, H, W)`` logits, here ``logit(mean_k sigmoid(logits_k))`` (clamped to
-``[1e-6, 1 - 1e-6]`` before the logit).
+``[1e-6, 1 - 1e-6]`` before the logit). The mean is taken per sliding window; MONAI then
+blends the overlapping windows' logits, so where windows overlap the result differs a little
+from the mean of the members' whole-volume probabilities (on patient01 visit 2: 35 against
+40 detections, the same rating-slice counts).
 """
 
 from __future__ import annotations
