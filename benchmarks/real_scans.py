@@ -217,7 +217,6 @@ def main(argv=None) -> int:
     models = {name: path.rsplit("@", 1)[0] for name, path in models.items()}
     members = {name: path.split("+") for name, path in models.items()}
     by_path = {path: load_model(path) for paths in members.values() for path in paths}
-    loaded = {name: [by_path[p] for p in paths] for name, paths in members.items()}
     probs: dict = {}
 
     def member_prob(path: str, key: str, image) -> tuple[np.ndarray, float]:
@@ -266,7 +265,7 @@ def main(argv=None) -> int:
                                  "voxel_size_mm": [round(v, 3) for v in image.voxel_size]}
         print(f"{key}: rating slices {levels}, reference {results['scans'][key]['reference']} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
-        for name in loaded:
+        for name in members:
             mask, secs = predict(name, key, image)
             real_masks.setdefault(key, {})[name] = mask
             obj = objects(mask)
@@ -283,7 +282,7 @@ def main(argv=None) -> int:
         if key in SYNTHETIC and not args.no_synthetic:
             sim = simulate_pvs(image, seed=SYNTHETIC[key], lesion_mask=lesion_vol)
             truth = objects(sim.mask)
-            for name in loaded:
+            for name in members:
                 sim_mask, _ = predict(name, key + "+sim", sim.image)
                 m = overlap_metrics(sim_mask, sim.mask)
                 pred_obj = objects(sim_mask)
@@ -311,7 +310,7 @@ def main(argv=None) -> int:
                       f"(sens {agree['sensitivity']:.2f}, PPV {agree['ppv']:.2f}); excluding its real "
                       f"detections: DSC {m2.dsc:.3f}, PVS F1 {agree2['f1']:.3f}", flush=True)
 
-    for name in loaded:
+    for name in members:
         r = results["per_model"][name]
         if "p01_v1" in r and "p01_v2" in r:
             a, b = r["p01_v1"], r["p01_v2"]

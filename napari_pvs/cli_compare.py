@@ -66,11 +66,11 @@ def add_compare_parser(sub) -> None:
 
 
 def cmd_ensemble(args) -> int:
-    from .engine.checkpoint import ensemble_checkpoint, load_model
+    from .engine.checkpoint import ensemble_checkpoint, read_checkpoint
 
     out = ensemble_checkpoint(args.checkpoints, args.output)
-    loaded = load_model(out)
-    print(f"wrote {out}: ensemble of {loaded.config.n_members} {loaded.config.member} networks "
+    cfg = read_checkpoint(out)["model_config"]
+    print(f"wrote {out}: ensemble of {cfg['n_members']} {cfg['member']} networks "
           f"({out.stat().st_size / 2**20:.1f} MiB; inference runs every member)")
     return 0
 

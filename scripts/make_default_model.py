@@ -155,8 +155,7 @@ def main(argv=None) -> int:
                       validate_start=args.init_from is not None)
     meta = {"recipe": recipe_to_dict(recipe), "data": sources,
             "held_out": ["open_ms/longitudinal/patient01/study2_T2W.nii.gz", "open_ms/mni/patient07/T2.nii.gz"],
-            "script": "scripts/make_default_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "stages": {}}
+            "script": _script_line(argv), "stages": {}}
     teacher = out / "teacher.pt"
     print(f"teacher: {len(examples)} volumes ({prep_s:.0f} s to prepare), {args.minutes} min", flush=True)
     stage = run_train([e.image for e in examples], [e.mask for e in examples], [e.ignore for e in examples], cfg, teacher,
@@ -187,9 +186,7 @@ def main(argv=None) -> int:
     print(json.dumps(meta["stages"], indent=2))
     print(f"wrote {result} ({result.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t0:.0f} s")
     if args.install:
-        DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result, DEFAULT_WEIGHTS)
-        print(f"installed {DEFAULT_WEIGHTS}")
+        _install(result)
     return 0
 
 
@@ -200,13 +197,21 @@ def make_ensemble(paths: list[str], out: Path, install: bool, argv) -> int:
     held_out = set.intersection(*(set(r.get("held_out", [])) for r in recipes))
     result = ensemble_checkpoint(paths, out / "model.pt", recipe={
         "data": list(data.values()), "held_out": sorted(held_out),
-        "script": "scripts/make_default_model.py " + " ".join(argv if argv is not None else sys.argv[1:])})
+        "script": _script_line(argv)})
     print(f"wrote {result} ({result.stat().st_size / 2**20:.1f} MiB): ensemble of {len(paths)}")
     if install:
-        DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result, DEFAULT_WEIGHTS)
-        print(f"installed {DEFAULT_WEIGHTS}")
+        _install(result)
     return 0
+
+
+def _script_line(argv) -> str:
+    return "scripts/make_default_model.py " + " ".join(argv if argv is not None else sys.argv[1:])
+
+
+def _install(result: Path) -> None:
+    DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(result, DEFAULT_WEIGHTS)
+    print(f"installed {DEFAULT_WEIGHTS}")
 
 
 if __name__ == "__main__":

@@ -70,27 +70,24 @@ class EnsembleConfig:
             raise ValueError(f"an ensemble needs at least 2 members, got n_members={self.n_members}")
         cfg = self.member_config
         d = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg or {})
-        MODEL_REGISTRY[name].config_from_dict(d)  # validate now, not at build time
+        built = MODEL_REGISTRY[name].config_from_dict(d)  # validated now, not at build time
         object.__setattr__(self, "member", name)
         object.__setattr__(self, "member_config", d)
         object.__setattr__(self, "n_members", int(self.n_members))
+        object.__setattr__(self, "_member_config", built)  # not a field: not saved, not compared
 
     def member_spec_config(self) -> object:
         """The members' config dataclass (e.g. ``MfNSDeConfig``)."""
-        return MODEL_REGISTRY[self.member].config_from_dict(self.member_config)
+        return self._member_config
 
     # what inference reads from a segmentation config
     @property
-    def in_channels(self) -> int:
-        return self.member_spec_config().in_channels
-
-    @property
     def out_channels(self) -> int:
-        return self.member_spec_config().out_channels
+        return self._member_config.out_channels
 
     @property
     def context_slices(self) -> int:
-        return int(getattr(self.member_spec_config(), "context_slices", 0))
+        return int(getattr(self._member_config, "context_slices", 0))
 
 
 @register_model("ensemble", "mean probability of several trained networks of one family (deep ensemble)",
