@@ -28,7 +28,7 @@ Usage::
     python scripts/make_default_model.py --out /tmp/pvs_models/full [--minutes 12]
         [--student-minutes 6] [--no-ignore] [--narrow-simulation] [--no-domain-randomisation]
         [--no-thick-slices] [--no-pseudo-labels] [--width-mm MIN MAX] [--contrast MIN MAX]
-        [--context-slices K] [--seed N] [--init-from CKPT] [--learning-rate LR] [--install]
+        [--context-slices K] [--lesion-mimics N] [--seed N] [--init-from CKPT] [--learning-rate LR] [--install]
     python scripts/make_default_model.py --out /tmp/pvs_models/ens --ensemble A.pt B.pt C.pt [--install]
 """
 
@@ -53,7 +53,7 @@ from napari_pvs.engine.checkpoint import (ensemble_checkpoint, load_model, read_
 from napari_pvs.engine.data import sha256_file  # noqa: E402
 from napari_pvs.engine.inference import predict_volume  # noqa: E402
 from napari_pvs.engine.io import load_volume  # noqa: E402
-from napari_pvs.engine.synth import SimulationConfig, wide_simulation  # noqa: E402
+from napari_pvs.engine.synth import LesionMimicConfig, SimulationConfig, wide_simulation  # noqa: E402
 from napari_pvs.engine.training import TrainConfig, train  # noqa: E402
 from napari_pvs.engine.training.recipe import (RecipeConfig, pseudo_label_example, recipe_to_dict,  # noqa: E402
                                                synthetic_examples)
@@ -95,6 +95,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-domain-randomisation", action="store_true")
     ap.add_argument("--no-thick-slices", action="store_true")
     ap.add_argument("--no-pseudo-labels", action="store_true")
+    ap.add_argument("--lesion-mimics", type=int, default=0, metavar="N",
+                    help="insert N lesion-like hard negatives into every synthetic copy (default 0: off)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0, help="training seed (patch sampling, augmentation, weights)")
     ap.add_argument("--context-slices", type=int, default=0,
@@ -124,7 +126,8 @@ def main(argv=None) -> int:
         copies=args.copies, ignore_real_pvs=not args.no_ignore,
         ignore_partial_volume=0.0 if args.no_ignore else 0.15,
         thick_slice_mm=None if args.no_thick_slices else 3.0,
-        pseudo_labels=not args.no_pseudo_labels)
+        pseudo_labels=not args.no_pseudo_labels,
+        lesion_mimics=LesionMimicConfig(n_lesions=args.lesion_mimics) if args.lesion_mimics > 0 else None)
     t0 = time.perf_counter()
     examples, candidates, scans = [], {}, {}
     for rel in TRAIN_SCANS:

@@ -3,6 +3,8 @@ and the masked loss that uses the ignore mask."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,9 +12,11 @@ from conftest import TINY_FEATURES, make_phantom
 
 from napari_pvs.engine.candidates import CandidateConfig, find_pvs_candidates
 from napari_pvs.engine.checkpoint import read_checkpoint, update_checkpoint
+from napari_pvs.engine.errors import PVSInputError
 from napari_pvs.engine.io import Volume
 from napari_pvs.engine.models import MaxPoolDeepSupervisionLoss
-from napari_pvs.engine.synth import SimulationConfig, render_pvs_fraction, simulate_pvs, wide_simulation
+from napari_pvs.engine.synth import (LesionMimicConfig, SimulationConfig, insert_lesion_mimics, render_pvs_fraction,
+                                     simulate_pvs, wide_simulation)
 from napari_pvs.engine.synth.render import wall_radius_factor
 from napari_pvs.engine.training import (PseudoLabelConfig, RecipeConfig, TrainConfig, pseudo_label_example,
                                         synthetic_examples, thick_slice_volume, train)
@@ -188,3 +192,55 @@ def test_training_with_ignore_masks_records_the_recipe(phantom_examples, tmp_pat
         update_checkpoint(ckpt, state_dict={})
     with pytest.raises(Exception, match="out of range"):
         next(train([examples[0].image], [examples[0].mask], cfg, tmp_path / "x.pt", val_indices=[3]))
+
+
+# ------------------------------------------------------------------- lesion mimics
+
+
+def test_lesion_mimics_are_wide_ovoid_less_bright_than_csf_and_stay_in_tissue():
+    vol, lab = make_phantom()
+    cfg = LesionMimicConfig(n_lesions=5, diameter_mm=(5.0, 7.0), contrast=(0.5, 0.6), edge_mm=0.5)
+    res = insert_lesion_mimics(vol, seed=4, config=cfg)
+    assert 1 <= len(res.table) <= 5 and res.image.shape == vol.shape
+    core = res.fraction >= 0.9
+    assert core.any() and not res.mask[lab == 3].any() and not res.mask[lab == 0].any()
+    before, after = np.asarray(vol.data), np.asarray(res.image.data)
+    assert np.array_equal(after[res.fraction < 0.01], before[res.fraction < 0.01])   # nothing else changes
+    # the core moves 0.5-0.6 of the way from white matter (300) to CSF (900): about 600-660
+    assert 560 < np.median(after[core]) < 700
+    for row in res.table:
+        assert 5.0 <= row["diameter_mm"] <= 7.0 and row["length_mm"] >= row["diameter_mm"]
+    # each lesion is one component, wider than 3 mm (STRIVE's PVS limit) in-plane
+    from scipy import ndimage as ndi
+    comps, n = ndi.label(res.mask)
+    assert n == len(res.table)
+    for sl in ndi.find_objects(comps):
+        assert (sl[1].stop - sl[1].start) > 3 and (sl[2].stop - sl[2].start) > 3    # 1 mm in-plane voxels
+
+
+def test_lesion_mimics_avoid_the_given_mask_and_refuse_bad_input():
+    vol, lab = make_phantom()
+    avoid = np.zeros(vol.shape, bool)
+    avoid[:, :, :73] = True                           # the right half (array x < 73) is taken
+    res = insert_lesion_mimics(vol, seed=1, config=LesionMimicConfig(n_lesions=4), avoid=avoid)
+    assert len(res.table) >= 1 and not (res.fraction[avoid] > 0.05).any()
+    with pytest.raises(PVSInputError, match="avoid mask shape"):
+        insert_lesion_mimics(vol, avoid=avoid[:-1])
+    with pytest.raises(ValueError, match="above 3 mm"):
+        LesionMimicConfig(diameter_mm=(2.0, 5.0))
+    with pytest.raises(ValueError, match="at most 1"):
+        LesionMimicConfig(contrast=(0.5, 1.2))
+
+
+def test_recipe_lesion_mimics_are_background_never_ignored(phantom_examples):
+    vol, lab, recipe, cands, plain = phantom_examples
+    rec = dataclasses.replace(recipe, lesion_mimics=LesionMimicConfig(n_lesions=4, diameter_mm=(5.0, 6.0)))
+    ex = synthetic_examples(vol, [1], rec, candidates=cands)[0]
+    assert "lesion mimics" in ex.source
+    changed = np.abs(np.asarray(ex.image.data) - np.asarray(plain[0].image.data)) > 0
+    assert changed.sum() > 50
+    # the same synthetic PVS (same seed), the lesions added as background
+    assert np.array_equal(ex.mask, plain[0].mask)
+    assert not ex.mask[changed].any() and not ex.ignore[changed].any()
+    real = cands.mask > 0
+    assert not (changed & real).any()                    # kept away from the real PVS-like objects

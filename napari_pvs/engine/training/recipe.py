@@ -1,6 +1,6 @@
 """How training data are made from real scans, so that a network learns PVS, not the simulator.
 
-Three options, each a field of :class:`RecipeConfig` so that a benchmark can show what
+Four options, each a field of :class:`RecipeConfig` so that a benchmark can show what
 each adds:
 
 1. **ignore the real PVS already in the scan** (``ignore_real_pvs``): the real PVS-like
@@ -15,12 +15,18 @@ each adds:
    thick slices, averaged in the slice direction so that partial volume is right); the
    rest of the SynthSeg-style domain randomisation (bias field, contrast, noise, blur,
    in-plane resolution) is ``TrainConfig.domain_randomisation``;
-3. **pseudo-labels on the real scans** (``pseudo_labels``, self-training with a teacher
+3. **lesion-like hard negatives** (``lesion_mimics``): ovoid, soft-edged, less-than-CSF
+   hyperintensities wider than 3 mm (:func:`~napari_pvs.engine.synth.insert_lesion_mimics`)
+   inserted into the white matter, labelled background and never ignored, because the
+   training scans hold too few real lesions to teach the network that a bright blob is
+   not a PVS;
+4. **pseudo-labels on the real scans** (``pseudo_labels``, self-training with a teacher
    and a student; Xie Q. et al., "Self-training with Noisy Student improves ImageNet
    classification", CVPR 2020, arXiv:2003.04252): a teacher trained on (1)-(2) predicts
    the real scans without insertions; components with a high peak probability, a PVS's
    size and width (STRIVE) and inside the parenchyma become labels
-   (:func:`pseudo_label_example`), the student trains on them and on the synthetic data.
+   (:func:`pseudo_label_example`), the student trains on them and on the synthetic data
+   (options 1-3).
 
 Array convention: ``(Z, Y, X)``; masks uint8.
 """
@@ -33,10 +39,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..anatomy import analyze_anatomy
+from ..anatomy._morph import dilate_mm
 from ..candidates import CandidateConfig, CandidateResult, find_pvs_candidates, ignore_config, strive_filter
 from ..errors import PVSInputError
 from ..io import Volume
-from ..synth import SimulationConfig, simulate_pvs, wide_simulation
+from ..synth import LesionMimicConfig, SimulationConfig, insert_lesion_mimics, simulate_pvs, wide_simulation
 
 __all__ = ["RecipeConfig", "PseudoLabelConfig", "TrainingExample", "synthetic_examples",
            "thick_slice_volume", "pseudo_label_example", "recipe_to_dict"]
@@ -85,6 +93,8 @@ class RecipeConfig:
     pseudo_labels : bool
         Add teacher pseudo-labels on the real scans (a second, student round).
     pseudo : PseudoLabelConfig
+    lesion_mimics : LesionMimicConfig or None
+        Insert lesion-like hard negatives into every synthetic copy (None: off).
     """
 
     simulation: SimulationConfig = field(default_factory=wide_simulation)
@@ -95,6 +105,7 @@ class RecipeConfig:
     thick_slice_mm: float | None = 3.0
     pseudo_labels: bool = True
     pseudo: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
+    lesion_mimics: LesionMimicConfig | None = None
 
     def __post_init__(self):
         if self.copies < 1:
@@ -200,6 +211,9 @@ def synthetic_examples(image: Volume, seeds, recipe: RecipeConfig = RecipeConfig
     For each seed: :func:`~napari_pvs.engine.synth.simulate_pvs` with
     ``recipe.simulation``; label = fraction >= 0.5; ignore = the real PVS-like objects
     (when ``recipe.ignore_real_pvs``) plus partly covered voxels, never a labelled voxel.
+    With ``recipe.lesion_mimics``, lesion-like hard negatives are then inserted at least
+    2 mm from every synthetic and real PVS-like object and from the expert lesions
+    (seed ``1000 + seed``); their voxels are background and never ignored.
     A scan with slices thinner than 2 mm also gives a thick-slice copy per seed
     (:func:`thick_slice_volume`, label = averaged fraction >= 0.5).
 
@@ -230,6 +244,7 @@ def synthetic_examples(image: Volume, seeds, recipe: RecipeConfig = RecipeConfig
     real = candidates.mask > 0 if (recipe.ignore_real_pvs and candidates is not None) else None
     out = []
     thin = image.voxel_size[image.axial_axis] < 2.0
+    anat = analyze_anatomy(image, lesion_mask) if recipe.lesion_mimics is not None else None
     for seed in seeds:
         sim = simulate_pvs(image, seed=int(seed), lesion_mask=lesion_mask, config=recipe.simulation)
         mask = sim.mask > 0
@@ -238,9 +253,17 @@ def synthetic_examples(image: Volume, seeds, recipe: RecipeConfig = RecipeConfig
             ignore |= sim.fraction >= recipe.ignore_partial_volume
         ignore &= ~mask
         src = f"{_name(image)} seed {seed}"
-        out.append(TrainingExample(sim.image, mask.astype(np.uint8), ignore.astype(np.uint8), src, "synthetic"))
+        img = sim.image
+        if anat is not None:
+            taken = (sim.fraction > 0) | anat.lesion | (real if real is not None else False)
+            les = insert_lesion_mimics(img, seed=1000 + int(seed), config=recipe.lesion_mimics,
+                                       avoid=dilate_mm(taken, 2.0, np.asarray(image.voxel_size)), anatomy=anat)
+            img = les.image
+            ignore &= les.fraction < 0.05
+            src += f", {len(les.table)} lesion mimics"
+        out.append(TrainingExample(img, mask.astype(np.uint8), ignore.astype(np.uint8), src, "synthetic"))
         if thin and recipe.thick_slice_mm:
-            thick, (frac, ign) = thick_slice_volume(sim.image, recipe.thick_slice_mm, sim.fraction,
+            thick, (frac, ign) = thick_slice_volume(img, recipe.thick_slice_mm, sim.fraction,
                                                     ignore.astype(np.float32))
             tmask = frac >= 0.5
             tign = ((ign > 0) | (frac >= max(recipe.ignore_partial_volume, 1e-6))) & ~tmask
