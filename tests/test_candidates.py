@@ -61,6 +61,20 @@ def test_bright_dots_found_wide_blob_lesion_and_ventricles_not(phantom_candidate
     assert res.mask.dtype == np.uint8 and res.mask.shape == vol.shape
 
 
+def test_header_rounding_of_the_voxel_size_changes_nothing():
+    """A voxel of 1.0000000252 mm (the stroke T2's header) once gave a one-voxel "disk":
+    empty rings around every object, so no candidate survived the white-matter ring test."""
+    from napari_pvs.engine.candidates.pvs_like import _inplane_disk
+
+    vol, lab, lesion = _phantom_with_objects()
+    aff = np.array(vol.affine, dtype=float)
+    aff[:3, :3] *= 1.0 + 2.52e-8
+    rounded = Volume(data=np.asarray(vol.data), affine=aff)
+    assert _inplane_disk(rounded, 1.0).sum() == _inplane_disk(vol, 1.0).sum() == 5
+    res = find_pvs_candidates(rounded, lesion, config=_anywhere(reference_config()))
+    assert res.info["n_kept"] == len(DOTS)
+
+
 def test_faint_objects_only_in_the_generous_ignore_settings():
     vol, _, lesion = _phantom_with_objects(contrast=0.22)
     strict = find_pvs_candidates(vol, lesion, config=_anywhere(reference_config()))

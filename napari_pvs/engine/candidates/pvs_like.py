@@ -179,12 +179,16 @@ class CandidateResult:
 
 
 def _inplane_disk(image: Volume, radius_mm: float) -> np.ndarray:
-    """Boolean footprint ``(Z, Y, X)``-shaped: a disk of ``radius_mm`` in the axial plane."""
+    """Boolean footprint ``(Z, Y, X)``-shaped: a disk of ``radius_mm`` in the axial plane.
+
+    Distances are compared with a relative tolerance of 1e-6, so that a header's rounding
+    (a voxel of 1.0000000252 mm) does not drop the neighbours at exactly one radius."""
     vs = spacing_mm(image)
     ax = image.axial_axis
-    half = [0 if a == ax else int(np.floor(radius_mm / vs[a])) for a in range(3)]
+    tol = 1.0 + 1e-6
+    half = [0 if a == ax else int(np.floor(radius_mm * tol / vs[a])) for a in range(3)]
     grids = np.meshgrid(*(np.arange(-h, h + 1) * vs[a] for a, h in enumerate(half)), indexing="ij")
-    return sum(g ** 2 for g in grids) <= radius_mm ** 2 + 1e-9
+    return sum(g ** 2 for g in grids) <= (radius_mm * tol) ** 2
 
 
 def component_widths_mm(labels: np.ndarray, image: Volume, n: int) -> np.ndarray:
