@@ -32,7 +32,7 @@ from ..anatomy import analyze_anatomy
 from ..anatomy._morph import dilate_mm, spacing_mm
 from ..errors import PVSInputError
 from ..io import Volume
-from .noise import estimate_noise_sigma
+from .noise import blend_toward, estimate_noise_sigma
 from .render import render_local, tilted_direction
 
 __all__ = ["LesionMimicConfig", "LesionMimicResult", "insert_lesion_mimics"]
@@ -215,11 +215,7 @@ def insert_lesion_mimics(image: Volume, *, seed: int = 0, config: LesionMimicCon
     out = data.astype(np.float32, copy=True)
     hit = np.flatnonzero(fraction >= 0.01)
     if hit.size:
-        sigma = estimate_noise_sigma(data, anat.noise_mask)
         w = fraction.ravel()[hit].astype(np.float64) * contrast_map.ravel()[hit]
-        base = out.ravel()[hit].astype(np.float64)
-        noise = rng.standard_normal(hit.size)
-        new = base + w * (anat.csf_intensity - base) + sigma * np.sqrt(w * (2.0 - w)) * noise
-        out.ravel()[hit] = new.astype(np.float32)
+        blend_toward(out, hit, w, float(anat.csf_intensity), estimate_noise_sigma(data, anat.noise_mask), rng)
     return LesionMimicResult(image=image.with_data(out, lesion_mimic_seed=seed), fraction=fraction,
                              mask=(fraction >= 0.1).astype(np.uint8), table=table)

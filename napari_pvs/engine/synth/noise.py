@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["estimate_noise_sigma"]
+__all__ = ["estimate_noise_sigma", "blend_toward"]
 
 
 def estimate_noise_sigma(data: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -51,3 +51,34 @@ def estimate_noise_sigma(data: np.ndarray, mask: np.ndarray | None = None) -> fl
         mad = float(np.median(np.abs(d - np.median(d))))
         best = min(best, 1.4826 * mad / np.sqrt(2.0))
     return 0.0 if not np.isfinite(best) else float(best)
+
+
+def blend_toward(out: np.ndarray, hit: np.ndarray, weight: np.ndarray, level: float, sigma: float,
+                 rng: np.random.Generator) -> None:
+    """Move voxels ``hit`` of ``out`` a fraction ``weight`` of the way to ``level``, in place,
+    keeping the image's noise level.
+
+    ``new = base + w (level - base) + sigma sqrt(w (2 - w)) n`` with ``n`` standard normal:
+    blending scales the voxel's own noise by ``1 - w``, and the added term tops it up to
+    ``sigma`` in total. Used for synthetic PVS (level: CSF) and lesion mimics.
+
+    Parameters
+    ----------
+    out : np.ndarray
+        C-contiguous image of any shape (changed in place; its dtype is kept).
+    hit : np.ndarray
+        int flat indices into ``out``.
+    weight : np.ndarray
+        ``(len(hit),)`` weights in ``[0, 1]``.
+    level : float
+        Target intensity (image units).
+    sigma : float
+        Noise standard deviation (image units).
+    rng : np.random.Generator
+        Draws ``len(hit)`` standard normals.
+    """
+    flat = out.reshape(-1)
+    w = np.asarray(weight, dtype=np.float64)
+    base = flat[hit].astype(np.float64)
+    noise = rng.standard_normal(hit.size)
+    flat[hit] = (base + w * (level - base) + sigma * np.sqrt(w * (2.0 - w)) * noise).astype(out.dtype)

@@ -45,7 +45,7 @@ from ..anatomy import REGION_BG, REGION_CSO, REGION_NAMES, AnatomyConfig, analyz
 from ..anatomy._morph import check_3d, crop_to, dilate_mm, image_name, spacing_mm
 from ..errors import PVSInputError
 from ..io import Volume
-from .noise import estimate_noise_sigma
+from .noise import blend_toward, estimate_noise_sigma
 from .render import render_local, tilted_direction
 
 __all__ = [
@@ -413,15 +413,9 @@ def simulate_pvs(image: Volume, *, seed: int = 0,
     np.clip(fraction, 0.0, 1.0, out=fraction)
     out = data_in.astype(np.float32, copy=True)
     hit = np.flatnonzero(fraction)
-    if hit.size:
-        f = fraction.ravel()[hit].astype(np.float64)
-        c = contrast_map.ravel()[hit].astype(np.float64)
-        base = out.ravel()[hit].astype(np.float64)
-        w = f * c                                    # weight of the CSF-like signal
-        noise = rng.standard_normal(hit.size)
-        # the input's own noise is scaled by (1 - w); top it up to sigma in total
-        new = base + w * (anat.csf_intensity - base) + sigma * np.sqrt(w * (2.0 - w)) * noise
-        out.ravel()[hit] = new.astype(np.float32)
+    if hit.size:   # weight of the CSF-like signal: fraction x contrast
+        w = fraction.ravel()[hit].astype(np.float64) * contrast_map.ravel()[hit].astype(np.float64)
+        blend_toward(out, hit, w, float(anat.csf_intensity), sigma, rng)
     mask = (fraction >= 0.5).astype(np.uint8)
     n_req = config.n_bg + config.n_cso
     if len(table) < n_req:
@@ -480,10 +474,7 @@ def insert_same_pvs(sim: SimulationResult, other: Volume, csf_mask: np.ndarray, 
     sigma = estimate_noise_sigma(data, csf | (sim.regions > 0))
     out = data.copy()
     hit = np.flatnonzero(sim.weight)
-    w = sim.weight.ravel()[hit].astype(np.float64)
-    base = out.ravel()[hit].astype(np.float64)
-    noise = np.random.default_rng(seed).standard_normal(hit.size)
-    out.ravel()[hit] = (base + w * (i_csf - base) + sigma * np.sqrt(w * (2.0 - w)) * noise).astype(np.float32)
+    blend_toward(out, hit, sim.weight.ravel()[hit], i_csf, sigma, np.random.default_rng(seed))
     return other.with_data(out, synthetic_pvs_seed=int(sim.info.get("seed", seed)))
 
 
