@@ -180,7 +180,8 @@ def insert_lesion_mimics(image: Volume, *, seed: int = 0, config: LesionMimicCon
         pool = pools[kind]
         for _try in range(config.max_tries):
             zyx = np.array(np.unravel_index(pool[rng.integers(pool.size)], shape), dtype=float)
-            centre = image.voxel_to_world(zyx + rng.uniform(-0.5, 0.5, size=3))
+            zyx += rng.uniform(-0.5, 0.5, size=3)
+            centre = image.voxel_to_world(zyx)
             d = float(rng.uniform(*config.diameter_mm))
             length = d * float(rng.uniform(*config.elongation))
             radial = centre - anat.centre_xyz
