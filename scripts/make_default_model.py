@@ -159,6 +159,8 @@ def main(argv=None) -> int:
     meta = {"recipe": recipe_to_dict(recipe), "data": sources,
             "held_out": ["open_ms/longitudinal/patient01/study2_T2W.nii.gz", "open_ms/mni/patient07/T2.nii.gz"],
             "script": _script_line(argv), "stages": {}}
+    if args.init_from:
+        meta["parent"] = parent_record(args.init_from)
     teacher = out / "teacher.pt"
     print(f"teacher: {len(examples)} volumes ({prep_s:.0f} s to prepare), {args.minutes} min", flush=True)
     stage = run_train([e.image for e in examples], [e.mask for e in examples], [e.ignore for e in examples], cfg, teacher,
@@ -205,6 +207,15 @@ def make_ensemble(paths: list[str], out: Path, install: bool, argv) -> int:
     if install:
         _install(result)
     return 0
+
+
+def parent_record(path: str | Path) -> dict:
+    """What a fine-tune started from: the parent checkpoint's file name, sha256, recipe and
+    benchmark numbers (so that a fine-tuned default model still says how its starting
+    point was made, after the parent file is replaced by ``--install``)."""
+    ck = read_checkpoint(path)
+    return {"file": Path(path).name, "sha256": sha256_file(path),
+            "recipe": ck.get("recipe"), "benchmark": ck.get("benchmark")}
 
 
 def _script_line(argv) -> str:

@@ -16,14 +16,25 @@ def test_default_model_is_shipped_small_and_records_its_recipe():
     assert path.stat().st_size <= 20 * 2**20
     ck = read_checkpoint(path)
     recipe = ck["recipe"]
-    assert recipe["recipe"]["ignore_real_pvs"] is True
-    assert {d["path"] for d in recipe["data"]} >= {"open_ms/longitudinal/patient01/study1_T2W.nii.gz"}
-    assert all(len(d["sha256"]) == 64 for d in recipe["data"])
-    assert "open_ms/mni/patient07/T2.nii.gz" in recipe["held_out"]
-    assert "make_default_model.py" in recipe["script"]
+    # a deep ensemble of mfnsde members, each with its own recipe
+    members = recipe["members"]
+    assert len(members) == 3
+    held_out = {"open_ms/longitudinal/patient01/study2_T2W.nii.gz", "open_ms/mni/patient07/T2.nii.gz"}
+    for m in members:
+        assert m["recipe"]["ignore_real_pvs"] is True
+        assert "make_default_model.py" in m["script"]
+        assert held_out <= set(m["held_out"])
+        assert {d["path"] for d in m["data"]} >= {"open_ms/longitudinal/patient01/study1_T2W.nii.gz"}
+        assert all(len(d["sha256"]) == 64 for d in m["data"])
+        if "--init-from" in m["script"]:  # a fine-tune records what it started from
+            assert len(m["parent"]["sha256"]) == 64 and "make_default_model.py" in m["parent"]["recipe"]["script"]
+    assert sum("--lesion-mimics" in m["script"] for m in members) == 1
+    assert held_out <= set(recipe["held_out"])
+    assert "--ensemble" in recipe["script"]
     assert "benchmark" in ck and ck["benchmark"]["scans"]
     loaded = load_model(path)
-    assert loaded.name == "mfnsde"
+    assert loaded.name == "ensemble"
+    assert loaded.model.config.member == "mfnsde" and loaded.model.config.n_members == 3
 
 
 def test_cli_segment_uses_the_default_model(tmp_path):
