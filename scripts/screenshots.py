@@ -38,6 +38,25 @@ import numpy as np
 log = logging.getLogger("screenshots")
 
 
+def go_to_slice(viewer, layer, k: int) -> None:
+    """Show the layer's axial data slice ``k`` (axis 0 of its ``(Z, Y, X)`` data). The
+    dims slider steps through world coordinates, which differ from data slices when the
+    affine is oblique (patient01 visit 2: world step 20 is data slice 15), so go through
+    the layer's ``data_to_world`` at the slice's centre."""
+    centre = (float(k), (layer.data.shape[1] - 1) / 2.0, (layer.data.shape[2] - 1) / 2.0)
+    viewer.dims.point = tuple(float(v) for v in np.asarray(layer.data_to_world(centre), float))
+    # the slider snaps to its world steps: take the nearby step whose plane is closest to k
+    here = int(viewer.dims.current_step[0])
+    best = min(range(here - 2, here + 3),
+               key=lambda step: abs(_data_slice_at(viewer, layer, step) - k))
+    viewer.dims.set_current_step(0, best)
+
+
+def _data_slice_at(viewer, layer, step: int) -> float:
+    viewer.dims.set_current_step(0, step)
+    return float(np.asarray(layer.world_to_data(viewer.dims.point))[0])
+
+
 def pump(seconds: float = 0.2) -> None:
     """Run the Qt event loop for a while (lets the window paint)."""
     from qtpy.QtWidgets import QApplication
@@ -247,7 +266,7 @@ def main(argv=None) -> int:
         legend = "yellow: simulated PVS mask"
 
     viewer.dims.ndisplay = 2
-    viewer.dims.set_current_step(0, args.slice)
+    go_to_slice(viewer, t2, args.slice)
     viewer.reset_view()
     camera(viewer).zoom *= 1.1
     txt.text = f"{source}\naxial slice {args.slice} (basal ganglia)\n{note}\n{legend}"
@@ -257,7 +276,7 @@ def main(argv=None) -> int:
     shots["2d_canvas"] = save_png(out / "2d_canvas.png", viewer.screenshot(canvas_only=True, flash=False))
     shots["2d_window"] = save_png(out / "2d_window.png", viewer.screenshot(canvas_only=False, flash=False))
 
-    viewer.dims.set_current_step(0, args.cso_slice)
+    go_to_slice(viewer, t2, args.cso_slice)
     txt.text = f"{source}\naxial slice {args.cso_slice} (centrum semiovale)\n{note}\n{legend}"
     pump(0.8)
     shots["2d_cso_canvas"] = save_png(out / "2d_cso_canvas.png", viewer.screenshot(canvas_only=True, flash=False))
