@@ -38,24 +38,6 @@ import numpy as np
 log = logging.getLogger("screenshots")
 
 
-def go_to_slice(viewer, layer, k: int) -> None:
-    """Show the layer's axial data slice ``k`` (axis 0 of its ``(Z, Y, X)`` data). The
-    dims slider steps through world coordinates, which differ from data slices when the
-    affine is oblique (patient01 visit 2: world step 20 is data slice 15), so go through
-    the layer's ``data_to_world`` at the slice's centre."""
-    centre = (float(k), (layer.data.shape[1] - 1) / 2.0, (layer.data.shape[2] - 1) / 2.0)
-    viewer.dims.point = tuple(float(v) for v in np.asarray(layer.data_to_world(centre), float))
-    # the slider snaps to its world steps: take the nearby step whose plane is closest to k
-    here = int(viewer.dims.current_step[0])
-    best = min(range(here - 2, here + 3),
-               key=lambda step: abs(_data_slice_at(viewer, layer, step) - k))
-    viewer.dims.set_current_step(0, best)
-
-
-def _data_slice_at(viewer, layer, step: int) -> float:
-    viewer.dims.set_current_step(0, step)
-    return float(np.asarray(layer.world_to_data(viewer.dims.point))[0])
-
 
 def pump(seconds: float = 0.2) -> None:
     """Run the Qt event loop for a while (lets the window paint)."""
@@ -147,6 +129,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     import napari
+
+    from napari_pvs.widgets._layers import go_to_slice
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

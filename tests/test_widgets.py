@@ -18,6 +18,7 @@ pytest.importorskip("napari")
 from qtpy.QtCore import Qt, QTimer  # noqa: E402
 
 from conftest import TINY_FEATURES, real_file, write_nifti  # noqa: E402
+from napari_pvs.widgets._layers import go_to_slice
 from napari_pvs.layers import layer_to_volume  # noqa: E402
 
 T2_REL = "open_ms/longitudinal/patient01/study1_T2W.nii.gz"
@@ -535,24 +536,32 @@ def test_all_widgets_dock_together(make_napari_viewer):
 
 
 def test_count_widget_current_slice_of_an_oblique_scan(make_napari_viewer, tmp_path):
-    """On an oblique scan the slice under the viewer's position is read at the layer's
-    centre, not at the corner of the plane (where the tilt shifts it)."""
+    """On an oblique scan "current slice" is the slice napari draws. napari maps only the
+    slider's world coordinate to data, so that slice can differ from ``world_to_data`` of
+    the full point (at the layer's centre or at the plane's corner)."""
     img, _ = synthetic_t2((8, 120, 100))
-    tilted = np.array([[-0.5, 0, 0, 25.0], [0, -0.5, 0.3, 30.0], [0, 0.1, 3.0, -10.0], [0, 0, 0, 1]])
+    tilted = np.array([[-0.5, 0, 0, 25.0], [0, -0.5, 0.3, 45.0], [0, 0.1, 3.0, -10.0], [0, 0, 0, 1]])
     path = write_nifti(tmp_path / "oblique_T2.nii.gz", np.ascontiguousarray(img.transpose(2, 1, 0)), tilted)
     viewer = make_napari_viewer()
     (t2,) = viewer.open(str(path), plugin="napari-pvs")
-    labels = viewer.add_labels(np.zeros(img.shape, np.uint8), name="pvs", scale=t2.scale,
+    # each slice labelled with its own index + 1, so what napari draws names the slice
+    by_slice = np.broadcast_to(np.arange(1, img.shape[0] + 1, dtype=np.uint8)[:, None, None], img.shape).copy()
+    labels = viewer.add_labels(by_slice, name="pvs", scale=t2.scale,
                                affine=t2.affine, metadata={"affine": t2.metadata["affine"]})
     _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Count PVS (BG/CSO)")
     widget.labels.value = labels
-    for z in (2, 5):
-        centre = (z, (img.shape[1] - 1) / 2, (img.shape[2] - 1) / 2)
-        viewer.dims.set_point(0, float(t2.data_to_world(centre)[0]))
-        assert widget.current_slice() == z
-        # at the plane's corner the same world height falls on another slice of this scan
-        corner = np.round(t2.world_to_data((viewer.dims.point[0], *t2.data_to_world((0, 0, 0))[1:]))[0])
-        assert corner != z
+    differs_from_full_point = 0
+    for z in range(1, img.shape[0] - 1):
+        assert go_to_slice(viewer, labels, z) == z
+        drawn = np.unique(np.asarray(labels._slice.image.view))
+        assert drawn.tolist() == [z + 1]                  # napari draws slice z ...
+        assert widget.current_slice() == z                # ... and the widget says so
+        widget._set_to_current(widget.bg_slice)
+        assert widget.bg_slice.value == z
+        centre = (viewer.dims.point[0], *t2.data_to_world(((img.shape[0] - 1) / 2, 59.5, 49.5))[1:])
+        differs_from_full_point += int(np.round(t2.world_to_data(centre)[0]) != z)
+    # the full-point mapping the widget used before would have named another slice here
+    assert differs_from_full_point > 0
 
 
 def test_segment_widget_starts_on_the_shipped_model_one_click(make_napari_viewer, qtbot, tmp_path):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["source_geometry", "put_layer"]
+__all__ = ["source_geometry", "put_layer", "shown_index", "go_to_slice"]
 
 
 def source_geometry(src) -> dict:
@@ -29,3 +29,47 @@ def put_layer(viewer, name: str, data: np.ndarray, geom: dict, meta: dict, add: 
     if layer is not None:
         viewer.layers.remove(layer)
     return add(data, name=name, metadata=dict(meta), **geom)
+
+
+def shown_index(viewer, layer, axis: int) -> float:
+    """Data index (float) along ``axis`` of the slice that napari draws of ``layer``.
+
+    napari maps only the slider's world coordinate to data (the out-of-plane part of an
+    oblique affine is dropped), so on an oblique scan this can differ by a slice or more
+    from ``world_to_data`` of the full point. napari's own slicing is read when the layer
+    has it; otherwise it is computed the same way: ``world_to_data`` of the point with the
+    displayed coordinates set to 0.
+    """
+    point = np.asarray(viewer.dims.point, dtype=float).copy()
+    if axis + len(point) - layer.ndim in viewer.dims.displayed:
+        # the axis is on screen (e.g. a coronally stored volume shown in its data order):
+        # napari draws no slice along it; the slider position is the answer
+        return float(np.asarray(layer.world_to_data(point[-layer.ndim:]))[axis])
+    try:
+        value = float(layer._data_slice.point[axis])  # napari's own slicing
+        if np.isfinite(value):
+            return value
+    except (AttributeError, IndexError, TypeError):
+        pass
+    point[list(viewer.dims.displayed)] = 0.0
+    data = np.asarray(layer.world_to_data(point[-layer.ndim:]))
+    return float(data[axis])
+
+
+def go_to_slice(viewer, layer, k: int, axis: int = 0) -> int:
+    """Move the slider so that napari draws data slice ``k`` of ``layer`` along ``axis``
+    (or the nearest one the slider's world grid reaches); returns the slice drawn."""
+    centre = np.asarray((np.asarray(layer.data.shape, float) - 1) / 2.0)
+    centre[axis] = float(k)
+    viewer.dims.point = tuple(float(v) for v in np.asarray(layer.data_to_world(centre), float))
+    dim = int(viewer.dims.not_displayed[0]) if viewer.dims.ndisplay == 2 else None
+    if dim is not None:
+        here = int(viewer.dims.current_step[dim])
+        best, best_err = here, abs(shown_index(viewer, layer, axis) - k)
+        for step in (here - 1, here + 1, here - 2, here + 2, here - 3, here + 3):
+            viewer.dims.set_current_step(dim, step)
+            err = abs(shown_index(viewer, layer, axis) - k)
+            if err < best_err - 1e-9:
+                best, best_err = step, err
+        viewer.dims.set_current_step(dim, best)
+    return int(round(shown_index(viewer, layer, axis)))

@@ -43,6 +43,7 @@ from qtpy.QtWidgets import QLabel, QListWidget, QWidget
 from ..engine.errors import PVSInputError
 from ..engine.project.records import format_slices
 from ._job import notify_error, notify_info, scroll_column
+from ._layers import shown_index
 from .annotate_agreement import AgreementMixin
 from .annotate_candidates import CandidatesMixin, SuggestJob
 from .annotate_versions import VersionsMixin
@@ -148,18 +149,8 @@ class AnnotateWidget(CandidatesMixin, VersionsMixin, AgreementMixin, QWidget):
         return self.session
 
     def _shown_index(self) -> float:
-        """Data index (float) of the axial slice napari draws. napari maps only the world
-        coordinate of the slider to data, so on an oblique scan it can differ from
-        ``world_to_data`` of the full point; its own slice is read when available."""
-        ax = self.session.image.axial_axis
-        try:
-            value = float(self.labels_layer._data_slice.point[ax])  # napari's own slicing
-            if np.isfinite(value):
-                return value
-        except (AttributeError, IndexError, TypeError):
-            pass
-        world = np.asarray(self.viewer.dims.point)[-3:]
-        return float(np.asarray(self.labels_layer.world_to_data(world))[ax])
+        """Data index (float) of the axial slice napari draws (:func:`._layers.shown_index`)."""
+        return shown_index(self.viewer, self.labels_layer, self.session.image.axial_axis)
 
     def current_slice(self) -> int:
         """The axial slice on screen (0-based index along the image's axial axis)."""

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import QAbstractItemView, QLabel, QPushButton, QTableWidget,
 
 from ..engine.errors import PVSInputError
 from ._job import JobWidget, notify_info
-from ._layers import source_geometry
+from ._layers import shown_index, source_geometry
 
 if TYPE_CHECKING:
     import napari
@@ -212,9 +212,8 @@ class CompareWidget(JobWidget):
             return None
         layer = self.model_layers[0]
         ax = self.comparison.image.axial_axis
-        data_pos = layer.world_to_data(self.viewer.dims.point)
         n = self.comparison.image.shape[ax]
-        return int(np.clip(round(float(data_pos[ax])), 0, n - 1))
+        return int(np.clip(round(shown_index(self.viewer, layer, ax)), 0, n - 1))
 
     def masks(self) -> list[np.ndarray]:
         """Every model's mask at the slider's threshold."""

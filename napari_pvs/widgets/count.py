@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTabl
 from ..engine.errors import PVSInputError
 from ..layers import geometry_metadata, layer_to_volume
 from ._job import JobWidget, notify_error, notify_info
-from ._layers import put_layer, source_geometry
+from ._layers import put_layer, shown_index, source_geometry
 
 from typing import TYPE_CHECKING
 
@@ -142,17 +142,10 @@ class CountWidget(QWidget):
             axial = layer_to_volume(layer).axial_axis
         except PVSInputError:
             return None
-        # the viewer's position, taken at the centre of the layer along the displayed axes
-        # other than the axial one (for an oblique scan the slice index varies across the plane)
-        point = np.asarray(self.viewer.dims.point, dtype=float)
-        centre = np.asarray(layer.data_to_world((np.asarray(layer.data.shape) - 1) / 2.0), dtype=float)
-        offset = len(point) - len(centre)
-        for d in self.viewer.dims.displayed:
-            if d - offset != axial:
-                point[d] = centre[d - offset]
-        data_pos = np.asarray(layer.world_to_data(point))[-3:]
+        # the slice napari draws (on an oblique scan not world_to_data of the full point)
+        data_pos = shown_index(self.viewer, layer, axial)
         n = layer.data.shape[axial]
-        return int(np.clip(np.round(data_pos[axial]), 0, n - 1))
+        return int(np.clip(np.round(data_pos), 0, n - 1))
 
     def _set_to_current(self, box: SpinBox) -> None:
         current = self.current_slice()
