@@ -43,7 +43,7 @@ from qtpy.QtWidgets import QLabel, QListWidget, QWidget
 from ..engine.errors import PVSInputError
 from ..engine.project.records import format_slices
 from ._job import notify_error, notify_info, scroll_column
-from ._layers import shown_index
+from ._layers import go_to_slice, shown_index
 from .annotate_agreement import AgreementMixin
 from .annotate_candidates import CandidatesMixin, SuggestJob
 from .annotate_versions import VersionsMixin
@@ -169,14 +169,7 @@ class AnnotateWidget(CandidatesMixin, VersionsMixin, AgreementMixin, QWidget):
         target = int(round(float(centre_zyx[self.session.image.axial_axis])))
         if self.viewer.dims.ndisplay == 2 and self.current_slice() != target:
             # the slider snaps to its own grid: step to the one that shows the target slice
-            axis = int(self.viewer.dims.not_displayed[0])
-            here = int(self.viewer.dims.current_step[axis])
-            for step in (here - 1, here + 1, here - 2, here + 2):
-                self.viewer.dims.set_current_step(axis, step)
-                if self.current_slice() == target:
-                    break
-            else:
-                self.viewer.dims.set_current_step(axis, here)
+            go_to_slice(self.viewer, self.labels_layer, target, self.session.image.axial_axis)
         cam = self._camera()
         cam.center = tuple(float(v) for v in world)
         if field_mm:
