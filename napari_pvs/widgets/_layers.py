@@ -56,20 +56,28 @@ def shown_index(viewer, layer, axis: int) -> float:
     return float(data[axis])
 
 
+def _drawn_index_at(viewer, layer, axis: int, dim: int, world: float) -> float:
+    """The data index along ``axis`` that napari would draw with slider ``dim`` at world
+    coordinate ``world`` (the displayed coordinates do not count), without moving it."""
+    point = np.asarray(viewer.dims.point, dtype=float).copy()
+    point[list(viewer.dims.displayed)] = 0.0
+    point[dim] = world
+    return float(np.asarray(layer.world_to_data(point[-layer.ndim:]))[axis])
+
+
 def go_to_slice(viewer, layer, k: int, axis: int = 0) -> int:
     """Move the slider so that napari draws data slice ``k`` of ``layer`` along ``axis``
-    (or the nearest one the slider's world grid reaches); returns the slice drawn."""
-    centre = np.asarray((np.asarray(layer.data.shape, float) - 1) / 2.0)
-    centre[axis] = float(k)
-    viewer.dims.point = tuple(float(v) for v in np.asarray(layer.data_to_world(centre), float))
+    (or the nearest one the slider's world grid reaches); returns the slice drawn. The
+    slider moves once (each move re-slices every layer and tells the widgets)."""
     dim = int(viewer.dims.not_displayed[0]) if viewer.dims.ndisplay == 2 else None
-    if dim is not None:
-        here = int(viewer.dims.current_step[dim])
-        best, best_err = here, abs(shown_index(viewer, layer, axis) - k)
-        for step in (here - 1, here + 1, here - 2, here + 2, here - 3, here + 3):
-            viewer.dims.set_current_step(dim, step)
-            err = abs(shown_index(viewer, layer, axis) - k)
-            if err < best_err - 1e-9:
-                best, best_err = step, err
-        viewer.dims.set_current_step(dim, best)
+    if dim is None or axis + len(viewer.dims.point) - layer.ndim in viewer.dims.displayed:
+        centre = np.asarray((np.asarray(layer.data.shape, float) - 1) / 2.0)
+        centre[axis] = float(k)
+        viewer.dims.point = tuple(float(v) for v in np.asarray(layer.data_to_world(centre), float))
+        return int(round(shown_index(viewer, layer, axis)))
+    rng = viewer.dims.range[dim]
+    n_steps = int(viewer.dims.nsteps[dim])
+    worlds = rng.start + rng.step * np.arange(n_steps)
+    drawn = np.array([_drawn_index_at(viewer, layer, axis, dim, w) for w in worlds])
+    viewer.dims.set_current_step(dim, int(np.argmin(np.abs(drawn - k))))
     return int(round(shown_index(viewer, layer, axis)))
