@@ -38,7 +38,6 @@ import numpy as np
 log = logging.getLogger("screenshots")
 
 
-
 def pump(seconds: float = 0.2) -> None:
     """Run the Qt event loop for a while (lets the window paint)."""
     from qtpy.QtWidgets import QApplication

@@ -80,9 +80,9 @@ def test_model_works_on_resampled_copy_of_real_scan(trained):
     assert dsc_native > 0.3
     assert dsc_coarse > 0.5 * dsc_native
     # Resampling to the model's spacing must not cost more than 0.05 DSC. Whether it gains
-    # depends on the installed packages: with earlier installs it did (this test, asserting a
-    # gain, passed in stop 19's CI); a fresh install on 2026-11-22 (monai 1.6.1, numpy 2.4.6, scipy 1.17.1,
-    # same torch) gave 0.484 resampled against 0.498 without, with the same seeds and the
-    # same code, at 0.8 / 0.51 mm, only 1.6 times coarser. A wrong resampling
+    # depends on the installed packages: with earlier installs it did (this test, asserting
+    # a gain, passed in stop 19's CI); a fresh install on 2026-11-22 (monai 1.6.1, numpy
+    # 2.4.6, scipy 1.17.1, same torch) gave 0.484 resampled against 0.498 without, with the
+    # same seeds and code, at 0.8 / 0.51 mm, only 1.6 times coarser. A wrong resampling
     # (misplaced or flipped grid) fails the 0.5 * native bound above.
     assert dsc_coarse > dsc_naive - 0.05

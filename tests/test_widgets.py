@@ -18,8 +18,8 @@ pytest.importorskip("napari")
 from qtpy.QtCore import Qt, QTimer  # noqa: E402
 
 from conftest import TINY_FEATURES, real_file, write_nifti  # noqa: E402
-from napari_pvs.widgets._layers import go_to_slice
 from napari_pvs.layers import layer_to_volume  # noqa: E402
+from napari_pvs.widgets._layers import go_to_slice  # noqa: E402
 
 T2_REL = "open_ms/longitudinal/patient01/study1_T2W.nii.gz"
 TINY = TINY_FEATURES
@@ -558,7 +558,7 @@ def test_count_widget_current_slice_of_an_oblique_scan(make_napari_viewer, tmp_p
         assert widget.current_slice() == z                # ... and the widget says so
         widget._set_to_current(widget.bg_slice)
         assert widget.bg_slice.value == z
-        centre = (viewer.dims.point[0], *t2.data_to_world(((img.shape[0] - 1) / 2, 59.5, 49.5))[1:])
+        centre = (viewer.dims.point[0], *t2.data_to_world((np.asarray(img.shape) - 1) / 2)[1:])
         differs_from_full_point += int(np.round(t2.world_to_data(centre)[0]) != z)
     # the full-point mapping the widget used before would have named another slice here
     assert differs_from_full_point > 0

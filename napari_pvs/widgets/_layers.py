@@ -31,19 +31,33 @@ def put_layer(viewer, name: str, data: np.ndarray, geom: dict, meta: dict, add: 
     return add(data, name=name, metadata=dict(meta), **geom)
 
 
+def _on_screen(viewer, layer, axis: int) -> bool:
+    """Whether data ``axis`` of ``layer`` is one of the displayed dims (no slice along it)."""
+    return axis + len(viewer.dims.point) - layer.ndim in viewer.dims.displayed
+
+
+def _drawn_index_at(viewer, layer, axis: int, dim: int, world: float) -> float:
+    """The data index along ``axis`` that napari draws with slider ``dim`` at world
+    coordinate ``world``: ``world_to_data`` with the displayed coordinates set to 0 (they do
+    not count in napari's slicing). Computed without moving the slider."""
+    point = np.asarray(viewer.dims.point, dtype=float).copy()
+    point[list(viewer.dims.displayed)] = 0.0
+    point[dim] = world
+    return float(np.asarray(layer.world_to_data(point[-layer.ndim:]))[axis])
+
+
 def shown_index(viewer, layer, axis: int) -> float:
     """Data index (float) along ``axis`` of the slice that napari draws of ``layer``.
 
     napari maps only the slider's world coordinate to data (the out-of-plane part of an
     oblique affine is dropped), so on an oblique scan this can differ by a slice or more
     from ``world_to_data`` of the full point. napari's own slicing is read when the layer
-    has it; otherwise it is computed the same way: ``world_to_data`` of the point with the
-    displayed coordinates set to 0.
+    has it; otherwise it is computed the same way (:func:`_drawn_index_at`).
     """
-    point = np.asarray(viewer.dims.point, dtype=float).copy()
-    if axis + len(point) - layer.ndim in viewer.dims.displayed:
-        # the axis is on screen (e.g. a coronally stored volume shown in its data order):
-        # napari draws no slice along it; the slider position is the answer
+    if _on_screen(viewer, layer, axis):
+        # e.g. a coronally stored volume shown in its data order: napari draws no slice
+        # along this axis; the slider position is the answer
+        point = np.asarray(viewer.dims.point, dtype=float)
         return float(np.asarray(layer.world_to_data(point[-layer.ndim:]))[axis])
     try:
         value = float(layer._data_slice.point[axis])  # napari's own slicing
@@ -51,33 +65,22 @@ def shown_index(viewer, layer, axis: int) -> float:
             return value
     except (AttributeError, IndexError, TypeError):
         pass
-    point[list(viewer.dims.displayed)] = 0.0
-    data = np.asarray(layer.world_to_data(point[-layer.ndim:]))
-    return float(data[axis])
-
-
-def _drawn_index_at(viewer, layer, axis: int, dim: int, world: float) -> float:
-    """The data index along ``axis`` that napari would draw with slider ``dim`` at world
-    coordinate ``world`` (the displayed coordinates do not count), without moving it."""
-    point = np.asarray(viewer.dims.point, dtype=float).copy()
-    point[list(viewer.dims.displayed)] = 0.0
-    point[dim] = world
-    return float(np.asarray(layer.world_to_data(point[-layer.ndim:]))[axis])
+    dim = int(viewer.dims.not_displayed[0])
+    return _drawn_index_at(viewer, layer, axis, dim, float(viewer.dims.point[dim]))
 
 
 def go_to_slice(viewer, layer, k: int, axis: int = 0) -> int:
     """Move the slider so that napari draws data slice ``k`` of ``layer`` along ``axis``
     (or the nearest one the slider's world grid reaches); returns the slice drawn. The
     slider moves once (each move re-slices every layer and tells the widgets)."""
-    dim = int(viewer.dims.not_displayed[0]) if viewer.dims.ndisplay == 2 else None
-    if dim is None or axis + len(viewer.dims.point) - layer.ndim in viewer.dims.displayed:
-        centre = np.asarray((np.asarray(layer.data.shape, float) - 1) / 2.0)
+    if viewer.dims.ndisplay != 2 or _on_screen(viewer, layer, axis):
+        centre = (np.asarray(layer.data.shape, float) - 1) / 2.0
         centre[axis] = float(k)
         viewer.dims.point = tuple(float(v) for v in np.asarray(layer.data_to_world(centre), float))
         return int(round(shown_index(viewer, layer, axis)))
+    dim = int(viewer.dims.not_displayed[0])
     rng = viewer.dims.range[dim]
-    n_steps = int(viewer.dims.nsteps[dim])
-    worlds = rng.start + rng.step * np.arange(n_steps)
+    worlds = rng.start + rng.step * np.arange(int(viewer.dims.nsteps[dim]))
     drawn = np.array([_drawn_index_at(viewer, layer, axis, dim, w) for w in worlds])
     viewer.dims.set_current_step(dim, int(np.argmin(np.abs(drawn - k))))
     return int(round(shown_index(viewer, layer, axis)))
