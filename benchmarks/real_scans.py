@@ -195,8 +195,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--model", action="append", required=True, metavar="NAME=CKPT")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "real_scans"))
-    ap.add_argument("--figures", action="append", default=None, metavar="NAME",
-                    help="models to draw figures for (default all)")
+    ap.add_argument("--figures", action="append", default=None, metavar="NAME[,NAME...]",
+                    help="models to draw figures for, comma-separated or repeated (default all)")
     ap.add_argument("--scans", default=",".join(SCANS), help="comma-separated subset of " + ",".join(SCANS))
     ap.add_argument("--no-synthetic", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
@@ -210,7 +210,9 @@ def main(argv=None) -> int:
     data, out = Path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     models = dict(m.split("=", 1) for m in args.model)
-    figure_models = set(args.figures or models)
+    figure_models = {n for f in args.figures for n in f.split(",")} if args.figures else set(models)
+    if unknown := figure_models - set(models):
+        ap.error(f"--figures names no --model: {', '.join(sorted(unknown))}")
     t_start = time.perf_counter()
     results: dict = {"models": {k: str(v) for k, v in models.items()}, "scans": {}, "per_model": {}}
     thresholds = {name: float(path.rsplit("@", 1)[1]) if "@" in path else 0.5 for name, path in models.items()}
