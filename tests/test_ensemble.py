@@ -55,6 +55,35 @@ def test_ensemble_segments_a_volume_like_any_model(tmp_path):
     assert 0.0 <= pred.prob.min() <= pred.prob.max() <= 1.0
 
 
+def test_ensemble_member_probabilities_come_from_the_same_pass(tmp_path):
+    from napari_pvs.engine.inference import predict_volume
+    from napari_pvs.engine.io import Volume
+
+    paths = [_member(tmp_path / f"m{k}.pt", k) for k in range(3)]
+    ens = load_model(ensemble_checkpoint(paths, tmp_path / "ens.pt"))
+    rng = np.random.default_rng(1)
+    vol = Volume(data=rng.normal(100, 5, (3, 40, 36)).astype(np.float32), affine=np.diag([0.6, 0.6, 3.0, 1.0]))
+    opts = dict(brain_only=False, outside_brain_zero=False, wide_csf_zero=False)
+    plain = predict_volume(ens, vol, **opts)
+    pred = predict_volume(ens, vol, members=True, **opts)
+    assert plain.member_probs is None
+    np.testing.assert_allclose(pred.prob, plain.prob, atol=1e-6)  # the ensemble itself is unchanged
+    assert pred.member_probs.shape == (3, 3, 40, 36) and pred.member_probs.dtype == np.float32
+    for k, path in enumerate(paths):  # each member as if it ran alone (windows overlap: 32 px on 40 x 36)
+        alone = predict_volume(load_model(path), vol, **opts)
+        np.testing.assert_allclose(pred.member_probs[k], alone.prob, atol=1e-5)
+    # the members disagree (random weights), and the agreement counts them per voxel
+    t = float(np.median(pred.member_probs))
+    agree = pred.agreement(t)
+    assert agree.dtype == np.uint8 and agree.shape == (3, 40, 36)
+    np.testing.assert_array_equal(agree, (pred.member_probs >= t).sum(0))
+    assert set(np.unique(agree)) == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="no member probabilities"):
+        plain.agreement()
+    with pytest.raises(ValueError, match="needs an ensemble checkpoint, got a 'mfnsde'"):
+        predict_volume(load_model(paths[0]), vol, members=True, **opts)
+
+
 def test_ensemble_members_must_match(tmp_path):
     a = _member(tmp_path / "a.pt", 0)
     with pytest.raises(PVSInputError, match="spacing_mm"):

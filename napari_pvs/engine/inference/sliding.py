@@ -85,12 +85,32 @@ class Prediction:
     threshold : float
     seconds : float
         Wall-clock inference time.
+    member_probs : np.ndarray or None
+        float32 ``(M, Z, Y, X)``: each ensemble member's own probability (with
+        ``segment_iter(..., members=True)``), else None.
     """
 
     prob: np.ndarray
     mask: np.ndarray
     threshold: float
     seconds: float
+    member_probs: np.ndarray | None = None
+
+    def agreement(self, threshold: float | None = None) -> np.ndarray:
+        """How many ensemble members call each voxel PVS: uint8 ``(Z, Y, X)`` in ``[0, M]``,
+        ``sum_k (member_probs[k] >= threshold)`` (default the prediction's threshold).
+        Voxels that some members call PVS and the ensemble does not are the uncertain
+        ones: the objects a rater should look at first.
+
+        Raises
+        ------
+        ValueError
+            The prediction holds no member probabilities.
+        """
+        if self.member_probs is None:
+            raise ValueError("no member probabilities: segment with an ensemble and members=True")
+        t = self.threshold if threshold is None else float(threshold)
+        return (self.member_probs >= t).sum(axis=0, dtype=np.uint8)
 
 
 def _aligned_range(lo: int, hi: int, size: int, roi: int, stride: int) -> slice:
@@ -154,7 +174,7 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
                   device: torch.device | None = None, overlap: float | None = None,
                   crop_to_head: bool = True, roi_mask: torch.Tensor | None = None,
                   windows_per_pass: int | None = None, extra_inputs: Mapping[str, torch.Tensor] | None = None,
-                  mc_dropout: bool = False) -> Generator[int, None, torch.Tensor]:
+                  mc_dropout: bool = False, members: bool = False) -> Generator[int, None, torch.Tensor]:
     """Generator over batches of normalised slices ``(S, H, W)`` at the model's spacing.
 
     Each batch of slices is predicted with MONAI's ``sliding_window_inference``: windows
@@ -169,10 +189,21 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
     batch dict ``{"image": windows, **extra_inputs}``. With ``mc_dropout`` the network's
     dropout layers stay active (Monte-Carlo dropout: each call is one stochastic sample;
     seed torch before it for a reproducible one); the rest of it is in eval mode.
+    With ``members`` (an ``ensemble`` model only) the members' own probabilities come too,
+    from the same windows in the same pass
+    (:meth:`~napari_pvs.engine.models.ensemble.EnsembleNet.forward_members`).
 
     Yields the number of slices done after each batch; returns the probability stack
-    ``(S, H, W)`` float32 (CPU).
+    ``(S, H, W)`` float32 (CPU), or with ``members`` ``(1 + n_members, S, H, W)``: the
+    ensemble's probability, then each member's.
+
+    Raises
+    ------
+    ValueError
+        ``members`` with a model that is not an ensemble.
     """
+    if members and not hasattr(loaded.model, "forward_members"):
+        raise ValueError(f"members=True needs an ensemble checkpoint, got a {loaded.name!r} model")
     if device is None:
         param = next(iter(loaded.model.parameters()), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -192,19 +223,22 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
     def run(windows: torch.Tensor) -> torch.Tensor:
         if channels_last:
             windows = windows.contiguous(memory_format=torch.channels_last)
-        out = model({"image": windows, **extra})
+        batch = {"image": windows, **extra}
+        out = model.forward_members(batch) if members else model(batch)
         return out[0] if isinstance(out, (list, tuple)) else out
 
     def predictor(windows: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         if condition is None:
             return run(windows)
         keep = condition.flatten(1).any(dim=1)
-        out = windows.new_full((windows.shape[0], loaded.config.out_channels, *windows.shape[2:]), _SKIPPED_LOGIT)
+        out = windows.new_full((windows.shape[0], n_out, *windows.shape[2:]), _SKIPPED_LOGIT)
         if keep.any():
             out[keep] = run(windows[keep]).to(out.dtype)
         return out
 
-    out = torch.zeros(stack.shape, dtype=torch.float32)
+    n_maps = 1 + (loaded.config.n_members if members else 0)  # ensemble, then each member
+    n_out = loaded.config.out_channels * n_maps
+    out = torch.zeros((n_maps, *stack.shape), dtype=torch.float32)
     n = int(stack.shape[0])
     if crop_to_head:
         todo, (rows, cols) = head_box(stack, tuple(loaded.roi_size), overlap)
@@ -212,7 +246,7 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
         todo, (rows, cols) = np.arange(n), (slice(0, stack.shape[1]), slice(0, stack.shape[2]))
     if todo.size == 0:
         yield n
-        return out
+        return out if members else out[0]
     for start in range(0, todo.size, batch_size):
         idx = torch.as_tensor(todo[start:start + batch_size])
         batch = slice_context(stack, idx, context)[:, :, rows, cols].to(device)
@@ -220,9 +254,10 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
         with torch.inference_mode(), autocast(device):
             logits = sliding_window_inference(batch, tuple(loaded.roi_size), per_pass, predictor,
                                               overlap=overlap, mode="gaussian", **kwargs)
-        out[idx, rows, cols] = torch.sigmoid(logits[:, 0].float()).cpu()
+        channels = logits[:, ::loaded.config.out_channels].float()  # channel 0 of each map
+        out[:, idx, rows, cols] = torch.sigmoid(channels).transpose(0, 1).cpu()
         yield n if start + batch_size >= todo.size else int(idx[-1]) + 1
-    return out
+    return out if members else out[0]
 
 
 def brain_region(image: Volume, margin_mm: float = BRAIN_MARGIN_MM, *,
@@ -272,8 +307,8 @@ def kept_region(image: Volume) -> np.ndarray | None:
 def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, threshold: float = 0.5,
                  device: str | torch.device | None = None, overlap: float | None = None,
                  crop_to_head: bool = True, brain_only: bool = True, windows_per_pass: int | None = None,
-                 outside_brain_zero: bool = True,
-                 wide_csf_zero: bool = True) -> Generator[InferenceProgress, None, Prediction]:
+                 outside_brain_zero: bool = True, wide_csf_zero: bool = True,
+                 members: bool = False) -> Generator[InferenceProgress, None, Prediction]:
     """Segment PVS in a volume, yielding :class:`InferenceProgress` after each batch.
 
     Parameters
@@ -305,11 +340,20 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
         wide sulci; :func:`~napari_pvs.engine.anatomy.wide_csf`), where no PVS can lie.
         Ignored when no brain mask is found or the brain's intensities do not separate
         into three classes. Default True.
+    members : bool
+        Also return each ensemble member's probability (``Prediction.member_probs``,
+        ``Prediction.agreement``), from the same pass at no extra network cost. Needs an
+        ``ensemble`` checkpoint. Default False.
 
     Returns (as the generator's return value)
     ------------------------------------------
     Prediction
         Probability and mask on the source grid ``(Z, Y, X)``.
+
+    Raises
+    ------
+    ValueError
+        ``members`` with a checkpoint that is not an ensemble.
     """
     t0 = time.perf_counter()
     dev = pick_device(device) if device is not None else None
@@ -325,28 +369,37 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
         region = brain_region(image, brain=brain)
         roi = resample_stack(axial_stack(image, region.astype(np.float32)), work_hw) > 0
     gen = predict_stack(loaded, x, batch_size=batch_size, device=dev, overlap=overlap,
-                        crop_to_head=crop_to_head, roi_mask=roi, windows_per_pass=windows_per_pass)
-    prob_work = yield from map_events(gen, lambda done: InferenceProgress(done, total, time.perf_counter() - t0))
-    prob = resample_stack(prob_work, hw).clamp_(0, 1).numpy()
-    prob = np.ascontiguousarray(from_axial_stack(image, prob)).astype(np.float32)
-    if outside_brain_zero and brain is not None:
-        prob[~brain] = 0.0
-    if wide_csf_zero and brain is not None:
-        csf = _wide_csf_or_none(image, brain)
-        if csf is not None:
-            prob[csf] = 0.0
+                        crop_to_head=crop_to_head, roi_mask=roi, windows_per_pass=windows_per_pass,
+                        members=members)
+    maps_work = yield from map_events(gen, lambda done: InferenceProgress(done, total, time.perf_counter() - t0))
+    if not members:
+        maps_work = maps_work[None]
+    keep = None
+    if brain is not None and (outside_brain_zero or wide_csf_zero):
+        csf = _wide_csf_or_none(image, brain) if wide_csf_zero else None
+        drop = ~brain if outside_brain_zero else np.zeros_like(brain)
+        keep = ~(drop | csf) if csf is not None else ~drop
+    maps = []
+    for m in maps_work:  # the ensemble's probability, then each member's
+        p = resample_stack(m, hw).clamp_(0, 1).numpy()
+        p = np.ascontiguousarray(from_axial_stack(image, p)).astype(np.float32)
+        if keep is not None:
+            p[~keep] = 0.0
+        maps.append(p)
+    prob = maps[0]
     mask = (prob >= threshold).astype(np.uint8)
-    return Prediction(prob=prob, mask=mask, threshold=threshold, seconds=time.perf_counter() - t0)
+    return Prediction(prob=prob, mask=mask, threshold=threshold, seconds=time.perf_counter() - t0,
+                      member_probs=np.stack(maps[1:]) if members else None)
 
 
 def predict_volume(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, threshold: float = 0.5,
                    device: str | torch.device | None = None, overlap: float | None = None,
                    crop_to_head: bool = True, brain_only: bool = True, windows_per_pass: int | None = None,
-                   outside_brain_zero: bool = True, wide_csf_zero: bool = True,
+                   outside_brain_zero: bool = True, wide_csf_zero: bool = True, members: bool = False,
                    progress: Callable[[InferenceProgress], None] | None = None) -> Prediction:
     """Run :func:`segment_iter` to the end, calling ``progress`` with each event."""
     return run_to_end(segment_iter(loaded, image, batch_size=batch_size, threshold=threshold,
                                    device=device, overlap=overlap, crop_to_head=crop_to_head,
                                    brain_only=brain_only, windows_per_pass=windows_per_pass,
                                    outside_brain_zero=outside_brain_zero,
-                                   wide_csf_zero=wide_csf_zero), progress)
+                                   wide_csf_zero=wide_csf_zero, members=members), progress)

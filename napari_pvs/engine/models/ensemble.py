@@ -117,12 +117,23 @@ class EnsembleNet(nn.Module):
         self.input_keys = tuple(getattr(self.members[0], "input_keys", ("image",)))
 
     def forward(self, batch: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        return self.forward_members(batch)[:, :self.config.out_channels]
+
+    def forward_members(self, batch: Mapping[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """The ensemble's logits followed by each member's: ``(B, (1 + n_members) * C, H, W)``.
+
+        Channels ``[0, C)`` are ``logit(mean_k sigmoid(logits_k))`` (what :meth:`forward`
+        returns), channels ``[(1 + k) * C, (2 + k) * C)`` member ``k``'s own logits (float32).
+        Inference blends both over the sliding windows in one pass, so the members'
+        probabilities (where they disagree: the uncertain objects) cost no extra network run.
+        """
         batch = as_batch(batch)
-        probs = None
+        probs, logits = None, []
         for m in self.members:
             out = m(batch)
-            out = out[0] if isinstance(out, (list, tuple)) else out
-            p = torch.sigmoid(out.float())
+            out = (out[0] if isinstance(out, (list, tuple)) else out).float()
+            logits.append(out)
+            p = torch.sigmoid(out)
             probs = p if probs is None else probs + p
         mean = (probs / len(self.members)).clamp(_EPS, 1 - _EPS)
-        return torch.logit(mean)
+        return torch.cat([torch.logit(mean), *logits], dim=1)
