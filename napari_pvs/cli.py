@@ -126,6 +126,7 @@ def _print_training(gen, cfg, log_every: int) -> None:
 # ---------------------------------------------------------------------------- segment
 def cmd_segment(args) -> int:
     from .engine.checkpoint import default_checkpoint, load_model
+    from .engine.errors import PVSInputError
     from .engine.inference import pick_device, predict_volume
     from .engine.io import load_volume, save_volume
 
@@ -133,27 +134,41 @@ def cmd_segment(args) -> int:
     model_path = args.model or default_checkpoint()
     if args.prob:
         _check_nifti_out(args.prob, "probability map")
+    if args.agreement:
+        _check_nifti_out(args.agreement, "member agreement map")
     image = load_volume(args.image)
     device = pick_device(args.device)
     loaded = load_model(model_path, device=device)
+    if args.agreement and loaded.name != "ensemble":
+        raise PVSInputError(f"--agreement needs an ensemble checkpoint, this one is a {loaded.name!r} model",
+                            model_path)
 
     def progress(ev):
         if sys.stderr.isatty():
             print(f"\r  slices {ev.done}/{ev.total}", end="", file=sys.stderr, flush=True)
 
     pred = predict_volume(loaded, image, batch_size=args.batch_size, threshold=args.threshold,
-                          progress=progress)
+                          members=bool(args.agreement), progress=progress)
     if sys.stderr.isatty():
         print(file=sys.stderr)
     save_volume(args.output, pred.mask, image, dtype="uint8")
     if args.prob:
         save_volume(args.prob, pred.prob, image, dtype="float32")
+    if args.agreement:
+        agree = pred.agreement()
+        save_volume(args.agreement, agree, image, dtype="uint8")
     vs = image.voxel_size
     print(f"segmented {args.image} with {loaded.name} ({Path(model_path).name}, {loaded.spacing_mm:.2f} mm "
           f"in-plane) in "
           f"{pred.seconds:.1f} s: {int(pred.mask.sum())} PVS voxels "
           f"({pred.mask.sum() * vs[0] * vs[1] * vs[2]:.1f} mm^3); wrote {args.output}"
-          + (f" and {args.prob}" if args.prob else ""))
+          + (f" and {args.prob}" if args.prob else "") + (f" and {args.agreement}" if args.agreement else ""))
+    if args.agreement:
+        n = loaded.config.n_members
+        uncertain = int(((agree > 0) & (pred.mask == 0)).sum())
+        print(f"member agreement: voxels called PVS by k of {n} members: "
+              + ", ".join(f"{k}: {int((agree == k).sum())}" for k in range(1, n + 1))
+              + f"; {uncertain} voxels called PVS by some member but not by the ensemble")
     return 0
 
 
@@ -272,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True, metavar="MASK", help="output mask (.nii.gz)")
     g.add_argument("--prob", metavar="PROB", help="also write the probability map (.nii.gz)")
     g.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    g.add_argument("--agreement", metavar="MAP",
+                   help="ensemble checkpoints (the default model is one): also write how many members call "
+                        "each voxel PVS (uint8 0..n, .nii.gz; the same pass, no extra run). Voxels > 0 outside "
+                        "the mask are the uncertain ones; 'napari-pvs count MAP' counts what any member finds")
     g.add_argument("--batch-size", type=int, default=8, help="slices per forward pass")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda")
     g.set_defaults(func=cmd_segment)

@@ -52,6 +52,39 @@ def test_segment_real_t2_keeps_affine_and_header(study1_t2, tiny_ckpt, tmp_path,
     assert "wrote" in capsys.readouterr().out
 
 
+def test_segment_writes_the_ensemble_member_agreement(tmp_path, capsys):
+    from napari_pvs.engine.checkpoint import ensemble_checkpoint, load_model
+    from napari_pvs.engine.inference import predict_volume
+    from napari_pvs.engine.io import load_volume
+    from napari_pvs.engine.models import MfNSDeConfig
+
+    import torch
+
+    cfg = MfNSDeConfig(features=(4, 8))
+    members = []
+    for k in range(3):
+        torch.manual_seed(k)
+        members.append(save_checkpoint(tmp_path / f"m{k}.pt", model=build_model("mfnsde", cfg), model_name="mfnsde",
+                                       model_config=cfg, spacing_mm=0.6, percentiles=(0.5, 99.5),
+                                       patch_size=(32, 32)))
+    ens = ensemble_checkpoint(members, tmp_path / "ens.pt")
+    img = _nifti(tmp_path, "t2.nii.gz", np.random.default_rng(0).normal(100, 5, (40, 36, 3)).astype(np.float32))
+    out, agree = tmp_path / "mask.nii.gz", tmp_path / "agree.nii.gz"
+    probe = predict_volume(load_model(ens), load_volume(img), members=True)
+    t = float(np.median(probe.member_probs))  # random members hover near 0.5: split them at their median
+    assert main(["segment", str(img), "-m", str(ens), "-o", str(out), "--agreement", str(agree),
+                 "--threshold", repr(t)]) == 0
+    text = capsys.readouterr().out
+    got = nib.load(agree)
+    assert got.get_data_dtype() == np.uint8 and got.shape == (40, 36, 3)
+    np.testing.assert_array_equal(got.affine, nib.load(img).affine)
+    want = probe.agreement(t)
+    np.testing.assert_array_equal(load_volume(agree).data, want)
+    assert len(np.unique(want)) > 1  # the random members disagree: a map, not a constant
+    counts = ", ".join(f"{k}: {int((want == k).sum())}" for k in (1, 2, 3))
+    assert f"voxels called PVS by k of 3 members: {counts};" in text
+
+
 def test_count_cli(tmp_path, capsys):
     mask = np.zeros((40, 30, 6), np.uint8)  # NIfTI (i, j, k)
     mask[5, 5, 2] = mask[5, 10, 2] = mask[30, 10, 2] = 1
@@ -113,6 +146,8 @@ def test_bad_inputs_exit_2_one_line_no_output(tmp_path, tiny_ckpt, capsys):
         (["segment", str(good), "-m", str(tmp_path / "none.pt"), "-o", str(out)], "none.pt: checkpoint not found"),
         (["segment", str(good), "-m", str(other), "-o", str(out)], "other.pt: not a napari-pvs checkpoint"),
         (["segment", str(good), "-m", str(tiny_ckpt), "-o", str(tmp_path / "out.png")], "out.png: output mask must be"),
+        (["segment", str(good), "-m", str(tiny_ckpt), "-o", str(out), "--agreement", str(tmp_path / "a.nii.gz")],
+         "tiny_unet.pt: --agreement needs an ensemble checkpoint, this one is a 'unet' model"),
         (["train", "--image", str(good), "--mask", str(small_mask), "-o", str(tmp_path / "m.pt")],
          "mask_small.nii.gz: grid (16, 32, 4) differs"),
         (["train", "--image", str(good), "--mask", str(good_mask), "--model", "nope", "-o", str(tmp_path / "m.pt")],
