@@ -386,6 +386,50 @@ def test_segment_widget_adds_layers_on_the_t2_grid(make_napari_viewer, qtbot, tm
     np.testing.assert_array_equal(mask.data, (prob.data >= 0.3).astype(np.uint8))
 
 
+def test_segment_widget_shows_what_only_some_ensemble_members_call_pvs(make_napari_viewer, qtbot, tmp_path):
+    import torch
+
+    from napari_pvs.engine.checkpoint import ensemble_checkpoint, save_checkpoint
+    from napari_pvs.engine.models import MfNSDeConfig, build_model
+
+    cfg = MfNSDeConfig(features=(4, 8))
+    members = []
+    for k in range(3):
+        torch.manual_seed(k)
+        members.append(save_checkpoint(tmp_path / f"m{k}.pt", model=build_model("mfnsde", cfg), model_name="mfnsde",
+                                       model_config=cfg, spacing_mm=0.8, percentiles=(0.5, 99.5),
+                                       patch_size=(32, 32)))
+    ens = ensemble_checkpoint(members, tmp_path / "ens.pt")
+    img, _ = synthetic_t2((4, 60, 50))
+    path = oblique_nifti(tmp_path, img, "ens_T2.nii.gz")
+    viewer = make_napari_viewer()
+    (t2,) = viewer.open(str(path), plugin="napari-pvs")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Segment PVS")
+    widget.checkpoint_path = ens
+    _run_segment(qtbot, widget)
+    pred = widget.prediction
+    assert pred.member_probs.shape == (3, *t2.data.shape)
+    unc = viewer.layers["ens_T2 PVS uncertain"]
+    mask = viewer.layers["ens_T2 PVS mask"]
+    assert widget.uncertain_layer.name == unc.name  # the widget holds napari's public proxy of it
+    assert unc.metadata["members"] == 3, unc.metadata.keys()
+    assert viewer.layers.index(unc) < viewer.layers.index(mask)  # the mask stays on top
+    np.testing.assert_allclose(unc.affine.affine_matrix, t2.affine.affine_matrix)
+    # random members hover near 0.5: at their median they disagree
+    widget.threshold.value = float(np.median(pred.member_probs))
+    t = float(widget.threshold.value)  # as the spin box rounds it
+    want = (pred.member_probs >= t).sum(0).astype(np.uint8)
+    want[pred.prob >= t] = 0
+    np.testing.assert_array_equal(unc.data, want)
+    assert unc.data.max() > 0 and not (unc.data.astype(bool) & mask.data.astype(bool)).any()
+    assert "uncertain object(s) that only some of the 3 members call PVS" in widget.status.text()
+    # a single model has no member agreement: its run removes the layer
+    widget.checkpoint_path = members[0]
+    _run_segment(qtbot, widget)
+    assert "ens_T2 PVS uncertain" not in viewer.layers and widget.uncertain_layer is None
+    assert widget.prediction.member_probs is None
+
+
 def test_segment_widget_real_t2(make_napari_viewer, qtbot, tmp_path):
     path = real_file(T2_REL)
     ckpt = _tiny_checkpoint(tmp_path / "tiny.pt", spacing_mm=1.0)

@@ -10,10 +10,15 @@ geometry (same ``scale`` and ``affine``):
 
 * ``"<name> PVS probability"``: Image, colormap ``magma``, additive blending, contrast 0-1;
 * ``"<name> PVS mask"``: Labels, with the T2's ``affine`` and ``nifti_header`` in its
-  metadata, so *File > Save Selected Layers* (``.nii.gz``) writes it on the T2's grid.
+  metadata, so *File > Save Selected Layers* (``.nii.gz``) writes it on the T2's grid;
+* with an ensemble checkpoint (the shipped default is one), ``"<name> PVS uncertain"``:
+  Labels, the voxels outside the mask that some members call PVS, each labelled with how
+  many (``Prediction.agreement``; the same pass, no extra network run). These are the
+  objects a rater should look at: on patient07's 1 mm BG rating slice the ensemble counts
+  0 PVS where one member finds the 2 of the reference (README, "Uncertain PVS").
 
 Running again updates those layers in place. Changing the threshold afterwards
-re-thresholds the last probability map without running the model again.
+re-thresholds the last probability maps without running the model again.
 """
 
 from __future__ import annotations
@@ -46,9 +51,10 @@ class SegmentWidget(JobWidget):
     Attributes
     ----------
     prediction : Prediction or None
-        Last result (probability and mask, ``(Z, Y, X)``).
-    prob_layer, mask_layer : napari layers or None
-        The layers written by the last run.
+        Last result (probability and mask, ``(Z, Y, X)``; the members' probabilities with an
+        ensemble checkpoint).
+    prob_layer, mask_layer, uncertain_layer : napari layers or None
+        The layers written by the last run (``uncertain_layer`` with an ensemble only).
     """
 
     start_text = "Segment"
@@ -59,6 +65,7 @@ class SegmentWidget(JobWidget):
         self.prediction = None
         self.prob_layer = None
         self.mask_layer = None
+        self.uncertain_layer = None
         self._source = None
         self.image = create_widget(annotation="napari.layers.Image", label="T2 image")
         self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt")
@@ -96,14 +103,15 @@ class SegmentWidget(JobWidget):
         loaded = load_model(ckpt)  # a missing or foreign file is refused here, on the main thread
         self._source = layer
         threshold, batch = float(self.threshold.value), int(self.batch_size.value)
-        return (lambda: segment_iter(loaded, volume, batch_size=batch, threshold=threshold),
+        members = loaded.name == "ensemble"
+        return (lambda: segment_iter(loaded, volume, batch_size=batch, threshold=threshold, members=members),
                 f"segmenting '{layer.name}' with {ckpt.name} ({loaded.name}) ...")
 
     def on_result(self, result) -> None:
         self.prediction = result
         self._show(result)
         msg = (f"Segmented '{self._source.name}' in {format_seconds(result.seconds)}: "
-               f"{int(result.mask.sum())} PVS voxels at threshold {result.threshold:g}")
+               f"{self._summary(result.threshold)}")
         self.status.setText(msg)
         notify_info(msg)
 
@@ -116,15 +124,45 @@ class SegmentWidget(JobWidget):
             self.viewer, f"{src.name} PVS probability", prediction.prob, geom, meta,
             lambda d, **kw: self.viewer.add_image(d, colormap="magma", blending="additive",
                                                   contrast_limits=(0.0, 1.0), opacity=0.7, **kw))
+        old = self.uncertain_layer
+        self.uncertain_layer = None
+        if prediction.member_probs is not None:  # below the mask, which stays on top and selected
+            self.uncertain_layer = put_layer(
+                self.viewer, f"{src.name} PVS uncertain", self._uncertain(prediction.threshold), geom,
+                {**meta, "members": int(prediction.member_probs.shape[0])},
+                lambda d, **kw: self.viewer.add_labels(d, opacity=0.5, **kw))
+        elif old is not None and old in self.viewer.layers:  # a single model has no member agreement
+            self.viewer.layers.remove(old)
         self.mask_layer = put_layer(self.viewer, f"{src.name} PVS mask", prediction.mask, geom, meta,
                                     lambda d, **kw: self.viewer.add_labels(d, opacity=0.6, **kw))
+
+    def _uncertain(self, threshold: float) -> np.ndarray:
+        """uint8 ``(Z, Y, X)``: outside the mask at ``threshold``, how many members call the voxel PVS."""
+        pred = self.prediction
+        agree = pred.agreement(threshold)
+        agree[pred.prob >= threshold] = 0
+        return agree
+
+    def _summary(self, threshold: float) -> str:
+        """"N PVS voxels at threshold t" and, with an ensemble, the uncertain objects."""
+        from scipy import ndimage as ndi
+
+        pred = self.prediction
+        text = f"{int((pred.prob >= threshold).sum())} PVS voxels at threshold {threshold:g}"
+        if self.uncertain_layer is not None and self.uncertain_layer in self.viewer.layers:
+            n = ndi.label(self.uncertain_layer.data > 0, structure=np.ones((3, 3, 3)))[1]
+            text += (f"; {n} uncertain object(s) that only some of the {pred.member_probs.shape[0]} members "
+                     f"call PVS (layer '{self.uncertain_layer.name}')")
+        return text
 
     def _rethreshold(self, value) -> None:
         """Re-threshold the last probability map when the threshold changes."""
         pred, mask = self.prediction, self.mask_layer
         if pred is None or mask is None or mask not in self.viewer.layers or self.worker is not None:
             return
-        new = (pred.prob >= float(value)).astype(np.uint8)
-        mask.data = new
+        mask.data = (pred.prob >= float(value)).astype(np.uint8)
         mask.metadata["threshold"] = float(value)
-        self.status.setText(f"threshold {float(value):g}: {int(new.sum())} PVS voxels")
+        if self.uncertain_layer is not None and self.uncertain_layer in self.viewer.layers:
+            self.uncertain_layer.data = self._uncertain(float(value))
+            self.uncertain_layer.metadata["threshold"] = float(value)
+        self.status.setText(self._summary(float(value)))
