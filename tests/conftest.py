@@ -110,3 +110,21 @@ def make_phantom(noise: float = 10.0, seed: int = 123) -> tuple:
 #: network sizes used in the tests (features per level)
 TINY_FEATURES = (4, 8, 16)
 SMALL_FEATURES = (8, 16, 32)
+
+
+def tiny_ensemble(folder: Path, *, n: int = 3, spacing_mm: float = 0.6) -> tuple[Path, list[Path]]:
+    """An ``ensemble`` checkpoint of ``n`` tiny random ``mfnsde`` members (seeds 0..n-1,
+    patch 32 x 32) in ``folder``: ``(ensemble path, member paths)``."""
+    import torch
+
+    from napari_pvs.engine.checkpoint import ensemble_checkpoint, save_checkpoint
+    from napari_pvs.engine.models import MfNSDeConfig, build_model
+
+    cfg = MfNSDeConfig(features=(4, 8))
+    members = []
+    for k in range(n):
+        torch.manual_seed(k)
+        members.append(save_checkpoint(folder / f"member{k}.pt", model=build_model("mfnsde", cfg),
+                                       model_name="mfnsde", model_config=cfg, spacing_mm=spacing_mm,
+                                       percentiles=(0.5, 99.5), patch_size=(32, 32)))
+    return ensemble_checkpoint(members, folder / "ensemble.pt"), members

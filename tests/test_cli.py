@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import SMALL_FEATURES, write_nifti
+from conftest import SMALL_FEATURES, tiny_ensemble, write_nifti
 
 from napari_pvs.cli import main
 from napari_pvs.engine.checkpoint import save_checkpoint
@@ -53,21 +53,11 @@ def test_segment_real_t2_keeps_affine_and_header(study1_t2, tiny_ckpt, tmp_path,
 
 
 def test_segment_writes_the_ensemble_member_agreement(tmp_path, capsys):
-    from napari_pvs.engine.checkpoint import ensemble_checkpoint, load_model
+    from napari_pvs.engine.checkpoint import load_model
     from napari_pvs.engine.inference import predict_volume
     from napari_pvs.engine.io import load_volume
-    from napari_pvs.engine.models import MfNSDeConfig
 
-    import torch
-
-    cfg = MfNSDeConfig(features=(4, 8))
-    members = []
-    for k in range(3):
-        torch.manual_seed(k)
-        members.append(save_checkpoint(tmp_path / f"m{k}.pt", model=build_model("mfnsde", cfg), model_name="mfnsde",
-                                       model_config=cfg, spacing_mm=0.6, percentiles=(0.5, 99.5),
-                                       patch_size=(32, 32)))
-    ens = ensemble_checkpoint(members, tmp_path / "ens.pt")
+    ens, _ = tiny_ensemble(tmp_path)
     img = _nifti(tmp_path, "t2.nii.gz", np.random.default_rng(0).normal(100, 5, (40, 36, 3)).astype(np.float32))
     out, agree = tmp_path / "mask.nii.gz", tmp_path / "agree.nii.gz"
     probe = predict_volume(load_model(ens), load_volume(img), members=True)

@@ -17,7 +17,7 @@ pytest.importorskip("napari")
 
 from qtpy.QtCore import Qt, QTimer  # noqa: E402
 
-from conftest import TINY_FEATURES, real_file, write_nifti  # noqa: E402
+from conftest import TINY_FEATURES, real_file, tiny_ensemble, write_nifti  # noqa: E402
 from napari_pvs.layers import layer_to_volume  # noqa: E402
 from napari_pvs.widgets._layers import go_to_slice  # noqa: E402
 
@@ -387,19 +387,7 @@ def test_segment_widget_adds_layers_on_the_t2_grid(make_napari_viewer, qtbot, tm
 
 
 def test_segment_widget_shows_what_only_some_ensemble_members_call_pvs(make_napari_viewer, qtbot, tmp_path):
-    import torch
-
-    from napari_pvs.engine.checkpoint import ensemble_checkpoint, save_checkpoint
-    from napari_pvs.engine.models import MfNSDeConfig, build_model
-
-    cfg = MfNSDeConfig(features=(4, 8))
-    members = []
-    for k in range(3):
-        torch.manual_seed(k)
-        members.append(save_checkpoint(tmp_path / f"m{k}.pt", model=build_model("mfnsde", cfg), model_name="mfnsde",
-                                       model_config=cfg, spacing_mm=0.8, percentiles=(0.5, 99.5),
-                                       patch_size=(32, 32)))
-    ens = ensemble_checkpoint(members, tmp_path / "ens.pt")
+    ens, members = tiny_ensemble(tmp_path, spacing_mm=0.8)
     img, _ = synthetic_t2((4, 60, 50))
     path = oblique_nifti(tmp_path, img, "ens_T2.nii.gz")
     viewer = make_napari_viewer()
