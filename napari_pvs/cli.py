@@ -165,7 +165,7 @@ def cmd_segment(args) -> int:
           + (f" and {args.prob}" if args.prob else "") + (f" and {args.agreement}" if args.agreement else ""))
     if args.agreement:
         n = loaded.config.n_members
-        uncertain = int(((agree > 0) & (pred.mask == 0)).sum())
+        uncertain = int((pred.uncertain() > 0).sum())
         print(f"member agreement: voxels called PVS by k of {n} members: "
               + ", ".join(f"{k}: {int((agree == k).sum())}" for k in range(1, n + 1))
               + f"; {uncertain} voxels called PVS by some member but not by the ensemble")

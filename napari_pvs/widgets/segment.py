@@ -13,7 +13,7 @@ geometry (same ``scale`` and ``affine``):
   metadata, so *File > Save Selected Layers* (``.nii.gz``) writes it on the T2's grid;
 * with an ensemble checkpoint (the shipped default is one), ``"<name> PVS uncertain"``:
   Labels, the voxels outside the mask that some members call PVS, each labelled with how
-  many (``Prediction.agreement``; the same pass, no extra network run). These are the
+  many (``Prediction.uncertain``; the same pass, no extra network run). These are the
   objects a rater should look at: on patient07's 1 mm BG rating slice the ensemble counts
   0 PVS where one member finds the 2 of the reference (README, "Uncertain PVS").
 
@@ -128,20 +128,13 @@ class SegmentWidget(JobWidget):
         self.uncertain_layer = None
         if prediction.member_probs is not None:  # below the mask, which stays on top and selected
             self.uncertain_layer = put_layer(
-                self.viewer, f"{src.name} PVS uncertain", self._uncertain(prediction.threshold), geom,
+                self.viewer, f"{src.name} PVS uncertain", prediction.uncertain(), geom,
                 {**meta, "members": int(prediction.member_probs.shape[0])},
                 lambda d, **kw: self.viewer.add_labels(d, opacity=0.5, **kw))
         elif old is not None and old in self.viewer.layers:  # a single model has no member agreement
             self.viewer.layers.remove(old)
         self.mask_layer = put_layer(self.viewer, f"{src.name} PVS mask", prediction.mask, geom, meta,
                                     lambda d, **kw: self.viewer.add_labels(d, opacity=0.6, **kw))
-
-    def _uncertain(self, threshold: float) -> np.ndarray:
-        """uint8 ``(Z, Y, X)``: outside the mask at ``threshold``, how many members call the voxel PVS."""
-        pred = self.prediction
-        agree = pred.agreement(threshold)
-        agree[pred.prob >= threshold] = 0
-        return agree
 
     def _summary(self, threshold: float) -> str:
         """"N PVS voxels at threshold t" and, with an ensemble, the uncertain objects."""
@@ -163,6 +156,6 @@ class SegmentWidget(JobWidget):
         mask.data = (pred.prob >= float(value)).astype(np.uint8)
         mask.metadata["threshold"] = float(value)
         if self.uncertain_layer is not None and self.uncertain_layer in self.viewer.layers:
-            self.uncertain_layer.data = self._uncertain(float(value))
+            self.uncertain_layer.data = pred.uncertain(float(value))
             self.uncertain_layer.metadata["threshold"] = float(value)
         self.status.setText(self._summary(float(value)))

@@ -112,6 +112,21 @@ class Prediction:
         t = self.threshold if threshold is None else float(threshold)
         return (self.member_probs >= t).sum(axis=0, dtype=np.uint8)
 
+    def uncertain(self, threshold: float | None = None) -> np.ndarray:
+        """:meth:`agreement` outside the mask at ``threshold`` (0 inside it): uint8
+        ``(Z, Y, X)``, the voxels that some members call PVS and the ensemble does not,
+        each with how many members do.
+
+        Raises
+        ------
+        ValueError
+            The prediction holds no member probabilities.
+        """
+        t = self.threshold if threshold is None else float(threshold)
+        agree = self.agreement(t)
+        agree[self.prob >= t] = 0
+        return agree
+
 
 def _aligned_range(lo: int, hi: int, size: int, roi: int, stride: int) -> slice:
     """``[lo, hi)`` grown to window boundaries of the full-size grid: starts at a multiple of
@@ -374,17 +389,18 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
     maps_work = yield from map_events(gen, lambda done: InferenceProgress(done, total, time.perf_counter() - t0))
     if not members:
         maps_work = maps_work[None]
-    keep = None
-    if brain is not None and (outside_brain_zero or wide_csf_zero):
-        csf = _wide_csf_or_none(image, brain) if wide_csf_zero else None
+    drop = None  # where every map is set to 0
+    if brain is not None:
         drop = ~brain if outside_brain_zero else np.zeros_like(brain)
-        keep = ~(drop | csf) if csf is not None else ~drop
+        csf = _wide_csf_or_none(image, brain) if wide_csf_zero else None
+        if csf is not None:
+            drop |= csf
     maps = []
     for m in maps_work:  # the ensemble's probability, then each member's
         p = resample_stack(m, hw).clamp_(0, 1).numpy()
         p = np.ascontiguousarray(from_axial_stack(image, p)).astype(np.float32)
-        if keep is not None:
-            p[~keep] = 0.0
+        if drop is not None:
+            p[drop] = 0.0
         maps.append(p)
     prob = maps[0]
     mask = (prob >= threshold).astype(np.uint8)
