@@ -51,24 +51,21 @@ benchmark-real: install
 	$(PY) benchmarks/real_scans.py --data $(DATA) --model default=napari_pvs/weights/pvs_default.pt \
 		$(foreach m,$(MODELS),--model $(m))
 
-## default-model: build the shipped default model from the shared data (about 35 min on 2 CPU
-## cores) and install it as napari_pvs/weights/pvs_default.pt: a deep ensemble of three mfnsde,
-## (1) a fine-tune with domain randomisation of a model trained on the 0.1.0 simulation with the
-## ignore mask on real PVS, (2) domain randomisation, seed 1, (3) domain randomisation with
-## lesion-like hard negatives, seed 0. Training is time-budgeted, so a rebuild gives the same
-## recipe, not the same weights. The full recipe (wide simulation, thick slices, pseudo-labels):
-## scripts/make_default_model.py without the --no-*/--narrow-* flags.
+## default-model: build the shipped default model from the shared data (about 30 min on 2 CPU
+## cores) and install it as napari_pvs/weights/pvs_default.pt: a deep ensemble of three 2.5D
+## mfnsde (one neighbouring slice on each side as input), each trained for 8 min with domain
+## randomisation and lesion-like hard negatives, seeds 0, 1 and 2. Training is time-budgeted,
+## so a rebuild gives the same recipe, not the same weights. The full recipe (wide simulation,
+## thick slices, pseudo-labels): scripts/make_default_model.py without the --no-*/--narrow-* flags.
 DEFAULT_MODEL_OUT = $(or $(OUT),/tmp/napari-pvs-default-model)
-DM_FLAGS = --data $(DATA) --narrow-simulation --no-thick-slices --no-pseudo-labels
+DM_FLAGS = --data $(DATA) --narrow-simulation --no-thick-slices --no-pseudo-labels \
+	--minutes 8 --lesion-mimics 8 --context-slices 1
 default-model: install
-	$(PY) scripts/make_default_model.py $(DM_FLAGS) --out $(DEFAULT_MODEL_OUT)/base --minutes 8 --no-domain-randomisation
-	$(PY) scripts/make_default_model.py $(DM_FLAGS) --out $(DEFAULT_MODEL_OUT)/ftdr --minutes 4 \
-		--init-from $(DEFAULT_MODEL_OUT)/base/model.pt --learning-rate 0.003
-	$(PY) scripts/make_default_model.py $(DM_FLAGS) --out $(DEFAULT_MODEL_OUT)/dr_s1 --minutes 8 --seed 1
-	$(PY) scripts/make_default_model.py $(DM_FLAGS) --out $(DEFAULT_MODEL_OUT)/drL_s0 --minutes 8 --seed 0 \
-		--lesion-mimics 8
+	$(PY) scripts/make_default_model.py $(DM_FLAGS) --out $(DEFAULT_MODEL_OUT)/ctx1_s0 --seed 0
+	$(PY) scripts/make_default_model.py $(DM_FLAGS) --out $(DEFAULT_MODEL_OUT)/ctx1_s1 --seed 1
+	$(PY) scripts/make_default_model.py $(DM_FLAGS) --out $(DEFAULT_MODEL_OUT)/ctx1_s2 --seed 2
 	$(PY) scripts/make_default_model.py --out $(DEFAULT_MODEL_OUT) --install --ensemble \
-		$(DEFAULT_MODEL_OUT)/ftdr/model.pt $(DEFAULT_MODEL_OUT)/dr_s1/model.pt $(DEFAULT_MODEL_OUT)/drL_s0/model.pt
+		$(DEFAULT_MODEL_OUT)/ctx1_s0/model.pt $(DEFAULT_MODEL_OUT)/ctx1_s1/model.pt $(DEFAULT_MODEL_OUT)/ctx1_s2/model.pt
 
 ## benchmark-proposals: recall and false candidates per slice of the vesselness and model proposals
 ## on synthetic PVS in real T2 scans

@@ -16,7 +16,7 @@ def test_default_model_is_shipped_small_and_records_its_recipe():
     assert path.stat().st_size <= 20 * 2**20
     ck = read_checkpoint(path)
     recipe = ck["recipe"]
-    # a deep ensemble of mfnsde members, each with its own recipe
+    # a deep ensemble of 2.5D mfnsde members, each with its own recipe
     members = recipe["members"]
     assert len(members) == 3
     held_out = {"open_ms/longitudinal/patient01/study2_T2W.nii.gz", "open_ms/mni/patient07/T2.nii.gz"}
@@ -28,13 +28,15 @@ def test_default_model_is_shipped_small_and_records_its_recipe():
         assert all(len(d["sha256"]) == 64 for d in m["data"])
         if "--init-from" in m["script"]:  # a fine-tune records what it started from
             assert len(m["parent"]["sha256"]) == 64 and "make_default_model.py" in m["parent"]["recipe"]["script"]
-    assert sum("--lesion-mimics" in m["script"] for m in members) == 1
+    assert all("--lesion-mimics" in m["script"] and "--context-slices 1" in m["script"] for m in members)
+    assert len({m["script"] for m in members}) == 3  # three seeds
     assert held_out <= set(recipe["held_out"])
     assert "--ensemble" in recipe["script"]
     assert "benchmark" in ck and ck["benchmark"]["scans"]
     loaded = load_model(path)
     assert loaded.name == "ensemble"
     assert loaded.model.config.member == "mfnsde" and loaded.model.config.n_members == 3
+    assert loaded.model.config.member_config["context_slices"] == 1
 
 
 def test_cli_segment_uses_the_default_model(tmp_path):
