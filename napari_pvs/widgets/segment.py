@@ -14,8 +14,9 @@ geometry (same ``scale`` and ``affine``):
 * with an ensemble checkpoint (the shipped default is one), ``"<name> PVS uncertain"``:
   Labels, the voxels outside the mask that some members call PVS, each labelled with how
   many (``Prediction.uncertain``; the same pass, no extra network run). These are the
-  objects a rater should look at: on patient07's 1 mm BG rating slice the ensemble counts
-  0 PVS where one member finds the 2 of the reference (README, "Uncertain PVS").
+  objects a rater should look at: on patient07's 1 mm BG rating slice the earlier 2D
+  default ensemble counted 0 PVS where one member found the 2 of the reference (README,
+  "Uncertain PVS").
 
 Running again updates those layers in place. Changing the threshold afterwards
 re-thresholds the last probability maps without running the model again.
