@@ -208,15 +208,17 @@ def cmd_count(args) -> int:
         from .engine.registration.atlas import rating_areas
 
         areas = dict(zip(("bg_area", "cso_area"), rating_areas(regions, mask.voxel_size), strict=True))
-    counts = count_rating_slices(mask, bg, cso, midline_x_mm=args.midline_x_mm, **areas)
+    if args.slab_mm < 0:
+        raise PVSInputError(f"--slab-mm must be >= 0 (mm), got {args.slab_mm}", args.mask)
+    counts = count_rating_slices(mask, bg, cso, midline_x_mm=args.midline_x_mm, slab_mm=args.slab_mm, **areas)
     if args.json:
         print(json.dumps([counts.bg.__dict__, counts.cso.__dict__, counts.volume.__dict__], indent=1))
     else:
         print(f"{'region':6} {'slice':>5} {'left':>5} {'right':>5} {'total':>5} {'grade':>5} {'area mm2':>9} "
-              f"{'on slice':>8}  counted within")
+              f"{'on slice':>8} {'slab':>4}  counted within")
         for c in (counts.bg, counts.cso):
             print(f"{c.region:6} {c.slice_index:5d} {c.left:5d} {c.right:5d} {c.total:5d} {c.grade:5d} "
-                  f"{c.area_mm2:9.1f} {c.on_slice:8d}  {c.within}")
+                  f"{c.area_mm2:9.1f} {c.on_slice:8d} {c.slab_slices:4d}  {c.within}")
         print(f"whole volume: {counts.volume.n_components} PVS (3D components), "
               f"{counts.volume.volume_mm3:.1f} mm^3")
     if args.csv:
@@ -316,6 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="count every PVS on the rating slices, not only those in the atlas BG / white matter")
     c.add_argument("--midline-x-mm", type=float, help="world x (RAS mm) of the mid-sagittal plane "
                                                        "(default: centre of the field of view)")
+    c.add_argument("--slab-mm", type=float, default=0.0, metavar="MM",
+                   help="rating slab thickness in mm for thin-slice scans: count on the union of the slices "
+                        "within half of it (e.g. 3: three slices of a 1 mm scan, one of a 3.3 mm scan; "
+                        "default 0: the rating slice alone)")
     c.add_argument("--csv", help="write the table to this CSV file")
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
     c.set_defaults(func=cmd_count)

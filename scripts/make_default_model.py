@@ -16,8 +16,10 @@ Held out for the benchmark (``benchmarks/real_scans.py``): patient01 visit 2 (an
 visit) and patient07 (1 mm, MNI space, expert lesion mask).
 
 The shipped model (``make default-model``) is the variant that did best on the real-scan
-benchmark: ``--minutes 8 --narrow-simulation --no-domain-randomisation --no-thick-slices
---no-pseudo-labels`` (synthetic PVS + the ignore mask on real PVS-like objects).
+benchmark: a deep ensemble (``--ensemble``) of three members, each trained with
+``--minutes 8 --narrow-simulation --no-thick-slices --no-pseudo-labels --lesion-mimics 8
+--context-slices 1`` and ``--seed`` 0, 1 and 2 (synthetic PVS + the ignore mask on real
+PVS-like objects, domain randomisation, lesion-like hard negatives, 2.5D input).
 
 The checkpoint records the recipe, the data files (with sha256), the stages and their
 numbers. ``--install`` copies it to ``napari_pvs/weights/pvs_default.pt`` (the model the

@@ -103,6 +103,16 @@ def test_count_cli(tmp_path, capsys):
     assert main(["count", str(tmp_path / "m.nii.gz"), "--bg-slice", "2", "--cso-slice", "4",
                  "--regions", str(tmp_path / "r.nii.gz"), "--whole-slice"]) == 0
     assert "BG         2     1     2     3     1" in capsys.readouterr().out
+    # a 6 mm slab on 3 mm slices: slices 1-3 around the BG slice, 4-5 around the CSO slice 5
+    # (clipped at the top): the CSO count takes the PVS on slice 4, not those on slice 2
+    assert main(["count", str(tmp_path / "m.nii.gz"), "--bg-slice", "2", "--cso-slice", "5",
+                 "--slab-mm", "6"]) == 0
+    text = capsys.readouterr().out
+    assert "BG         2     1     2     3     1       0.8        3    3" in text
+    assert "CSO        5     1     0     1     1       0.2        1    2" in text
+    assert main(["count", str(tmp_path / "m.nii.gz"), "--bg-slice", "2", "--cso-slice", "5",
+                 "--slab-mm", "-1"]) == 2
+    assert "--slab-mm must be >= 0" in capsys.readouterr().err
 
 
 def _nifti(tmp_path, name, arr, affine=None):

@@ -78,6 +78,47 @@ def test_csv(tmp_path):
     assert len(lines) == 4
 
 
+def test_slab_range_in_mm():
+    from napari_pvs.engine.rating import slab_range
+
+    thin = _ras_volume(np.zeros((10, 4, 4), np.uint8), vs=(1.0, 1.0, 1.0))
+    thick = _ras_volume(np.zeros((10, 4, 4), np.uint8), vs=(3.3, 0.6, 0.6))
+    assert list(slab_range(thin, 5, None)) == [5] and list(slab_range(thin, 5, 0)) == [5]
+    assert list(slab_range(thin, 5, 3.0)) == [4, 5, 6]          # centres within 1.5 mm
+    assert list(slab_range(thin, 5, 5.0)) == [3, 4, 5, 6, 7]
+    assert list(slab_range(thin, 0, 5.0)) == [0, 1, 2]          # clipped at the volume's edge
+    assert list(slab_range(thick, 5, 3.0)) == [5]               # 3.3 mm apart: the slice alone
+    assert list(slab_range(thick, 5, 6.6)) == [4, 5, 6]
+    with pytest.raises(ValueError, match="slab_mm must be >= 0"):
+        slab_range(thin, 5, -1.0)
+
+
+def test_slab_counts_pvs_ending_next_to_the_rating_slice_once():
+    """On a 1 mm scan a PVS that stops one slice short of the rating slice counts with a
+    3 mm slab; a tube crossing the slab (on three slices) counts once; one two slices away
+    does not count."""
+    mask = np.zeros((12, 40, 40), np.uint8)
+    mask[3:6, 10, 10] = 1         # vertical tube through slices 3-5: on the rating slice 5
+    mask[6, 20, 20] = 1           # stops one slice above the rating slice
+    mask[4, 30, 30:32] = 1        # one slice below
+    mask[4, 30, 33] = 1           # ... and, 2 voxels away on slice 6, a shifted dot that
+    mask[6, 30, 32] = 1           #     joins the slice-4 dot in the union: one PVS
+    mask[7, 5, 35] = 1            # two slices away: outside a 3 mm slab
+    vol = _ras_volume(mask, vs=(1.0, 1.0, 1.0))
+    assert count_slice(vol, 5).total == 1
+    c = count_slice(vol, 5, slab_mm=3.0)
+    assert (c.total, c.slab_slices, c.on_slice) == (3, 3, 3)
+    assert c.area_mm2 == pytest.approx(1 + 1 + 4)     # union pixels: tube, dot, the joined PVS
+    assert count_slice(vol, 5, slab_mm=5.0).total == 4
+    # the counting area is tested at the centroid on the rating slice's area
+    area = np.zeros(mask.shape, bool)
+    area[5, :25, :25] = True
+    assert count_slice(vol, 5, area=area, slab_mm=3.0).total == 2
+    rc = count_rating_slices(vol, 5, 8, slab_mm=3.0)
+    assert (rc.bg.total, rc.cso.total, rc.cso.slab_slices) == (3, 1, 3)
+    assert rc.volume.n_components == 6      # the 3D count ignores the slab: the joined PVS is 3 there
+
+
 def test_component_table_rows_per_pvs():
     from napari_pvs.engine.rating import component_table
 

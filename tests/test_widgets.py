@@ -496,11 +496,16 @@ def test_count_widget_table(make_napari_viewer, tmp_path):
     assert [r[0] for r in rows] == ["BG", "CSO", "volume"]
     headers = [widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())]
     assert headers == ["region", "slice", "left", "right", "total", "on slice", "grade", "counted within",
-                       "area mm²", "volume mm³"]
-    # no atlas regions: whole slices, so "on slice" = total
-    assert rows[0][:9] == ["BG", "4", "5", "3", "8", "8", "1", "slice", "8.00"]     # 8 blobs x 4 px x 0.25 mm²
-    assert rows[1][:9] == ["CSO", "9", "2", "12", "14", "14", "2", "slice", "14.00"]  # grade of the 12-PVS side
-    assert rows[2][4] == "22" and rows[2][9] == "66.00"                 # 22 x 4 voxels x 0.75 mm³
+                       "slices", "area mm²", "volume mm³"]
+    # no atlas regions: whole slices, so "on slice" = total; no slab: one slice each
+    assert rows[0][:10] == ["BG", "4", "5", "3", "8", "8", "1", "slice", "1", "8.00"]     # 8 blobs x 4 px x 0.25 mm²
+    assert rows[1][:10] == ["CSO", "9", "2", "12", "14", "14", "2", "slice", "1", "14.00"]  # grade of the 12-PVS side
+    assert rows[2][4] == "22" and rows[2][10] == "66.00"                 # 22 x 4 voxels x 0.75 mm³
+    # a 3 mm slab on 3 mm slices is still the one slice
+    widget.slab_mm.value = 3.0
+    widget.count_button.click()
+    assert widget.last_counts.bg.slab_slices == 1 and widget.last_counts.bg.total == 8
+    widget.slab_mm.value = 0.0
 
     # the same mask in a RAS file geometry (+i towards the subject's right): left and right swap
     ras = np.diag([0.5, 0.5, 3.0, 1.0])

@@ -30,7 +30,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import Container, SpinBox, create_widget
+from magicgui.widgets import Container, FloatSpinBox, SpinBox, create_widget
 from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTableWidget,
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -58,6 +58,7 @@ COLUMNS = (
     ("on_slice", "on slice"),
     ("grade", "grade"),
     ("within", "counted within"),
+    ("slab_slices", "slices"),
     ("area_mm2", "area mm²"),
     ("volume_mm3", "volume mm³"),
 )
@@ -91,7 +92,11 @@ class CountWidget(QWidget):
                                                          "count the BG slice within the basal ganglia and the "
                                                          "CSO slice within the white matter (empty: whole "
                                                          "slices)"})
-        self._form = Container(widgets=[self.labels, self.bg_slice, self.cso_slice, self.regions])
+        self.slab_mm = FloatSpinBox(label="rating slab (mm)", value=0.0, min=0.0, max=20.0, step=0.5,
+                                    tooltip="thin-slice scans: count on the union of the slices within half "
+                                            "this thickness of each rating slice (e.g. 3 mm: three slices of "
+                                            "a 1 mm scan, as one clinical slice shows); 0: the slice alone")
+        self._form = Container(widgets=[self.labels, self.bg_slice, self.cso_slice, self.slab_mm, self.regions])
         self.place = PlaceSlicesJob(self)
         self.bg_here = QPushButton("BG = current slice")
         self.cso_here = QPushButton("CSO = current slice")
@@ -183,7 +188,8 @@ class CountWidget(QWidget):
         try:
             mask = layer_to_volume(layer)
             areas = self._areas(mask)
-            counts = count_rating_slices(mask, int(self.bg_slice.value), int(self.cso_slice.value), **areas)
+            counts = count_rating_slices(mask, int(self.bg_slice.value), int(self.cso_slice.value),
+                                         slab_mm=float(self.slab_mm.value), **areas)
         except PVSInputError as exc:
             notify_error(str(exc))
             return None
@@ -194,8 +200,10 @@ class CountWidget(QWidget):
             "layer scale (no NIfTI geometry: left/right assumes +x = subject's right)"
         within = (f"; counted within the atlas BG / white matter of '{self.regions.value.name}'" if areas
                   else "; whole slices")
+        slab = (f"; {self.slab_mm.value:g} mm slab: BG over {counts.bg.slab_slices}, CSO over "
+                f"{counts.cso.slab_slices} slices" if self.slab_mm.value else "")
         self.status.setText(f"'{layer.name}': BG grade {counts.bg.grade}, CSO grade {counts.cso.grade}; "
-                            f"hemispheres from the {geometry}{within}")
+                            f"hemispheres from the {geometry}{within}{slab}")
         return counts
 
     def _areas(self, mask) -> dict:

@@ -6,7 +6,13 @@ commissure) and one axial CSO slice (about 1 cm above the top of the lateral
 ventricles), per hemisphere, and grades the hemisphere with more PVS:
 0 none, 1: 1-10, 2: 11-20, 3: 21-40, 4: >40.
 
-Here a PVS on a slice is a 2D connected component of the mask on that slice. The
+Here a PVS on a slice is a 2D connected component of the mask on that slice. On thin-slice
+scans (e.g. 1 mm isotropic 3D T2) an optional rating slab (``slab_mm``) counts on the
+union of the mask over the slices whose centres lie within half the slab of the rating
+slice: the visual scales were set up on clinical scans with slices of several mm (e.g.
+T2 slices of 3 and 6 mm in the two cohorts of Ballerini et al., Sci Rep 2018, arXiv:1704.07699), where one
+slice shows what a 1 mm scan spreads over three or more. A scan whose slice spacing
+exceeds half the slab counts on the one slice. The
 slices are numbered along the array's axial axis (normally axis 0 of ``(Z, Y, X)``, i.e.
 the NIfTI ``k`` index). The slice numbers come from the user or from atlas registration
 (:func:`napari_pvs.engine.registration.atlas.locate_rating_slices`); an optional counting
@@ -34,6 +40,7 @@ __all__ = [
     "VolumeCount",
     "potter_grade",
     "count_slice",
+    "slab_range",
     "count_rating_slices",
     "count_volume",
     "write_counts_csv",
@@ -82,6 +89,9 @@ class SliceCount:
         when no area was given).
     within : str
         Where they were counted: ``"slice"`` (the whole slice) or the area's name.
+    slab_slices : int
+        Number of axial slices whose union was counted (1: the rating slice alone; more
+        with a rating slab on a thin-slice scan).
     """
 
     region: str
@@ -93,6 +103,7 @@ class SliceCount:
     area_mm2: float
     on_slice: int = -1
     within: str = "slice"
+    slab_slices: int = 1
 
     def __post_init__(self):
         if self.on_slice < 0:
@@ -120,7 +131,7 @@ class RatingCounts:
         rows = [asdict(self.bg), asdict(self.cso)]
         rows.append({"region": "volume", "slice_index": "", "left": "", "right": "",
                      "total": self.volume.n_components, "grade": "",
-                     "area_mm2": "", "on_slice": "", "within": "volume",
+                     "area_mm2": "", "on_slice": "", "within": "volume", "slab_slices": "",
                      "volume_mm3": round(self.volume.volume_mm3, 2)})
         for r in rows[:2]:
             r["volume_mm3"] = ""
@@ -146,9 +157,29 @@ def _midline_world_x(mask: Volume, slice_index: int, midline: float | None) -> f
     return float(mask.voxel_to_world(centre)[0])
 
 
+def slab_range(mask: Volume, slice_index: int, slab_mm: float | None) -> range:
+    """Axial slice numbers of a rating slab: those whose centres lie within ``slab_mm / 2``
+    (mm, along the axial axis's voxel size) of ``slice_index``'s centre, clipped to the
+    volume; ``range(slice_index, slice_index + 1)`` when ``slab_mm`` is None or 0.
+
+    Raises
+    ------
+    ValueError
+        ``slab_mm`` negative.
+    """
+    if slab_mm is None or slab_mm == 0:
+        return range(slice_index, slice_index + 1)
+    if slab_mm < 0:
+        raise ValueError(f"slab_mm must be >= 0 (mm), got {slab_mm}")
+    dz = float(mask.voxel_size[mask.axial_axis])
+    half = int(np.floor(0.5 * float(slab_mm) / dz + 1e-6))
+    n = mask.shape[mask.axial_axis]
+    return range(max(0, slice_index - half), min(n, slice_index + half + 1))
+
+
 def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
                 midline_x_mm: float | None = None, area: np.ndarray | None = None,
-                area_name: str = "area") -> SliceCount:
+                area_name: str = "area", slab_mm: float | None = None) -> SliceCount:
     """Count PVS (2D connected components, 8-connectivity) on one axial slice.
 
     Parameters
@@ -168,19 +199,24 @@ def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
         (rounded to a voxel) lies inside it; default the whole slice.
     area_name : str
         Name of the area for the result's ``within`` (e.g. ``"atlas BG"``).
+    slab_mm : float, optional
+        Rating slab thickness (mm): count on the union of the mask over the slices of
+        :func:`slab_range` (components merged across them count once; the centroid is
+        tested against the area on ``slice_index``). None or 0: the slice alone.
 
     Raises
     ------
     PVSInputError
         Slice number outside the volume.
     ValueError
-        ``area`` not of the mask's shape.
+        ``area`` not of the mask's shape; ``slab_mm`` negative.
     """
     arr, others = _axial_first(mask)
     n = arr.shape[0]
     if not 0 <= slice_index < n:
         raise PVSInputError(f"{region} slice {slice_index} is outside the volume (0-{n - 1})", mask.path)
-    labels = label(arr[slice_index], connectivity=_CONN_2D)
+    slab = slab_range(mask, slice_index, slab_mm)
+    labels = label(arr[slab.start:slab.stop].any(axis=0), connectivity=_CONN_2D)
     props = regionprops_table(labels, properties=("label", "centroid"))
     cents = np.stack([props["centroid-0"], props["centroid-1"]], axis=1).reshape(-1, 2)
     on_slice = int(props["label"].size)
@@ -207,7 +243,8 @@ def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
     area_mm2 = float((labels > 0).sum() * vs[others[0]] * vs[others[1]])
     return SliceCount(region=region, slice_index=int(slice_index), left=left, right=right,
                       total=int(total), grade=potter_grade(max(left, right)), area_mm2=area_mm2,
-                      on_slice=on_slice, within="slice" if area is None else area_name)
+                      on_slice=on_slice, within="slice" if area is None else area_name,
+                      slab_slices=len(slab))
 
 
 def count_volume(mask: Volume) -> VolumeCount:
@@ -253,7 +290,8 @@ def component_table(mask: Volume) -> list[dict]:
 
 def count_rating_slices(mask: Volume, bg_slice: int, cso_slice: int, *,
                         midline_x_mm: float | None = None, bg_area: np.ndarray | None = None,
-                        cso_area: np.ndarray | None = None, area_source: str = "atlas") -> RatingCounts:
+                        cso_area: np.ndarray | None = None, area_source: str = "atlas",
+                        slab_mm: float | None = None) -> RatingCounts:
     """BG and CSO rating-slice counts (see :func:`count_slice`) and the whole-volume burden.
 
     Parameters
@@ -263,17 +301,22 @@ def count_rating_slices(mask: Volume, bg_slice: int, cso_slice: int, *,
         the white matter, e.g. from
         :func:`~napari_pvs.engine.registration.atlas.rating_areas`); default the whole
         slice. Their names in the result are ``f"{area_source} BG"`` and ``f"{area_source} WM"``.
+    slab_mm : float, optional
+        Rating slab thickness (mm) for thin-slice scans (see :func:`count_slice`); None or
+        0: each rating slice alone.
 
     Raises
     ------
     PVSInputError
         A slice number outside the volume.
+    ValueError
+        ``slab_mm`` negative.
     """
     return RatingCounts(
         bg=count_slice(mask, bg_slice, "BG", midline_x_mm=midline_x_mm, area=bg_area,
-                       area_name=f"{area_source} BG"),
+                       area_name=f"{area_source} BG", slab_mm=slab_mm),
         cso=count_slice(mask, cso_slice, "CSO", midline_x_mm=midline_x_mm, area=cso_area,
-                        area_name=f"{area_source} WM"),
+                        area_name=f"{area_source} WM", slab_mm=slab_mm),
         volume=count_volume(mask),
     )
 
