@@ -24,6 +24,9 @@ model given with ``--model NAME=CKPT``:
 * PVS mimics: share of patient07's expert-lesion voxels called PVS (goal <= 2 %),
   detections touching the lateral ventricles and detections centred outside the brain
   mask (goal 0); also detections touching the ventricles (their edges);
+* the same counts on 3 mm rating slabs (:data:`SLAB_MM`; ``count_rating_slices(slab_mm=...)``):
+  three slices of a 1 mm scan, the one slice of the 3.3-4 mm visits; and the peak in-slice
+  contrast of each reference PVS counted on a rating slice (how visible it is there);
 * figures: for every scan, the BG and CSO rating slices zoomed on the brain, the T2 beside
   the T2 with the detections outlined (red) and the reference objects (cyan);
 * synthetic check: DSC and PVS-level F1 on synthetic PVS (0.1.0 simulation, seed 3)
@@ -264,6 +267,8 @@ def main(argv=None) -> int:
         results["scans"][key] = {"path": rel, "rating_slices": levels,
                                  "reference": region_counts(ref_obj, region_map),
                                  "reference_rating": _rating(ref_mask, image, levels, areas),
+                                 "reference_on_slice_contrast": on_slice_contrast(ref_mask, image, anat, levels,
+                                                                                  areas),
                                  "voxel_size_mm": [round(v, 3) for v in image.voxel_size]}
         print(f"{key}: rating slices {levels}, reference {results['scans'][key]['reference']} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
@@ -339,22 +344,65 @@ def main(argv=None) -> int:
     return 0
 
 
+#: rating slab (mm) also reported: three slices of a 1 mm scan, the one slice of a 3.3-4 mm scan
+SLAB_MM = 3.0
+
+
 def _rating(mask: np.ndarray, image, levels: dict, areas=None) -> dict:
+    """Counts and grades on the rating slices, and on :data:`SLAB_MM` slabs around them."""
     kw = dict(zip(("bg_area", "cso_area"), areas, strict=True)) if areas is not None else {}
-    c = count_rating_slices(image.with_data(mask.astype(np.uint8)), levels["bg"], levels["cso"], **kw)
-    return {"bg": c.bg.total, "cso": c.cso.total, "bg_grade": c.bg.grade, "cso_grade": c.cso.grade}
+    vol = image.with_data(mask.astype(np.uint8))
+    c = count_rating_slices(vol, levels["bg"], levels["cso"], **kw)
+    s = count_rating_slices(vol, levels["bg"], levels["cso"], slab_mm=SLAB_MM, **kw)
+    return {"bg": c.bg.total, "cso": c.cso.total, "bg_grade": c.bg.grade, "cso_grade": c.cso.grade,
+            "bg_slab": s.bg.total, "cso_slab": s.cso.total, "bg_slab_grade": s.bg.grade,
+            "cso_slab_grade": s.cso.grade, "slab_slices": s.bg.slab_slices}
+
+
+def on_slice_contrast(ref_mask: np.ndarray, image, anat, levels: dict, areas=None) -> dict:
+    """Peak in-slice contrast of each reference PVS counted on each rating slice.
+
+    For each 2D component (8-connectivity) of the reference on the slice (centroid in the
+    counting area when given): ``(max T2 in the component - median T2 of a 1-3 pixel ring
+    around it) / (CSF - that median)``, CSF the median T2 in the lateral ventricles; sorted,
+    2 decimals. A rater sees a dot of contrast 1 as bright as CSF; tube ends entering
+    the slice may show 0.2-0.3 there."""
+    img = np.moveaxis(np.asarray(image.data, dtype=np.float32), image.axial_axis, 0)
+    ref = np.moveaxis(ref_mask, image.axial_axis, 0)
+    csf = float(np.median(np.asarray(image.data)[anat.ventricles])) if anat.ventricles.any() else float("nan")
+    out = {}
+    for i, key in enumerate(("bg", "cso")):
+        z = levels[key]
+        lab, n = ndi.label(ref[z], structure=np.ones((3, 3), bool))
+        area = np.moveaxis(areas[i], image.axial_axis, 0)[z] if areas is not None else None
+        vals = []
+        for j in range(1, n + 1):
+            m = lab == j
+            cy, cx = (int(round(v)) for v in np.argwhere(m).mean(0))
+            if area is not None and not area[cy, cx]:
+                continue
+            ring = ndi.binary_dilation(m, iterations=3) & ~ndi.binary_dilation(m)
+            bg = float(np.median(img[z][ring]))
+            vals.append(round((float(img[z][m].max()) - bg) / (csf - bg), 2))
+        out[key] = sorted(vals)
+    return out
 
 
 def tables(res: dict) -> str:
     scans = list(res["scans"])
     lines = ["### Detections on real scans (no inserted PVS)", "",
-             "| model | scan | BG | CSO | other | BG slice | CSO slice | ref. F1 (sens / PPV) | in (touching) ventricles | outside brain | lesion % |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"| model | scan | BG | CSO | other | BG slice | CSO slice | BG / CSO {SLAB_MM:g} mm slab (slices) | "
+             "ref. F1 (sens / PPV) | in (touching) ventricles | outside brain | lesion % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def slab(r: dict) -> str:
+        return f"{r['bg_slab']} / {r['cso_slab']} ({r['slab_slices']})" if "bg_slab" in r else "-"
+
     for k in scans:
         s = res["scans"][k]
         lines.append(f"| reference | {k} | {s['reference']['BG']} | {s['reference']['CSO']} | "
                      f"{s['reference']['other']} | {s['reference_rating']['bg']} | {s['reference_rating']['cso']} "
-                     f"| - | - | - | - |")
+                     f"| {slab(s['reference_rating'])} | - | - | - | - |")
     for name, r in res["per_model"].items():
         for k in scans:
             if k not in r:
@@ -363,8 +411,16 @@ def tables(res: dict) -> str:
             ag, mi = x["reference_agreement"], x["mimics"]
             les = f"{mi['lesion_voxels_called_pvs_pct']:.2f}" if "lesion_voxels_called_pvs_pct" in mi else "-"
             lines.append(f"| {name} | {k} | {x['regions']['BG']} | {x['regions']['CSO']} | {x['regions']['other']} | "
-                         f"{x['rating']['bg']} | {x['rating']['cso']} | {ag['f1']:.2f} ({ag['sensitivity']:.2f} / "
+                         f"{x['rating']['bg']} | {x['rating']['cso']} | {slab(x['rating'])} | "
+                         f"{ag['f1']:.2f} ({ag['sensitivity']:.2f} / "
                          f"{ag['ppv']:.2f}) | {mi['in_ventricles']} ({mi['touching_ventricles']}) | {mi['outside_brain']} | {les} |")
+    lines += ["", "### Reference PVS on the rating slices: peak in-slice contrast", "",
+              "(T2 max - ring median) / (CSF - ring median) of each reference PVS counted on the slice.", "",
+              "| scan | BG slice | CSO slice |", "|---|---|---|"]
+    for k in scans:
+        c = res["scans"][k].get("reference_on_slice_contrast")
+        if c:
+            lines.append(f"| {k} | {', '.join(map(str, c['bg'])) or '-'} | {', '.join(map(str, c['cso'])) or '-'} |")
     lines += ["", "### Test-retest (patient01 visit 1 vs visit 2, relative difference)", "",
               "| model | BG slice | CSO slice | BG region | CSO region | all |", "|---|---|---|---|---|---|"]
     for name, r in res["per_model"].items():
