@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare clean
+.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real benchmark-rating-slices benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ benchmark-speed: install
 benchmark-real: install
 	$(PY) benchmarks/real_scans.py --data $(DATA) --model default=napari_pvs/weights/pvs_default.pt \
 		$(foreach m,$(MODELS),--model $(m))
+
+## benchmark-rating-slices: the 1 mm scans' rating slices and their neighbours, per reference PVS
+## (slices spanned, in-slice contrast, the model's probability), counts on 0 / 3 / 5 mm slabs, figures
+benchmark-rating-slices: install
+	$(PY) benchmarks/rating_neighbours.py --data $(DATA)
 
 ## default-model: build the shipped default model from the shared data (about 30 min on 2 CPU
 ## cores) and install it as napari_pvs/weights/pvs_default.pt: a deep ensemble of three 2.5D

@@ -77,7 +77,7 @@ def figure(path: Path, img, mask, ref, levels: dict, areas, title: str, half: in
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2 * half + 1, figsize=(3.2 * (2 * half + 1), 7.2))
+    fig, axes = plt.subplots(2, 2 * half + 1, figsize=(4.4 * (2 * half + 1), 9.6))
     for row, key in enumerate(("bg", "cso")):
         s, area = int(levels[key]), areas[row][int(levels[key])]
         ys, xs = np.nonzero(area) if area.any() else np.nonzero(np.ones_like(area))
