@@ -35,13 +35,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage as ndi
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_scans import SCANS, objects  # noqa: E402
+from real_scans import SCANS, objects, ring_contrast  # noqa: E402
 
 from napari_pvs.engine.anatomy import analyze_anatomy  # noqa: E402
 from napari_pvs.engine.candidates import find_pvs_candidates, reference_config  # noqa: E402
@@ -63,10 +62,7 @@ def per_slice(obj: np.ndarray, img: np.ndarray, prob: np.ndarray, csf: float) ->
     rows = []
     for z in np.nonzero(obj.any(axis=(1, 2)))[0]:
         m = obj[z]
-        ring = ndi.binary_dilation(m, iterations=3) & ~ndi.binary_dilation(m)
-        bg = float(np.median(img[z][ring]))
-        rows.append({"slice": int(z), "voxels": int(m.sum()),
-                     "contrast": round((float(img[z][m].max()) - bg) / (csf - bg), 2),
+        rows.append({"slice": int(z), "voxels": int(m.sum()), "contrast": ring_contrast(img[z], m, csf),
                      "p_max": round(float(prob[z][m].max()), 2)})
     return rows
 

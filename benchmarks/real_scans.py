@@ -359,13 +359,20 @@ def _rating(mask: np.ndarray, image, levels: dict, areas=None) -> dict:
             "cso_slab_grade": s.cso.grade, "slab_slices": s.bg.slab_slices}
 
 
+def ring_contrast(sl: np.ndarray, m: np.ndarray, csf: float) -> float:
+    """Peak contrast of a 2D object ``m`` (bool, the slice's shape) on slice ``sl``:
+    ``(max T2 in m - median T2 of a 1-3 pixel ring around m) / (csf - that median)``, 2 decimals."""
+    ring = ndi.binary_dilation(m, iterations=3) & ~ndi.binary_dilation(m)
+    bg = float(np.median(sl[ring]))
+    return round((float(sl[m].max()) - bg) / (csf - bg), 2)
+
+
 def on_slice_contrast(ref_mask: np.ndarray, image, anat, levels: dict, areas=None) -> dict:
     """Peak in-slice contrast of each reference PVS counted on each rating slice.
 
     For each 2D component (8-connectivity) of the reference on the slice (centroid in the
-    counting area when given): ``(max T2 in the component - median T2 of a 1-3 pixel ring
-    around it) / (CSF - that median)``, CSF the median T2 in the lateral ventricles; sorted,
-    2 decimals. A rater sees a dot of contrast 1 as bright as CSF; tube ends entering
+    counting area when given): :func:`ring_contrast`, CSF the median T2 in the lateral
+    ventricles; sorted. A rater sees a dot of contrast 1 as bright as CSF; tube ends entering
     the slice may show 0.2-0.3 there."""
     img = np.moveaxis(np.asarray(image.data, dtype=np.float32), image.axial_axis, 0)
     ref = np.moveaxis(ref_mask, image.axial_axis, 0)
@@ -381,9 +388,7 @@ def on_slice_contrast(ref_mask: np.ndarray, image, anat, levels: dict, areas=Non
             cy, cx = (int(round(v)) for v in np.argwhere(m).mean(0))
             if area is not None and not area[cy, cx]:
                 continue
-            ring = ndi.binary_dilation(m, iterations=3) & ~ndi.binary_dilation(m)
-            bg = float(np.median(img[z][ring]))
-            vals.append(round((float(img[z][m].max()) - bg) / (csf - bg), 2))
+            vals.append(ring_contrast(img[z], m, csf))
         out[key] = sorted(vals)
     return out
 

@@ -6,13 +6,7 @@ commissure) and one axial CSO slice (about 1 cm above the top of the lateral
 ventricles), per hemisphere, and grades the hemisphere with more PVS:
 0 none, 1: 1-10, 2: 11-20, 3: 21-40, 4: >40.
 
-Here a PVS on a slice is a 2D connected component of the mask on that slice. On thin-slice
-scans (e.g. 1 mm isotropic 3D T2) an optional rating slab (``slab_mm``) counts on the
-union of the mask over the slices whose centres lie within half the slab of the rating
-slice: the visual scales were set up on clinical scans with slices of several mm (e.g.
-T2 slices of 3 and 6 mm in the two cohorts of Ballerini et al., Sci Rep 2018, arXiv:1704.07699), where one
-slice shows what a 1 mm scan spreads over three or more. A scan whose slice spacing
-exceeds half the slab counts on the one slice. The
+Here a PVS on a slice is a 2D connected component of the mask on that slice. The
 slices are numbered along the array's axial axis (normally axis 0 of ``(Z, Y, X)``, i.e.
 the NIfTI ``k`` index). The slice numbers come from the user or from atlas registration
 (:func:`napari_pvs.engine.registration.atlas.locate_rating_slices`); an optional counting
@@ -20,6 +14,14 @@ area per slice (e.g. the atlas basal ganglia on the BG slice, the white matter o
 slice, :func:`napari_pvs.engine.registration.atlas.rating_areas`) keeps only the PVS whose
 centroid lies inside it, so bright dots in the cortex, the insula or the midbrain on the
 same slice are not counted.
+
+On thin-slice scans (e.g. 1 mm isotropic 3D T2) an optional rating slab (``slab_mm``)
+counts on the union of the mask over the slices whose centres lie within half the slab of
+the rating slice (:func:`slab_range`). The visual scales were set up on clinical scans with
+slices of several mm (e.g. T2 slices of 3 and 6 mm in the two cohorts of Ballerini et al.,
+"Perivascular spaces segmentation in brain MRI using optimal 3D filtering", Sci Rep 2018,
+arXiv:1704.07699), where one slice shows what a 1 mm scan spreads over three or more. A
+scan whose slice spacing exceeds half the slab counts on the one slice.
 """
 
 from __future__ import annotations
@@ -85,8 +87,8 @@ class SliceCount:
     area_mm2 : float
         Total area of the counted PVS in mm^2.
     on_slice : int
-        All 2D components on the slice, inside the counting area or not (= ``total``
-        when no area was given).
+        All 2D components on the slice (on the slab's union with a rating slab), inside
+        the counting area or not (= ``total`` when no area was given).
     within : str
         Where they were counted: ``"slice"`` (the whole slice) or the area's name.
     slab_slices : int
