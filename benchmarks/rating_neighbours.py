@@ -40,18 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from real_scans import SCANS, objects, ring_contrast  # noqa: E402
+from real_scans import SCANS, objects, prepare_scan, ring_contrast  # noqa: E402
 
-from napari_pvs.engine.anatomy import analyze_anatomy  # noqa: E402
-from napari_pvs.engine.candidates import find_pvs_candidates, reference_config  # noqa: E402
 from napari_pvs.engine.checkpoint import load_model  # noqa: E402
 from napari_pvs.engine.default_model import default_checkpoint  # noqa: E402
 from napari_pvs.engine.inference import predict_volume  # noqa: E402
-from napari_pvs.engine.io import load_volume  # noqa: E402
-from napari_pvs.engine.progress import run_to_end  # noqa: E402
-from napari_pvs.engine.rating import count_rating_slices  # noqa: E402
-from napari_pvs.engine.registration.atlas import (atlas_regions, load_atlas, locate_rating_slices,  # noqa: E402
-                                                  rating_areas)
+from napari_pvs.engine.rating import count_slice  # noqa: E402
+from napari_pvs.engine.registration.atlas import load_atlas  # noqa: E402
 
 SLABS_MM = (0.0, 3.0, 5.0)
 
@@ -115,30 +110,25 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     results = {"model": ckpt, "threshold": thr, "scans": {}}
     for key in args.scans.split(","):
-        rel, les_rel = SCANS[key]
-        image = load_volume(data / rel)
-        lesion = load_volume(data / les_rel) if les_rel else None
-        anat = analyze_anatomy(image, lesion)
-        rs = run_to_end(locate_rating_slices(image, atlas=atlas, brain=anat.brain))
-        levels = {"bg": rs.bg, "cso": rs.cso}
-        areas = rating_areas(atlas_regions(image, rs.transform, atlas), image.voxel_size)
-        ref = find_pvs_candidates(image, lesion, config=reference_config()).mask > 0
+        rel = SCANS[key][0]
+        scan = prepare_scan(data, key, atlas)
+        image, ref, levels, areas = scan.image, scan.ref_mask, scan.levels, scan.areas
         prob = predict_volume(model, image).prob
         mask = prob >= thr
         ax = image.axial_axis
         img = np.moveaxis(np.asarray(image.data, dtype=np.float32), ax, 0)
         pr, rf, mk = (np.moveaxis(a, ax, 0) for a in (prob, ref, mask))
         ar = [np.moveaxis(a, ax, 0) for a in areas]
-        csf = float(np.median(np.asarray(image.data)[anat.ventricles]))
+        csf = scan.csf
         ro = objects(rf)
         entry = {"path": rel, "rating_slices": levels, "counts": {}, "reference_objects": {}}
+        vols = {who: image.with_data(m.astype(np.uint8)) for who, m in (("model", mask), ("reference", ref))}
         for slab in SLABS_MM:
-            kw = dict(zip(("bg_area", "cso_area"), areas, strict=True))
-            cm = count_rating_slices(image.with_data(mask.astype(np.uint8)), rs.bg, rs.cso, slab_mm=slab, **kw)
-            cr = count_rating_slices(image.with_data(ref.astype(np.uint8)), rs.bg, rs.cso, slab_mm=slab, **kw)
-            entry["counts"][f"{slab:g} mm"] = {"model": [cm.bg.total, cm.cso.total],
-                                               "reference": [cr.bg.total, cr.cso.total],
-                                               "slices": [cm.bg.slab_slices, cm.cso.slab_slices]}
+            c = {who: [count_slice(v, levels[k], k.upper(), area=areas[i], slab_mm=slab)
+                       for i, k in enumerate(("bg", "cso"))] for who, v in vols.items()}
+            entry["counts"][f"{slab:g} mm"] = {"model": [x.total for x in c["model"]],
+                                               "reference": [x.total for x in c["reference"]],
+                                               "slices": [x.slab_slices for x in c["model"]]}
         for i, k in enumerate(("bg", "cso")):
             z = levels[k]
             rows = []
@@ -149,7 +139,7 @@ def main(argv=None) -> int:
         figure(out / f"rating_neighbours_{key}.png", img, mk, rf, levels, ar,
                f"{Path(ckpt).name} on {rel}: rating slices and neighbours (red: model, cyan: reference, "
                f"yellow: counting area)")
-        print(f"{key}: rating slices BG {rs.bg}, CSO {rs.cso}")
+        print(f"{key}: rating slices BG {levels['bg']}, CSO {levels['cso']}")
         for slab, c in entry["counts"].items():
             print(f"  {slab:>6} slab: model BG {c['model'][0]} CSO {c['model'][1]}, reference BG "
                   f"{c['reference'][0]} CSO {c['reference'][1]} ({c['slices'][0]} slices)")

@@ -70,7 +70,7 @@ from napari_pvs.engine.checkpoint import load_model, update_checkpoint  # noqa: 
 from napari_pvs.engine.inference import predict_volume  # noqa: E402
 from napari_pvs.engine.io import load_volume  # noqa: E402
 from napari_pvs.engine.metrics import overlap_metrics  # noqa: E402
-from napari_pvs.engine.rating.counting import count_rating_slices  # noqa: E402
+from napari_pvs.engine.rating.counting import count_rating_slices, count_slice  # noqa: E402
 from napari_pvs.engine.synth import simulate_pvs  # noqa: E402
 
 SCANS = {
@@ -98,6 +98,49 @@ def objects(mask: np.ndarray) -> Objects:
     lab, n = ndi.label(mask > 0, structure=CONN)
     cents = ndi.center_of_mass(np.ones_like(lab), lab, np.arange(1, n + 1)) if n else []
     return Objects(lab, int(n), [tuple(int(round(v)) for v in c) for c in cents])
+
+
+@dataclass
+class Scan:
+    """One shared real scan made ready for the benchmarks: the T2, its expert lesion mask
+    (or None), the anatomy, the rating slices ``{"bg": k, "cso": k}`` (axial indices),
+    the counting areas ``(bg_area, cso_area)`` (bool ``(Z, Y, X)``; None with landmark
+    slices) and the reference of real PVS-like objects (bool ``(Z, Y, X)``)."""
+
+    image: object
+    lesion_vol: object
+    anat: object
+    levels: dict
+    areas: tuple | None
+    ref_mask: np.ndarray
+
+    @property
+    def csf(self) -> float:
+        """CSF level: the median T2 in the lateral ventricles (nan when none were found)."""
+        v = self.anat.ventricles
+        return float(np.median(np.asarray(self.image.data)[v])) if v.any() else float("nan")
+
+
+def prepare_scan(data: Path, key: str, atlas=None) -> Scan:
+    """Load scan ``key`` of :data:`SCANS` and place its rating slices: by registering
+    ``atlas`` (counting areas: the atlas BG / white matter), or, when None, by the ventricle
+    landmark on whole slices; build its reference (``reference_config()``)."""
+    rel, les_rel = SCANS[key]
+    image = load_volume(data / rel)
+    lesion_vol = load_volume(data / les_rel) if les_rel else None
+    anat = analyze_anatomy(image, lesion_vol)
+    areas = None
+    if atlas is not None:
+        from napari_pvs.engine.progress import run_to_end
+        from napari_pvs.engine.registration.atlas import atlas_regions, locate_rating_slices, rating_areas
+
+        rs = run_to_end(locate_rating_slices(image, atlas=atlas, brain=anat.brain))
+        levels = {"bg": rs.bg, "cso": rs.cso}
+        areas = rating_areas(atlas_regions(image, rs.transform, atlas), image.voxel_size)
+    else:
+        levels = rating_slice_levels(image, anat)
+    ref_mask = find_pvs_candidates(image, lesion_vol, config=reference_config()).mask > 0
+    return Scan(image, lesion_vol, anat, levels, areas, ref_mask)
 
 
 def object_agreement(pred: Objects, ref: Objects) -> dict:
@@ -240,35 +283,24 @@ def main(argv=None) -> int:
 
     atlas = None
     if args.slices == "atlas":
-        from napari_pvs.engine.progress import run_to_end
-        from napari_pvs.engine.registration.atlas import atlas_regions, load_atlas, locate_rating_slices, rating_areas
+        from napari_pvs.engine.registration.atlas import load_atlas
 
         atlas = load_atlas(data)
     real_masks: dict = {}
 
     for key in args.scans.split(","):
-        rel, les_rel = SCANS[key]
-        image = load_volume(data / rel)
-        lesion_vol = load_volume(data / les_rel) if les_rel else None
-        lesion = np.asarray(lesion_vol.data) > 0 if lesion_vol is not None else None
+        rel = SCANS[key][0]
         t = time.perf_counter()
-        anat = analyze_anatomy(image, lesion_vol)
-        areas = None
-        if atlas is not None:
-            rs = run_to_end(locate_rating_slices(image, atlas=atlas, brain=anat.brain))
-            levels = {"bg": rs.bg, "cso": rs.cso}
-            areas = rating_areas(atlas_regions(image, rs.transform, atlas), image.voxel_size)
-        else:
-            levels = rating_slice_levels(image, anat)
-        ref = find_pvs_candidates(image, lesion_vol, config=reference_config())
+        scan = prepare_scan(data, key, atlas)
+        image, lesion_vol, anat, levels, areas, ref_mask = (scan.image, scan.lesion_vol, scan.anat, scan.levels,
+                                                            scan.areas, scan.ref_mask)
+        lesion = np.asarray(lesion_vol.data) > 0 if lesion_vol is not None else None
         region_map = nearest_region(anat.regions, np.asarray(image.voxel_size))
-        ref_mask = ref.mask > 0
         ref_obj = objects(ref_mask)
         results["scans"][key] = {"path": rel, "rating_slices": levels,
                                  "reference": region_counts(ref_obj, region_map),
                                  "reference_rating": _rating(ref_mask, image, levels, areas),
-                                 "reference_on_slice_contrast": on_slice_contrast(ref_mask, image, anat, levels,
-                                                                                  areas),
+                                 "reference_on_slice_contrast": on_slice_contrast(scan),
                                  "voxel_size_mm": [round(v, 3) for v in image.voxel_size]}
         print(f"{key}: rating slices {levels}, reference {results['scans'][key]['reference']} "
               f"({time.perf_counter() - t:.0f} s)", flush=True)
@@ -353,10 +385,11 @@ def _rating(mask: np.ndarray, image, levels: dict, areas=None) -> dict:
     kw = dict(zip(("bg_area", "cso_area"), areas, strict=True)) if areas is not None else {}
     vol = image.with_data(mask.astype(np.uint8))
     c = count_rating_slices(vol, levels["bg"], levels["cso"], **kw)
-    s = count_rating_slices(vol, levels["bg"], levels["cso"], slab_mm=SLAB_MM, **kw)
+    s = {k: count_slice(vol, levels[k], k.upper(), area=kw.get(f"{k}_area"), slab_mm=SLAB_MM)  # no 2nd 3D count
+         for k in ("bg", "cso")}
     return {"bg": c.bg.total, "cso": c.cso.total, "bg_grade": c.bg.grade, "cso_grade": c.cso.grade,
-            "bg_slab": s.bg.total, "cso_slab": s.cso.total, "bg_slab_grade": s.bg.grade,
-            "cso_slab_grade": s.cso.grade, "slab_slices": s.bg.slab_slices}
+            "bg_slab": s["bg"].total, "cso_slab": s["cso"].total, "bg_slab_grade": s["bg"].grade,
+            "cso_slab_grade": s["cso"].grade, "slab_slices": s["bg"].slab_slices}
 
 
 def ring_contrast(sl: np.ndarray, m: np.ndarray, csf: float) -> float:
@@ -367,21 +400,21 @@ def ring_contrast(sl: np.ndarray, m: np.ndarray, csf: float) -> float:
     return round((float(sl[m].max()) - bg) / (csf - bg), 2)
 
 
-def on_slice_contrast(ref_mask: np.ndarray, image, anat, levels: dict, areas=None) -> dict:
+def on_slice_contrast(scan: Scan) -> dict:
     """Peak in-slice contrast of each reference PVS counted on each rating slice.
 
     For each 2D component (8-connectivity) of the reference on the slice (centroid in the
-    counting area when given): :func:`ring_contrast`, CSF the median T2 in the lateral
-    ventricles; sorted. A rater sees a dot of contrast 1 as bright as CSF; tube ends entering
-    the slice may show 0.2-0.3 there."""
-    img = np.moveaxis(np.asarray(image.data, dtype=np.float32), image.axial_axis, 0)
-    ref = np.moveaxis(ref_mask, image.axial_axis, 0)
-    csf = float(np.median(np.asarray(image.data)[anat.ventricles])) if anat.ventricles.any() else float("nan")
+    counting area when given): :func:`ring_contrast` with :attr:`Scan.csf`; sorted. A rater
+    sees a dot of contrast 1 as bright as CSF; tube ends entering the slice may show 0.2-0.3
+    there."""
+    ax, csf = scan.image.axial_axis, scan.csf
+    img = np.moveaxis(np.asarray(scan.image.data, dtype=np.float32), ax, 0)
+    ref = np.moveaxis(scan.ref_mask, ax, 0)
     out = {}
     for i, key in enumerate(("bg", "cso")):
-        z = levels[key]
+        z = scan.levels[key]
         lab, n = ndi.label(ref[z], structure=np.ones((3, 3), bool))
-        area = np.moveaxis(areas[i], image.axial_axis, 0)[z] if areas is not None else None
+        area = np.moveaxis(scan.areas[i], ax, 0)[z] if scan.areas is not None else None
         vals = []
         for j in range(1, n + 1):
             m = lab == j

@@ -180,6 +180,8 @@ def cmd_count(args) -> int:
     from .engine.io import check_same_grid, load_mask, load_volume
     from .engine.rating import count_rating_slices, write_counts_csv
 
+    if args.slab_mm < 0:   # before the mask is read or the atlas registered
+        raise PVSInputError(f"--slab-mm must be >= 0 (mm), got {args.slab_mm}", args.mask)
     mask = load_mask(args.mask)
     bg, cso = args.bg_slice, args.cso_slice
     regions = None
@@ -208,8 +210,6 @@ def cmd_count(args) -> int:
         from .engine.registration.atlas import rating_areas
 
         areas = dict(zip(("bg_area", "cso_area"), rating_areas(regions, mask.voxel_size), strict=True))
-    if args.slab_mm < 0:
-        raise PVSInputError(f"--slab-mm must be >= 0 (mm), got {args.slab_mm}", args.mask)
     counts = count_rating_slices(mask, bg, cso, midline_x_mm=args.midline_x_mm, slab_mm=args.slab_mm, **areas)
     if args.json:
         print(json.dumps([counts.bg.__dict__, counts.cso.__dict__, counts.volume.__dict__], indent=1))
