@@ -28,7 +28,7 @@ install-test: $(VENV)/.install-test
 
 ## demo: create .venv, install, open napari with napari-pvs docked and a real T2 loaded
 demo: install
-	$(PY) -m napari_pvs._demo
+	$(PY) -m napari_pvs.plugin.demo
 
 ## test: install the test extras, lint (ruff: pyflakes, bugbear, blind except), run the whole suite
 ## headless (pytest-xvfb starts Xvfb)

@@ -47,12 +47,12 @@ sys.path.insert(0, str(ROOT))
 from napari_pvs.engine.active_learning import (ALConfig, UncertaintyConfig, active_learning_loop,  # noqa: E402
                                                labelled_slices)
 from napari_pvs.engine.anatomy import brain_mask  # noqa: E402
-from napari_pvs.engine.checkpoint import load_model  # noqa: E402
+from napari_pvs.engine.models.checkpoint import load_model  # noqa: E402
 from napari_pvs.engine.inference import predict_volume  # noqa: E402
 from napari_pvs.engine.io import Volume, load_volume, save_volume  # noqa: E402
 from napari_pvs.engine.progress import run_to_end  # noqa: E402
 from napari_pvs.engine.project import Project, rater_agreement  # noqa: E402
-from napari_pvs.engine.project.training import train_from_project  # noqa: E402
+from napari_pvs.engine.training.project import train_from_project  # noqa: E402
 from napari_pvs.engine.synth import simulate_pvs  # noqa: E402
 from napari_pvs.engine.training import TrainConfig  # noqa: E402
 

@@ -94,7 +94,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from napari_pvs.engine.checkpoint import default_checkpoint, load_model
+    from napari_pvs.engine.models.checkpoint import load_model
+    from napari_pvs.engine.data import default_checkpoint
     from napari_pvs.engine.inference import predict_volume
 
     loaded = load_model(args.model or default_checkpoint())

@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from active_learning import crop_to_brain  # noqa: E402
 from registration import HAND  # noqa: E402
 
-from napari_pvs.engine.checkpoint import load_model  # noqa: E402
+from napari_pvs.engine.models.checkpoint import load_model  # noqa: E402
 from napari_pvs.engine.comparison import compare_iter  # noqa: E402
 from napari_pvs.engine.data import data_dir  # noqa: E402
 from napari_pvs.engine.io import load_mask, load_volume  # noqa: E402

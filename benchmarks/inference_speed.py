@@ -68,7 +68,7 @@ def run_one(args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from napari_pvs.engine.checkpoint import load_model
+    from napari_pvs.engine.models.checkpoint import load_model
     from napari_pvs.engine.inference import predict_volume
     from napari_pvs.engine.io import load_volume
     from napari_pvs.engine.metrics import overlap_metrics

@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_scans import SCANS, objects, prepare_scan, ring_contrast  # noqa: E402
 
-from napari_pvs.engine.checkpoint import load_model  # noqa: E402
-from napari_pvs.engine.default_model import default_checkpoint  # noqa: E402
+from napari_pvs.engine.models.checkpoint import load_model  # noqa: E402
+from napari_pvs.engine.data import default_checkpoint  # noqa: E402
 from napari_pvs.engine.inference import predict_volume  # noqa: E402
 from napari_pvs.engine.rating import count_slice  # noqa: E402
 from napari_pvs.engine.registration.atlas import load_atlas  # noqa: E402

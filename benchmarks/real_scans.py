@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 
 from napari_pvs.engine.anatomy import REGION_NAMES, analyze_anatomy, rating_slice_levels  # noqa: E402
 from napari_pvs.engine.candidates import find_pvs_candidates, nearest_region, reference_config  # noqa: E402
-from napari_pvs.engine.checkpoint import load_model, update_checkpoint  # noqa: E402
+from napari_pvs.engine.models.checkpoint import load_model, update_checkpoint  # noqa: E402
 from napari_pvs.engine.inference import predict_volume  # noqa: E402
 from napari_pvs.engine.io import load_volume  # noqa: E402
 from napari_pvs.engine.metrics import overlap_metrics  # noqa: E402

@@ -138,7 +138,7 @@ def part_labels(data: Path, out: Path, train_minutes: float, ckpt: str | None) -
         print(f"  ACSGRegNet trained on maps 1-2: {res.steps_done} steps in {time.perf_counter() - t0:.0f} s, "
               f"best validation Dice {res.best_val_metric:.3f}", flush=True)
     if ckpt is not None:
-        from napari_pvs.engine.checkpoint import load_model
+        from napari_pvs.engine.models.checkpoint import load_model
 
         net = load_model(ckpt, expected_model="acsgreg").model
     pairs = [(0, 1), (1, 2), (2, 0), (2, 1)]
@@ -230,9 +230,9 @@ def _carried_agreement(carried: np.ndarray, ref: np.ndarray) -> dict:
 
 
 def part_visits(data: Path, methods: list[str]) -> list[dict]:
-    from napari_pvs.engine.default_model import default_checkpoint
+    from napari_pvs.engine.data import default_checkpoint
     from napari_pvs.engine.inference import predict_volume
-    from napari_pvs.engine.checkpoint import load_model
+    from napari_pvs.engine.models.checkpoint import load_model
 
     base = data / "open_ms/longitudinal/patient01"
     v1, v2 = (load_volume(base / f"study{i}_T2W.nii.gz") for i in (1, 2))

@@ -31,7 +31,7 @@ from scipy import ndimage
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from napari_pvs.engine.checkpoint import load_model  # noqa: E402
+from napari_pvs.engine.models.checkpoint import load_model  # noqa: E402
 from napari_pvs.engine.inference import predict_volume  # noqa: E402
 from napari_pvs.engine.io import load_volume, save_volume  # noqa: E402
 from napari_pvs.engine.metrics import overlap_metrics  # noqa: E402

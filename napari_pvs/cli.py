@@ -92,7 +92,7 @@ def cmd_train(args) -> int:
     project = None
     if args.project:
         from .engine.project import Project
-        from .engine.project.training import train_from_project
+        from .engine.training.project import train_from_project
 
         project = Project.open(args.project)
         gen = train_from_project(project, cfg, out, versions=args.versions, init_from=args.init_from)
@@ -125,7 +125,8 @@ def _print_training(gen, cfg, log_every: int) -> None:
 
 # ---------------------------------------------------------------------------- segment
 def cmd_segment(args) -> int:
-    from .engine.checkpoint import default_checkpoint, load_model
+    from .engine.models.checkpoint import load_model
+    from .engine.data import default_checkpoint
     from .engine.errors import PVSInputError
     from .engine.inference import pick_device, predict_volume
     from .engine.io import load_volume, save_volume

@@ -12,7 +12,8 @@ __all__ = ["add_compare_parser", "add_ensemble_parser"]
 
 def cmd_compare(args) -> int:
     from .cli_registration import progress_printer
-    from .engine.checkpoint import default_checkpoint, load_model
+    from .engine.models.checkpoint import load_model
+    from .engine.data import default_checkpoint
     from .engine.comparison import METRIC_COLUMNS, compare_iter, frangi_baseline, write_metrics_csv
     from .engine.errors import PVSInputError
     from .engine.inference import pick_device
@@ -66,7 +67,7 @@ def add_compare_parser(sub) -> None:
 
 
 def cmd_ensemble(args) -> int:
-    from .engine.checkpoint import ensemble_checkpoint, read_checkpoint
+    from .engine.models.checkpoint import ensemble_checkpoint, read_checkpoint
 
     out = ensemble_checkpoint(args.checkpoints, args.output)
     cfg = read_checkpoint(out)["model_config"]

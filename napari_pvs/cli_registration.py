@@ -62,7 +62,7 @@ def _network(args):
         return None
     if not args.model:
         raise PVSInputError("--method acsgreg needs --model CKPT (from napari-pvs train-registration)")
-    from .engine.checkpoint import load_model
+    from .engine.models.checkpoint import load_model
 
     return load_model(args.model, expected_model="acsgreg").model
 

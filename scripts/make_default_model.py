@@ -50,8 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from napari_pvs.engine.candidates import find_pvs_candidates  # noqa: E402
-from napari_pvs.engine.checkpoint import (ensemble_checkpoint, load_model, read_checkpoint,  # noqa: E402
-                                          update_checkpoint)
+from napari_pvs.engine.models.checkpoint import (ensemble_checkpoint, load_model, read_checkpoint,  # noqa: E402
+                                                 update_checkpoint)
 from napari_pvs.engine.data import sha256_file  # noqa: E402
 from napari_pvs.engine.inference import predict_volume  # noqa: E402
 from napari_pvs.engine.io import load_volume  # noqa: E402

@@ -129,7 +129,7 @@ def main(argv=None) -> int:
 
     import napari
 
-    from napari_pvs.widgets._layers import go_to_slice
+    from napari_pvs.plugin.viewer import go_to_slice
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import napari
 
-    from napari_pvs.engine.checkpoint import default_checkpoint, load_model
+    from napari_pvs.engine.models.checkpoint import load_model
+    from napari_pvs.engine.data import default_checkpoint
     from napari_pvs.engine.inference import predict_volume
     from napari_pvs.engine.project import Project
     from napari_pvs.widgets.active_learning import ActiveLearningWidget

@@ -91,7 +91,8 @@ def main(argv=None) -> int:
     save_png(out / "annotate_progress.png", viewer.screenshot(canvas_only=False))
 
     # a second rater: the shipped default model's detections on that slice
-    from napari_pvs.engine.checkpoint import default_checkpoint, load_model
+    from napari_pvs.engine.models.checkpoint import load_model
+    from napari_pvs.engine.data import default_checkpoint
     from napari_pvs.engine.inference import predict_volume
 
     image = w.project.load_image(s.image.id)

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import napari
 
-    from napari_pvs.engine.default_model import default_checkpoint
+    from napari_pvs.engine.data import default_checkpoint
     from napari_pvs.engine.io import load_volume, save_volume
     from napari_pvs.engine.synth import simulate_pvs, wide_simulation
     from napari_pvs.widgets.compare import CompareWidget

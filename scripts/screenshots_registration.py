@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from napari_pvs.widgets._layers import source_geometry  # noqa: E402
+from napari_pvs.plugin.viewer import source_geometry  # noqa: E402
 from screenshots import close_notifications, grab_widget, pump, save_png, wait_worker  # noqa: E402
 
 log = logging.getLogger("screenshots_registration")
@@ -71,9 +71,10 @@ def main(argv=None) -> int:
     viewer = napari.Viewer(title="napari-pvs: rating slices by atlas", show=True)
     viewer.window.resize(*args.size)
     (t2,) = viewer.open(args.data / "open_ms/longitudinal/patient04/study1_T2W.nii.gz", plugin="napari-pvs")
-    from napari_pvs.engine.checkpoint import default_checkpoint, load_model
+    from napari_pvs.engine.models.checkpoint import load_model
+    from napari_pvs.engine.data import default_checkpoint
     from napari_pvs.engine.inference import predict_volume
-    from napari_pvs.layers import geometry_metadata, layer_to_volume
+    from napari_pvs.plugin.layers import geometry_metadata, layer_to_volume
 
     pred = predict_volume(load_model(default_checkpoint()), layer_to_volume(t2))
     viewer.add_labels(pred.mask, name="PVS (default model)", metadata=geometry_metadata(t2), **source_geometry(t2))

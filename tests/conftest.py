@@ -117,7 +117,7 @@ def tiny_ensemble(folder: Path, *, n: int = 3, spacing_mm: float = 0.6) -> tuple
     patch 32 x 32) in ``folder``: ``(ensemble path, member paths)``."""
     import torch
 
-    from napari_pvs.engine.checkpoint import ensemble_checkpoint, save_checkpoint
+    from napari_pvs.engine.models.checkpoint import ensemble_checkpoint, save_checkpoint
     from napari_pvs.engine.models import MfNSDeConfig, build_model
 
     cfg = MfNSDeConfig(features=(4, 8))

@@ -103,7 +103,7 @@ def _ckpt(path, *, dropout: float, constant: bool = False, spacing_mm: float = 0
     import torch
 
     from conftest import SMALL_FEATURES
-    from napari_pvs.engine.checkpoint import save_checkpoint
+    from napari_pvs.engine.models.checkpoint import save_checkpoint
     from napari_pvs.engine.models import UNetConfig, build_model
 
     cfg = UNetConfig(features=SMALL_FEATURES, dropout=dropout)
@@ -122,7 +122,7 @@ def _ckpt(path, *, dropout: float, constant: bool = False, spacing_mm: float = 0
 
 def test_score_volume_mc_dropout_and_tta(tmp_path):
     from conftest import blob_volume
-    from napari_pvs.engine.checkpoint import load_model
+    from napari_pvs.engine.models.checkpoint import load_model
 
     image, _ = blob_volume(1)
     noisy = load_model(_ckpt(tmp_path / "noisy.pt", dropout=0.5))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_pvs.engine.checkpoint import CHECKPOINT_VERSION, load_model, read_checkpoint, save_checkpoint
+from napari_pvs.engine.models.checkpoint import CHECKPOINT_VERSION, load_model, read_checkpoint, save_checkpoint
 from napari_pvs.engine.errors import PVSInputError
 from napari_pvs.engine.inference import predict_volume
 from napari_pvs.engine.io import load_volume

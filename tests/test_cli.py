@@ -12,7 +12,7 @@ import pytest
 from conftest import SMALL_FEATURES, tiny_ensemble, write_nifti
 
 from napari_pvs.cli import main
-from napari_pvs.engine.checkpoint import save_checkpoint
+from napari_pvs.engine.models.checkpoint import save_checkpoint
 from napari_pvs.engine.models import UNetConfig, build_model
 
 TINY = UNetConfig(features=SMALL_FEATURES)
@@ -53,7 +53,7 @@ def test_segment_real_t2_keeps_affine_and_header(study1_t2, tiny_ckpt, tmp_path,
 
 
 def test_segment_writes_the_ensemble_member_agreement(tmp_path, capsys):
-    from napari_pvs.engine.checkpoint import load_model
+    from napari_pvs.engine.models.checkpoint import load_model
     from napari_pvs.engine.inference import predict_volume
     from napari_pvs.engine.io import load_volume
 

@@ -10,7 +10,7 @@ import torch
 from conftest import blob_volume
 
 from napari_pvs.cli import main
-from napari_pvs.engine.checkpoint import save_checkpoint
+from napari_pvs.engine.models.checkpoint import save_checkpoint
 from napari_pvs.engine.comparison import (FN, FP, TP, compare_iter, error_components, error_map, frangi_baseline,
                                           mask_metrics)
 from napari_pvs.engine.io import save_volume
@@ -61,7 +61,7 @@ def test_compare_iter_runs_every_model_and_rethresholds(tmp_path):
     net = build_model("unet", {"features": (4, 8, 16)}).eval()
     ckpt = save_checkpoint(tmp_path / "u.pt", model=net, model_name="unet", model_config=net.config,
                            spacing_mm=0.5, percentiles=(0.5, 99.5), patch_size=(32, 32))
-    from napari_pvs.engine.checkpoint import load_model
+    from napari_pvs.engine.models.checkpoint import load_model
 
     events = []
     comp = run_to_end(compare_iter(vol, [load_model(ckpt), frangi_baseline(0.5, threshold=0.05)],

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import write_nifti
 
-from napari_pvs.engine.checkpoint import (DEFAULT_CHECKPOINT_NAME, default_checkpoint, load_model,
-                                          read_checkpoint)
+from napari_pvs.engine.data import DEFAULT_CHECKPOINT_NAME, default_checkpoint
+from napari_pvs.engine.models.checkpoint import load_model, read_checkpoint
 
 
 def test_default_model_is_shipped_small_and_records_its_recipe():

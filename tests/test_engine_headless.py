@@ -8,7 +8,7 @@ import sys
 
 def test_engine_imports_no_gui():
     code = (
-        "import sys, pkgutil, importlib, napari_pvs.engine, napari_pvs.cli, napari_pvs.layers\n"
+        "import sys, pkgutil, importlib, napari_pvs.engine, napari_pvs.cli, napari_pvs.plugin.layers\n"
         "for m in pkgutil.walk_packages(napari_pvs.engine.__path__, 'napari_pvs.engine.'):\n"
         "    importlib.import_module(m.name)\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'magicgui', 'PyQt5', 'PySide6', 'PyQt6'))\n"
@@ -20,7 +20,7 @@ def test_engine_imports_no_gui():
 
 def test_engine_layout_one_way_imports():
     """Every engine module imports only the engine (and libraries): never the widgets,
-    the CLI, the reader/writer or napari_pvs.layers."""
+    the CLI, the reader/writer or napari_pvs.plugin.layers."""
     import ast
     from pathlib import Path
 

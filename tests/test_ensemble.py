@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_pvs.engine.checkpoint import ensemble_checkpoint, load_model, read_checkpoint, save_checkpoint
+from napari_pvs.engine.models.checkpoint import ensemble_checkpoint, load_model, read_checkpoint, save_checkpoint
 from napari_pvs.engine.errors import PVSInputError
 from napari_pvs.engine.models import EnsembleConfig, MfNSDeConfig, available_models, build_model
 
@@ -107,7 +107,7 @@ def test_ensemble_config_is_validated_and_kept_out_of_training_menus():
 
 
 def test_fine_tuning_from_an_ensemble_starts_from_its_first_member(tmp_path):
-    from napari_pvs.engine.checkpoint import trainable_checkpoint
+    from napari_pvs.engine.models.checkpoint import trainable_checkpoint
 
     paths = [_member(tmp_path / f"m{k}.pt", k) for k in range(2)]
     ens = read_checkpoint(ensemble_checkpoint(paths, tmp_path / "ens.pt"))

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("napari")
 
 from conftest import write_nifti  # noqa: E402
-from napari_pvs.layers import layer_geometry, layer_to_volume, napari_affine, nifti_affine_from_napari  # noqa: E402
+from napari_pvs.plugin.layers import layer_geometry, layer_to_volume, napari_affine, nifti_affine_from_napari  # noqa: E402
 from napari_pvs.engine.io import load_volume  # noqa: E402
 
 LPS = np.array([[-0.5, 0, 0, 60.0], [0, -0.5, 0, 70.0], [0, 0, 3.0, -20.0], [0, 0, 0, 1]])

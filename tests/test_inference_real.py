@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_pvs.engine.checkpoint import load_model
+from napari_pvs.engine.models.checkpoint import load_model
 from napari_pvs.engine.inference import predict_volume
 from napari_pvs.engine.io import Volume, load_volume
 from napari_pvs.engine.metrics import dice

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import blob_volume
 
-from napari_pvs.engine.checkpoint import load_model, save_checkpoint
+from napari_pvs.engine.models.checkpoint import load_model, save_checkpoint
 from napari_pvs.engine.inference import predict_volume
 from napari_pvs.engine.metrics import overlap_metrics
 from napari_pvs.engine.models import (PVS_TEXTS, CMGraphConfig, DynUNetConfig, FrangiConfig, available_models,

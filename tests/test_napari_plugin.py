@@ -14,8 +14,8 @@ import pytest
 
 pytest.importorskip("napari")
 
-from napari_pvs._reader import is_label_volume, napari_get_reader  # noqa: E402
-from napari_pvs._writer import write_labels  # noqa: E402
+from napari_pvs.plugin.reader import is_label_volume, napari_get_reader  # noqa: E402
+from napari_pvs.plugin.writer import write_labels  # noqa: E402
 from conftest import real_file  # noqa: E402
 from napari_pvs.engine.errors import PVSInputError  # noqa: E402
 
@@ -70,8 +70,8 @@ def test_importing_plugin_modules_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, napari_pvs._reader, napari_pvs._writer, napari_pvs._sample_data, "
-            "napari_pvs.layers, napari_pvs.widgets.train, napari_pvs.widgets.segment, napari_pvs.widgets.count, "
+    code = ("import sys, napari_pvs.plugin.reader, napari_pvs.plugin.writer, napari_pvs.plugin.sample_data, "
+            "napari_pvs.plugin.layers, napari_pvs.widgets.train, napari_pvs.widgets.segment, napari_pvs.widgets.count, "
             "napari_pvs.widgets.registration, napari_pvs.engine.registration; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -229,7 +229,7 @@ def test_writer_without_geometry_uses_the_layer_transform(tmp_path, caplog):
     labels = np.zeros((5, 6, 7), np.uint16)
     labels[1, 2, 3] = 300
     meta = {"name": "drawn", "scale": (3.0, 0.5, 0.25), "translate": (6.0, 1.0, 2.0), "metadata": {}}
-    with caplog.at_level("WARNING", logger="napari_pvs._writer"):
+    with caplog.at_level("WARNING", logger="napari_pvs.plugin.writer"):
         (written,) = write_labels(str(tmp_path / "drawn"), labels, meta)
     assert written.endswith("drawn.nii.gz")
     assert any("no source geometry" in r.getMessage() for r in caplog.records)
@@ -291,7 +291,7 @@ def test_sample_data_simulates_off_the_gui_thread(make_napari_viewer, qtbot):
 
 def test_sample_data_without_viewer_returns_the_simulation():
     real_file(T2_REL)
-    from napari_pvs._sample_data import load_sample
+    from napari_pvs.plugin.sample_data import load_sample
 
     (img, ikw, ikind), (mask, mkw, mkind) = load_sample()
     assert (ikind, mkind) == ("image", "labels") and mask.sum() > 50

@@ -281,7 +281,7 @@ def _train_on_project(tmp_path, name, image, mask, done_slices):
 
     from conftest import SMALL_FEATURES
     from napari_pvs.engine.progress import run_to_end
-    from napari_pvs.engine.project.training import train_from_project
+    from napari_pvs.engine.training.project import train_from_project
     from napari_pvs.engine.training import TrainConfig
 
     t2 = save_volume(tmp_path / f"{name}_t2.nii.gz", image.data, image)

@@ -11,7 +11,7 @@ import torch
 from conftest import TINY_FEATURES, make_phantom
 
 from napari_pvs.engine.candidates import CandidateConfig, find_pvs_candidates
-from napari_pvs.engine.checkpoint import read_checkpoint, update_checkpoint
+from napari_pvs.engine.models.checkpoint import read_checkpoint, update_checkpoint
 from napari_pvs.engine.errors import PVSInputError
 from napari_pvs.engine.io import Volume
 from napari_pvs.engine.models import MaxPoolDeepSupervisionLoss

@@ -91,7 +91,7 @@ def test_world_transform_from_the_network_affine(monkeypatch):
 def test_training_on_a_synthetic_pair_improves_dice_without_folding_and_round_trips(tmp_path):
     """Fit one synthetic pair (8 steps): the validation Dice rises from the identity
     start, the diffeomorphic part does not fold, and the checkpoint rebuilds the net."""
-    from napari_pvs.engine.checkpoint import load_model
+    from napari_pvs.engine.models.checkpoint import load_model
     from napari_pvs.engine.training.loop import LoopConfig, run_training
 
     task = RegistrationTask([_blob_labels()], SMALL,

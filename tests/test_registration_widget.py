@@ -11,7 +11,7 @@ pytest.importorskip("napari")
 from test_registration import A_TRUE, phantom_atlas, subject_from  # noqa: E402
 
 from napari_pvs.engine.registration import SpatialTransform, warp_volume  # noqa: E402
-from napari_pvs.layers import layer_geometry, volume_metadata  # noqa: E402
+from napari_pvs.plugin.layers import layer_geometry, volume_metadata  # noqa: E402
 
 
 @pytest.fixture(scope="module")

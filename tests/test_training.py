@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import SMALL_FEATURES, blob_volume
 
-from napari_pvs.engine.checkpoint import load_model, save_checkpoint
+from napari_pvs.engine.models.checkpoint import load_model, save_checkpoint
 from napari_pvs.engine.errors import PVSInputError
 from napari_pvs.engine.inference import predict_volume, segment_iter
 from napari_pvs.engine.io import Volume

@@ -18,8 +18,8 @@ pytest.importorskip("napari")
 from qtpy.QtCore import Qt, QTimer  # noqa: E402
 
 from conftest import TINY_FEATURES, real_file, tiny_ensemble, write_nifti  # noqa: E402
-from napari_pvs.layers import layer_to_volume  # noqa: E402
-from napari_pvs.widgets._layers import go_to_slice  # noqa: E402
+from napari_pvs.plugin.layers import layer_to_volume  # noqa: E402
+from napari_pvs.plugin.viewer import go_to_slice  # noqa: E402
 
 T2_REL = "open_ms/longitudinal/patient01/study1_T2W.nii.gz"
 TINY = TINY_FEATURES
@@ -206,7 +206,7 @@ def test_train_to_the_end_writes_loadable_checkpoint(make_napari_viewer, qtbot, 
     assert widget.progress.value() == widget.progress.maximum() == 1000
     assert "best validation DSC" in widget.status.text()
 
-    from napari_pvs.engine.checkpoint import load_model
+    from napari_pvs.engine.models.checkpoint import load_model
 
     loaded = load_model(ckpt)
     assert loaded.name == "mfnsde" and tuple(loaded.config.features) == TINY
@@ -254,7 +254,7 @@ def test_train_errors_are_one_line_notifications(make_napari_viewer, qtbot, tmp_
 def test_errors_in_the_worker_are_one_notification(make_napari_viewer, qtbot, tmp_path, errors):
     viewer, widget = _train_setup(make_napari_viewer, tmp_path, epochs=1, steps=1)
     # a checkpoint of another config to start from: refused when the worker starts
-    from napari_pvs.engine.checkpoint import save_checkpoint
+    from napari_pvs.engine.models.checkpoint import save_checkpoint
     from napari_pvs.engine.models import UNetConfig, build_model
 
     cfg = UNetConfig(features=(8, 16))
@@ -320,7 +320,7 @@ def test_train_widget_pairs(make_napari_viewer):
 def _tiny_checkpoint(path: Path, spacing_mm=0.8) -> Path:
     import torch
 
-    from napari_pvs.engine.checkpoint import save_checkpoint
+    from napari_pvs.engine.models.checkpoint import save_checkpoint
     from napari_pvs.engine.models import UNetConfig, build_model
 
     torch.manual_seed(0)
@@ -339,7 +339,7 @@ def _run_segment(qtbot, widget):
 
 
 def test_segment_widget_adds_layers_on_the_t2_grid(make_napari_viewer, qtbot, tmp_path):
-    from napari_pvs._writer import write_labels
+    from napari_pvs.plugin.writer import write_labels
 
     ckpt = _tiny_checkpoint(tmp_path / "tiny.pt")
     img, _ = synthetic_t2((5, 70, 60))
@@ -602,7 +602,7 @@ def test_count_widget_current_slice_of_an_oblique_scan(make_napari_viewer, tmp_p
 
 
 def test_segment_widget_starts_on_the_shipped_model_one_click(make_napari_viewer, qtbot, tmp_path):
-    from napari_pvs.engine.checkpoint import default_checkpoint
+    from napari_pvs.engine.data import default_checkpoint
 
     img, _ = synthetic_t2((3, 60, 50))
     path = oblique_nifti(tmp_path, img, "one_click_T2.nii.gz")

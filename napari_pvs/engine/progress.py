@@ -10,29 +10,30 @@ stops the job at its next yield. Each event type provides:
 ``summary()``
     One line for a status bar or a log.
 
-The CLI iterates the generators; the napari widgets run them in a worker thread through
-one shared job lifecycle (``napari_pvs.widgets._job``).
+A job made of several stages (a use case: register, then count) relays its stages'
+events as :class:`StageEvent`. The CLI iterates the generators; the napari widgets run them
+in a worker thread through one job runner (:mod:`napari_pvs.plugin.jobs`).
+
+Example
+-------
+>>> def job():
+...     for i in range(3):
+...         yield i
+...     return "done"
+>>> seen = []
+>>> run_to_end(job(), seen.append), seen
+('done', [0, 1, 2])
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any
-from typing import Protocol, TypeVar, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-__all__ = ["ProgressEvent", "run_to_end", "map_events", "format_seconds"]
+__all__ = ["run_to_end", "map_events", "format_seconds", "StageEvent", "stage"]
 
 R = TypeVar("R")
-
-
-@runtime_checkable
-class ProgressEvent(Protocol):
-    """What every progress event of an engine job offers."""
-
-    @property
-    def fraction(self) -> float | None: ...  # pragma: no cover - protocol
-
-    def summary(self) -> str: ...  # pragma: no cover - protocol
 
 
 def run_to_end(gen: Generator[object, None, R], on_event: Callable[[object], None] | None = None) -> R:
@@ -68,3 +69,45 @@ def format_seconds(s: float) -> str:
         return f"{s:.1f} s"
     m, sec = divmod(int(round(s)), 60)
     return f"{m} min {sec:02d} s"
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """Progress of one stage of a several-stage job.
+
+    Attributes
+    ----------
+    stage : str
+        What the stage does, e.g. ``"register"``, ``"count"``.
+    index, n_stages : int
+        0-based stage number and how many stages the job has.
+    inner : object or None
+        The stage's own event (a ``TrainEvent``, ``InferenceProgress``, ...), or None at a
+        stage's start.
+    message : str
+        A note for stages without inner events.
+    """
+
+    stage: str
+    index: int
+    n_stages: int
+    inner: Any = None
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        """``(index + inner fraction) / n_stages``."""
+        within = getattr(self.inner, "fraction", None) if self.inner is not None else None
+        return min(1.0, (self.index + (within or 0.0)) / max(self.n_stages, 1))
+
+    def summary(self) -> str:
+        """``"<stage>: <inner summary or message>"``."""
+        inner = self.inner.summary() if hasattr(self.inner, "summary") else (self.message or "started")
+        return f"{self.stage}: {inner}"
+
+
+def stage(gen: Generator[Any, None, R], name: str, index: int, n_stages: int) -> Generator[StageEvent, None, R]:
+    """Relay ``gen`` as stage ``index`` of ``n_stages`` (``result = yield from stage(...)``):
+    one :class:`StageEvent` at the start, then one per event of ``gen``."""
+    yield StageEvent(name, index, n_stages)
+    return (yield from map_events(gen, lambda ev: StageEvent(name, index, n_stages, ev)))

@@ -43,7 +43,7 @@ from qtpy.QtWidgets import QLabel, QListWidget, QWidget
 from ..engine.errors import PVSInputError
 from ..engine.project.records import format_slices
 from ._job import notify_error, notify_info, scroll_column
-from ._layers import go_to_slice, shown_index
+from ..plugin.viewer import go_to_slice, shown_index
 from .annotate_agreement import AgreementMixin
 from .annotate_candidates import CandidatesMixin, SuggestJob
 from .annotate_versions import VersionsMixin
@@ -149,7 +149,7 @@ class AnnotateWidget(CandidatesMixin, VersionsMixin, AgreementMixin, QWidget):
         return self.session
 
     def _shown_index(self) -> float:
-        """Data index (float) of the axial slice napari draws (:func:`._layers.shown_index`)."""
+        """Data index (float) of the axial slice napari draws (:func:`napari_pvs.plugin.viewer.shown_index`)."""
         return shown_index(self.viewer, self.labels_layer, self.session.image.axial_axis)
 
     def current_slice(self) -> int:
@@ -250,7 +250,7 @@ class AnnotateWidget(CandidatesMixin, VersionsMixin, AgreementMixin, QWidget):
     def load_subject(self) -> None:
         """Open the chosen subject's images and the rater's newest work on it."""
         from ..engine.project import AnnotationSession
-        from ..layers import layer_geometry, volume_metadata
+        from ..plugin.layers import layer_geometry, volume_metadata
 
         if self.project is None:
             raise PVSInputError("open or create a project first")

@@ -50,7 +50,8 @@ class SuggestJob(JobWidget):
         ckpt = None if ckpt is None or str(ckpt) in ("", ".") else Path(ckpt)
         loaded = None
         if method == "model":
-            from ..engine.checkpoint import default_checkpoint, load_model
+            from ..engine.models.checkpoint import load_model
+            from ..engine.data import default_checkpoint
 
             loaded = load_model(ckpt or default_checkpoint())
 

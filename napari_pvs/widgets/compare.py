@@ -30,7 +30,7 @@ from qtpy.QtWidgets import QAbstractItemView, QLabel, QPushButton, QTableWidget,
 
 from ..engine.errors import PVSInputError
 from ._job import JobWidget, notify_info
-from ._layers import shown_index, source_geometry
+from ..plugin.viewer import shown_index, source_geometry
 
 if TYPE_CHECKING:
     import napari
@@ -72,7 +72,7 @@ class CompareWidget(JobWidget):
 
         import napari
 
-        from ..engine.default_model import default_checkpoint
+        from ..engine.data import default_checkpoint
 
         self.comparison = None
         self.model_layers: list = []
@@ -125,10 +125,10 @@ class CompareWidget(JobWidget):
         return [Path(p).expanduser() for p in paths if p is not None and str(p) not in ("", ".")]
 
     def prepare(self):
-        from ..engine.checkpoint import load_model
+        from ..engine.models.checkpoint import load_model
         from ..engine.comparison import compare_iter, frangi_baseline
         from ..engine.preprocess import inplane_spacing
-        from ..layers import layer_to_volume
+        from ..plugin.layers import layer_to_volume
 
         layer = self.image.value
         if layer is None:

@@ -35,9 +35,9 @@ from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTabl
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..engine.errors import PVSInputError
-from ..layers import geometry_metadata, layer_to_volume
+from ..plugin.layers import geometry_metadata, layer_to_volume
 from ._job import JobWidget, notify_error, notify_info
-from ._layers import put_layer, shown_index, source_geometry
+from ..plugin.viewer import put_layer, shown_index, source_geometry
 
 from typing import TYPE_CHECKING
 

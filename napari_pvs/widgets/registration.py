@@ -29,9 +29,9 @@ from qtpy.QtWidgets import QPushButton
 
 from ..engine.errors import PVSInputError
 from ..engine.progress import format_seconds
-from ..layers import geometry_metadata, layer_to_volume
+from ..plugin.layers import geometry_metadata, layer_to_volume
 from ._job import JobWidget, notify_error, notify_info
-from ._layers import put_layer, source_geometry
+from ..plugin.viewer import put_layer, source_geometry
 
 if TYPE_CHECKING:
     import napari

@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import Container, FileEdit, FloatSpinBox, SpinBox, create_widget
 
-from ..engine.default_model import default_checkpoint
+from ..engine.data import default_checkpoint
 from ..engine.errors import PVSInputError
 from ..engine.progress import format_seconds
-from ..layers import geometry_metadata
+from ..plugin.layers import geometry_metadata
 from ._job import JobWidget, notify_info
-from ._layers import put_layer, source_geometry
+from ..plugin.viewer import put_layer, source_geometry
 
 if TYPE_CHECKING:
     import napari
@@ -92,9 +92,9 @@ class SegmentWidget(JobWidget):
 
     # ------------------------------------------------------------------ job
     def prepare(self):
-        from ..engine.checkpoint import load_model
+        from ..engine.models.checkpoint import load_model
         from ..engine.inference import segment_iter
-        from ..layers import layer_to_volume
+        from ..plugin.layers import layer_to_volume
 
         layer = self.image.value
         if layer is None:

@@ -12,7 +12,7 @@ never the working directory. An optional *start from* checkpoint fine-tunes it.
 
 Instead of layer pairs, an annotation project folder can be chosen (with its *latest*,
 *reviewed* or *consensus* versions): only the slices marked done or reviewed are labelled,
-the rest are left out of the loss (:mod:`napari_pvs.engine.project.training`), and the run
+the rest are left out of the loss (:mod:`napari_pvs.engine.training.project`), and the run
 is recorded in the project when it ends.
 """
 
@@ -198,7 +198,7 @@ class TrainWidget(JobWidget):
         from ..engine.errors import PVSInputError
         from ..engine.io import check_same_grid
         from ..engine.training import SegmentationTask, TrainConfig
-        from ..layers import layer_to_volume
+        from ..plugin.layers import layer_to_volume
 
         images, masks = [], []
         project_dir = _optional_path(self.project.value)
@@ -227,7 +227,7 @@ class TrainWidget(JobWidget):
         if init_from is not None and not init_from.is_file():
             raise PVSInputError("checkpoint to start from not found", init_from)
         if project_dir is not None:
-            from ..engine.project.training import project_training_data, training_metadata
+            from ..engine.training.project import project_training_data, training_metadata
             from ._state import open_project
 
             proj = open_project(project_dir)
@@ -262,7 +262,7 @@ class TrainWidget(JobWidget):
                f"{format_seconds(result.seconds)} ({100 * result.val_share:.0f} % validating), best "
                f"validation {result.metric_name} {best}; checkpoint {result.checkpoint}")
         if self._project_data is not None:
-            from ..engine.project.training import record_project_run
+            from ..engine.training.project import record_project_run
 
             proj, data = self._project_data
             run = record_project_run(proj, result, self._config, data)

@@ -125,7 +125,7 @@ class ALEvent:
 def project_checkpoint(project) -> Path:
     """The project's current model (:meth:`Project.current_checkpoint`), else the shipped
     default model."""
-    from ..default_model import default_checkpoint
+    from ..data import default_checkpoint
 
     return project.current_checkpoint() or default_checkpoint()
 

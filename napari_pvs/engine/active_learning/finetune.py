@@ -29,7 +29,7 @@ def _finetune_config(checkpoint: Path, config: ALConfig):
     """The checkpoint's own training config with the round's budget, learning rate and
     start validation, so that fine-tuning keeps its model, spacing, patch size and
     normalisation."""
-    from ..checkpoint import read_checkpoint, trainable_checkpoint
+    from ..models.checkpoint import read_checkpoint, trainable_checkpoint
     from ..training import TrainConfig
 
     ck = trainable_checkpoint(read_checkpoint(checkpoint))  # an ensemble: its first member
@@ -71,7 +71,7 @@ def plan_finetune(project, config: ALConfig = ALConfig(), *, checkpoint: str | P
     PVSInputError
         Nothing annotated yet; a checkpoint that cannot be read.
     """
-    from ..project.training import project_training_data, training_metadata
+    from ..training.project import project_training_data, training_metadata
 
     ckpt = Path(checkpoint) if checkpoint is not None else project_checkpoint(project)
     cfg = _finetune_config(ckpt, config)
@@ -106,7 +106,7 @@ def record_finetune(project, plan: FinetunePlan, result, config: ALConfig = ALCo
     PVSInputError
         The training ended before its first validation (no checkpoint).
     """
-    from ..project.training import record_project_run
+    from ..training.project import record_project_run
 
     run_id = record_project_run(project, result, plan.train_config, plan.data)
     if run_id is None:
@@ -133,7 +133,7 @@ def finetune_round(project, config: ALConfig = ALConfig(), *, checkpoint: str | 
     The checkpoint (default :func:`project_checkpoint`) is the starting point and gives the
     training config (its own, with ``config``'s budget, steps and seed); the new checkpoint
     is written to ``<project>/models/al_round_NNN.pt``. Only the slices marked done or
-    reviewed are labelled (:func:`~napari_pvs.engine.project.training.project_training_data`).
+    reviewed are labelled (:func:`~napari_pvs.engine.training.project.project_training_data`).
     With fewer than :data:`HOLDOUT_MIN_VOLUMES` annotated scans all of them train and the
     validation DSC is the fit on the annotated slices; from then on a quarter of the scans
     is held out.

@@ -54,9 +54,10 @@ class ProjectScores:
 def _brain_slices(image, min_fraction: float) -> np.ndarray:
     """The slices :func:`score_volume` would score (all slices when no brain is found)."""
     from ..preprocess import axial_stack
-    from .uncertainty import scorable_slices, scoring_region
+    from ..anatomy.regions import parenchyma_mask
+    from .uncertainty import scorable_slices
 
-    region = scoring_region(image)
+    region = parenchyma_mask(image)
     if region is None:
         return np.arange(image.shape[image.axial_axis])
     return scorable_slices(axial_stack(image, region).sum(axis=(1, 2)), min_fraction)
@@ -113,7 +114,7 @@ def score_images(inputs: ScoringInputs, config: ALConfig = ALConfig()) -> Genera
     PVSInputError
         An unreadable checkpoint.
     """
-    from ..checkpoint import load_model
+    from ..models.checkpoint import load_model
 
     t0 = time.perf_counter()
     loaded = load_model(inputs.checkpoint) if inputs.checkpoint is not None else None

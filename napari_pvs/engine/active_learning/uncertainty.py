@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..checkpoint import LoadedModel
+from ..anatomy.regions import parenchyma_mask
+from ..models.checkpoint import LoadedModel
 from ..io import Volume
+from ..progress import map_events
 from ..preprocess import axial_stack, inplane_spacing, normalize_percentile, resample_stack, resampled_hw
 from .scoring import bald, predictive_entropy, slice_load_mm2, slice_means
 
-__all__ = ["UncertaintyConfig", "VolumeScores", "ScoreProgress", "score_volume", "has_dropout", "scoring_region",
+__all__ = ["UncertaintyConfig", "VolumeScores", "ScoreProgress", "score_volume", "has_dropout", 
            "scorable_slices", "SAMPLERS", "TTA_MEMBERS"]
 
 SAMPLERS = ("auto", "mc_dropout", "tta")
@@ -176,18 +178,6 @@ def _resolve_sampler(loaded: LoadedModel, sampler: str) -> str:
     return sampler
 
 
-def scoring_region(image: Volume) -> np.ndarray | None:
-    """Where slices are scored: the brain minus CSF spaces wider than 4 mm (bool
-    ``(Z, Y, X)``), as inference leaves them out; None when no brain is found."""
-    from ..inference.sliding import _brain_or_none, _wide_csf_or_none
-
-    brain = _brain_or_none(image)
-    if brain is None:
-        return None
-    csf = _wide_csf_or_none(image, brain)
-    return brain & ~csf if csf is not None else brain
-
-
 def scorable_slices(area: np.ndarray, min_fraction: float) -> np.ndarray:
     """Indices of the slices whose scoring-region ``area`` (``(S,)``, any unit) is positive
     and at least ``min_fraction`` of the largest."""
@@ -229,7 +219,7 @@ def score_volume(loaded: LoadedModel, image: Volume, config: UncertaintyConfig =
     ValueError
         ``mc_dropout`` for a model without dropout; slices out of range.
     """
-    from ..inference.device import pick_device
+    from ..device import pick_device
     from ..inference.sliding import predict_stack
 
     t0 = time.perf_counter()
@@ -240,7 +230,7 @@ def score_volume(loaded: LoadedModel, image: Volume, config: UncertaintyConfig =
     work_hw = resampled_hw(hw, inplane_spacing(image), loaded.spacing_mm)
     x = resample_stack(np.ascontiguousarray(norm), work_hw)
     n_slices = int(x.shape[0])
-    region_src = scoring_region(image)
+    region_src = parenchyma_mask(image)
     if region_src is None:                       # no brain: the head, as inference does
         from ..inference.sliding import BACKGROUND_LEVEL
 
@@ -271,13 +261,8 @@ def score_volume(loaded: LoadedModel, image: Volume, config: UncertaintyConfig =
         mask = torch.flip(roi, flips) if flips else roi
         gen = predict_stack(loaded, inp.contiguous(), batch_size=config.batch_size, device=dev, roi_mask=mask,
                             mc_dropout=sampler == "mc_dropout")
-        while True:
-            try:
-                done = next(gen)
-            except StopIteration as stop:
-                prob = stop.value
-                break
-            yield ScoreProgress(name, t + 1, config.n_samples, int(done), int(todo.size), time.perf_counter() - t0)
+        prob = yield from map_events(gen, lambda done, t=t: ScoreProgress(
+            name, t + 1, config.n_samples, int(done), int(todo.size), time.perf_counter() - t0))
         if flips:
             prob = torch.flip(prob, flips)
         samples[t] = prob.numpy() * region[todo]

@@ -14,7 +14,7 @@ from skimage.filters import threshold_otsu
 
 from ..errors import PVSInputError
 from ..io import Volume
-from ._morph import check_3d, edt_inside, edt_to, smoothed, spacing_mm
+from .morphology import check_3d, edt_inside, edt_to, smoothed, spacing_mm
 
 __all__ = ["brain_mask"]
 

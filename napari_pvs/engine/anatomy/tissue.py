@@ -17,7 +17,7 @@ from skimage.filters import threshold_multiotsu
 
 from ..errors import PVSInputError
 from ..io import Volume
-from ._morph import (check_3d, crop_to, dilate_mm, edt_inside, edt_to, image_name, smoothed,
+from .morphology import (check_3d, crop_to, dilate_mm, edt_inside, edt_to, image_name, smoothed,
                      spacing_mm, world_axis)
 from .brain import brain_mask
 

@@ -31,8 +31,9 @@ import logging
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..anatomy.morphology import STRUCTURE_26
 from ..anatomy import brain_mask, csf_class
-from ..anatomy._morph import check_3d, crop_to, dilate_mm, edt_inside, spacing_mm
+from ..anatomy.morphology import check_3d, crop_to, dilate_mm, edt_inside, spacing_mm
 from ..errors import PVSInputError
 from ..io import Volume
 from ..synth.noise import estimate_noise_sigma
@@ -43,7 +44,6 @@ __all__ = ["ProposalConfig", "Proposals", "propose_candidates", "PROPOSAL_METHOD
 log = logging.getLogger(__name__)
 
 PROPOSAL_METHODS = ("vesselness", "model")
-_CONN26 = ndi.generate_binary_structure(3, 3)
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,7 @@ def propose_candidates(image: Volume, *, method: str = "vesselness", probability
         p = np.asarray(probability, dtype=np.float32)[box]
         cand = (p >= config.threshold) & allowed
         score_map = p
-    lab, n = ndi.label(cand, structure=_CONN26)
+    lab, n = ndi.label(cand, structure=STRUCTURE_26)
     ok = strive_filter(lab, n, sub, max_width_mm=config.max_width_mm, min_volume_mm3=config.min_volume_mm3,
                        max_volume_mm3=config.max_volume_mm3, min_voxels=config.min_voxels)
     if region_of is not None and n:

@@ -47,7 +47,7 @@ from scipy import ndimage as ndi
 from skimage.filters import apply_hysteresis_threshold
 
 from ..anatomy import REGION_BG, REGION_NAMES, Anatomy, AnatomyConfig, analyze_anatomy
-from ..anatomy._morph import check_3d, crop_to, dilate_mm, edt_inside, spacing_mm
+from ..anatomy.morphology import STRUCTURE_26, check_3d, crop_to, dilate_mm, edt_inside, spacing_mm
 from ..errors import PVSInputError
 from ..io import Volume
 from ..synth.noise import estimate_noise_sigma
@@ -241,7 +241,7 @@ def strive_filter(labels: np.ndarray, n: int, image: Volume, *, max_width_mm: fl
 
 
 def _large_csf(csf: np.ndarray, spacing: np.ndarray, min_mm3: float) -> np.ndarray:
-    lab, n = ndi.label(csf, structure=ndi.generate_binary_structure(3, 3))
+    lab, n = ndi.label(csf, structure=STRUCTURE_26)
     if n == 0:
         return csf
     sizes = np.bincount(lab.ravel()) * float(np.prod(spacing))
@@ -316,7 +316,7 @@ def find_pvs_candidates(image: Volume, lesion_mask: Volume | np.ndarray | None =
                        tophat / (config.min_snr * sigma + 1e-12) if config.min_snr > 0 else np.inf)
     score = np.where(brain & ~big_csf, score, 0.0).astype(np.float32)
     sub = Volume(data=data, affine=np.asarray(image.affine), path=image.path)  # spacing/axis only
-    conn = ndi.generate_binary_structure(3, 3)
+    conn = STRUCTURE_26
     kept = np.zeros(data.shape, dtype=bool)
     n_total = 0
     for level in sorted(set(float(v) for v in config.levels)):

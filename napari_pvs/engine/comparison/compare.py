@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..checkpoint import LoadedModel
+from ..models.checkpoint import LoadedModel
 from ..errors import PVSInputError
 from ..io import Volume
-from ..metrics import overlap_metrics
-from ..project.agreement import IOU_THRESHOLD, match_components
+from ..metrics import IOU_THRESHOLD, match_components, overlap_metrics
+from ..progress import map_events
 
 __all__ = ["ModelPrediction", "Comparison", "CompareProgress", "compare_iter", "mask_metrics", "error_map",
            "error_components", "ErrorComponent", "model_label", "frangi_baseline", "write_metrics_csv",
@@ -324,13 +324,8 @@ def compare_iter(image: Volume, models: Sequence[LoadedModel], *, reference: np.
     preds = []
     for i, (loaded, label) in enumerate(zip(models, names, strict=True)):
         gen = segment_iter(loaded, image, threshold=threshold, device=device, **segment_kwargs)
-        while True:
-            try:
-                ev = next(gen)
-            except StopIteration as stop:
-                pred = stop.value
-                break
-            yield CompareProgress(i, len(models), label, ev.done, ev.total, time.perf_counter() - t0)
+        pred = yield from map_events(gen, lambda ev, i=i, label=label: CompareProgress(
+            i, len(models), label, ev.done, ev.total, time.perf_counter() - t0))
         n_par = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
         preds.append(ModelPrediction(label, loaded.name, pred.prob, pred.seconds, int(n_par)))
     return Comparison(image=image, predictions=preds, reference=ref)

@@ -31,16 +31,17 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from ..checkpoint import LoadedModel
-from ..errors import PVSInputError
+from ..anatomy.morphology import dilate_mm, spacing_mm
+from ..anatomy.regions import find_brain_mask, find_wide_csf
+from ..models.checkpoint import LoadedModel
 from ..io import Volume
 from ..preprocess import (axial_stack, from_axial_stack, inplane_spacing, normalize_percentile,
                           resample_stack, resampled_hw, slice_context)
 from ..progress import map_events, run_to_end
-from .device import autocast, pick_device
+from ..device import autocast, pick_device
 
 __all__ = ["Prediction", "InferenceProgress", "segment_iter", "predict_volume", "predict_stack",
-           "head_box", "brain_region", "kept_region", "BACKGROUND_LEVEL", "BRAIN_MARGIN_MM", "WINDOWS_PER_PASS"]
+           "head_box", "BACKGROUND_LEVEL", "BRAIN_MARGIN_MM", "WINDOWS_PER_PASS"]
 
 log = logging.getLogger(__name__)
 
@@ -275,50 +276,6 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
     return out if members else out[0]
 
 
-def brain_region(image: Volume, margin_mm: float = BRAIN_MARGIN_MM, *,
-                 brain: np.ndarray | None = None) -> np.ndarray | None:
-    """:func:`~napari_pvs.engine.anatomy.brain_mask` (or ``brain``) grown by ``margin_mm``
-    (bool ``(Z, Y, X)``), or None when no brain is found (the image is then not restricted)."""
-    from ..anatomy._morph import dilate_mm, spacing_mm
-
-    if brain is None:
-        brain = _brain_or_none(image)
-        if brain is None:
-            return None
-    return dilate_mm(brain, margin_mm, spacing_mm(image))
-
-
-def _brain_or_none(image: Volume) -> np.ndarray | None:
-    from ..anatomy import brain_mask
-
-    try:
-        return brain_mask(image)
-    except PVSInputError as exc:
-        log.info("no brain mask (%s): the whole head is segmented", exc)
-        return None
-
-
-def _wide_csf_or_none(image: Volume, brain: np.ndarray) -> np.ndarray | None:
-    from ..anatomy import wide_csf
-
-    try:
-        return wide_csf(image, brain)
-    except PVSInputError as exc:
-        log.info("no CSF class (%s): wide CSF spaces are not masked", exc)
-        return None
-
-
-def kept_region(image: Volume) -> np.ndarray | None:
-    """Where :func:`segment_iter` keeps predictions by default: the brain mask less the CSF
-    spaces wider than 4 mm; bool ``(Z, Y, X)``, or None when no brain mask is found (then
-    nothing is masked)."""
-    brain = _brain_or_none(image)
-    if brain is None:
-        return None
-    csf = _wide_csf_or_none(image, brain)
-    return brain if csf is None else brain & ~csf
-
-
 def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, threshold: float = 0.5,
                  device: str | torch.device | None = None, overlap: float | None = None,
                  crop_to_head: bool = True, brain_only: bool = True, windows_per_pass: int | None = None,
@@ -379,9 +336,9 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
     total = int(x.shape[0])
     yield InferenceProgress(0, total, time.perf_counter() - t0)
     roi = None
-    brain = _brain_or_none(image) if (brain_only or outside_brain_zero or wide_csf_zero) else None
+    brain = find_brain_mask(image) if (brain_only or outside_brain_zero or wide_csf_zero) else None
     if brain_only and brain is not None:
-        region = brain_region(image, brain=brain)
+        region = dilate_mm(brain, BRAIN_MARGIN_MM, spacing_mm(image))
         roi = resample_stack(axial_stack(image, region.astype(np.float32)), work_hw) > 0
     gen = predict_stack(loaded, x, batch_size=batch_size, device=dev, overlap=overlap,
                         crop_to_head=crop_to_head, roi_mask=roi, windows_per_pass=windows_per_pass,
@@ -392,7 +349,7 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
     drop = None  # where every map is set to 0
     if brain is not None:
         drop = ~brain if outside_brain_zero else np.zeros_like(brain)
-        csf = _wide_csf_or_none(image, brain) if wide_csf_zero else None
+        csf = find_wide_csf(image, brain) if wide_csf_zero else None
         if csf is not None:
             drop |= csf
     maps = []

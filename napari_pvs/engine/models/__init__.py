@@ -40,7 +40,6 @@ from .registry import (
     available_models,
     build_model,
     config_from_dict,
-    default_config,
     model_spec,
     register_model,
 )
@@ -64,7 +63,6 @@ __all__ = [
     "available_models",
     "build_model",
     "config_from_dict",
-    "default_config",
     "model_spec",
     "register_model",
     "MaxPoolDeepSupervisionLoss",

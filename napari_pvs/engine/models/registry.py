@@ -23,7 +23,6 @@ __all__ = [
     "model_spec",
     "build_model",
     "config_from_dict",
-    "default_config",
 ]
 
 
@@ -145,11 +144,6 @@ def model_spec(name: str) -> ModelSpec:
     if spec is None:
         raise ValueError(f"unknown model '{name}'; available: {', '.join(available_models())}")
     return spec
-
-
-def default_config(name: str) -> object:
-    """The default config of model ``name``."""
-    return model_spec(name).config_class()
 
 
 def config_from_dict(name: str, d: Mapping | object | None) -> object:

@@ -3,10 +3,10 @@ work. :mod:`.store` opens projects and holds images and raters; :mod:`.versions`
 annotation versions; :mod:`.runs` training runs and predictions; :mod:`.checks` file checks
 and progress; :mod:`.records` what the catalogue describes; :mod:`.lock` the writer lock;
 :mod:`.schema` the SQL schema; :mod:`.session` one rater's session; :mod:`.agreement` two
-raters; :mod:`.export` nnU-Net/MONAI; :mod:`.training` training on the labelled slices."""
+raters; :mod:`.export` nnU-Net/MONAI. Training on a project's labelled slices is
+:mod:`napari_pvs.engine.training.project` (the store sits below training)."""
 
-from .agreement import (IOU_THRESHOLD, Disagreement, RaterAgreement, consensus_mask, match_components,
-                        rater_agreement)
+from .agreement import Disagreement, RaterAgreement, consensus_mask, rater_agreement
 from .lock import ProjectLockedError
 from .session import AnnotationSession, VersionDiff, version_diff
 from .schema import DECISIONS, SCHEMA_VERSION, SLICE_STATUSES, VERSION_KINDS
@@ -15,5 +15,5 @@ from .store import (CATALOGUE_NAME, ImageRecord, Problem, Project, VersionRecord
 
 __all__ = ["Project", "ImageRecord", "VersionRecord", "Problem", "ProjectLockedError", "CATALOGUE_NAME",
            "SCHEMA_VERSION", "SLICE_STATUSES", "VERSION_KINDS", "DECISIONS", "sha256_of", "RaterAgreement",
-           "Disagreement", "rater_agreement", "match_components", "consensus_mask", "IOU_THRESHOLD",
+           "Disagreement", "rater_agreement", "consensus_mask",
            "AnnotationSession", "VersionDiff", "version_diff", "slices_mask", "common_labelled_slices"]

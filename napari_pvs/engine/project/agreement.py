@@ -21,12 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["Disagreement", "RaterAgreement", "match_components", "rater_agreement", "consensus_mask",
-           "IOU_THRESHOLD"]
+from ..anatomy.morphology import STRUCTURE_26
+from ..metrics import IOU_THRESHOLD, match_components
 
-#: VALDO's matching threshold on the IoU of two components
-IOU_THRESHOLD = 0.1
-_CONN26 = ndi.generate_binary_structure(3, 3)
+__all__ = ["Disagreement", "RaterAgreement", "rater_agreement", "consensus_mask"]
 
 
 @dataclass(frozen=True)
@@ -89,49 +87,6 @@ class RaterAgreement:
                 "only_b": sum(d.rater == "B" for d in self.disagreements), "counts": self.counts}
 
 
-def match_components(labels_a: np.ndarray, n_a: int, labels_b: np.ndarray, n_b: int, *,
-                     iou_threshold: float = IOU_THRESHOLD) -> tuple[list[tuple[int, int, float]], np.ndarray, np.ndarray]:
-    """One-to-one matching of two labelled component maps by IoU.
-
-    Parameters
-    ----------
-    labels_a, labels_b : np.ndarray
-        int ``(Z, Y, X)`` component labels (0 background, 1..n).
-    n_a, n_b : int
-        Number of components in each.
-    iou_threshold : float
-        Pairs match when their IoU is above it.
-
-    Returns
-    -------
-    matched : list of (label_a, label_b, iou), greedy by decreasing IoU
-    best_a, best_b : float arrays ``(n + 1,)``: each component's largest IoU with any
-        component of the other map.
-    """
-    if labels_a.shape != labels_b.shape:
-        raise ValueError(f"component maps differ in shape: {labels_a.shape} vs {labels_b.shape}")
-    size_a = np.bincount(labels_a.ravel(), minlength=n_a + 1)
-    size_b = np.bincount(labels_b.ravel(), minlength=n_b + 1)
-    both = (labels_a > 0) & (labels_b > 0)
-    pairs, inter = np.unique(np.stack([labels_a[both], labels_b[both]]), axis=1, return_counts=True)
-    best_a = np.zeros(n_a + 1)
-    best_b = np.zeros(n_b + 1)
-    cands = []
-    for (la, lb), i in zip(pairs.T, inter, strict=True):
-        iou = i / (size_a[la] + size_b[lb] - i)
-        best_a[la] = max(best_a[la], iou)
-        best_b[lb] = max(best_b[lb], iou)
-        if iou > iou_threshold:
-            cands.append((float(iou), int(la), int(lb)))
-    used_a, used_b, matched = set(), set(), []
-    for iou, la, lb in sorted(cands, reverse=True):
-        if la not in used_a and lb not in used_b:
-            used_a.add(la)
-            used_b.add(lb)
-            matched.append((la, lb, iou))
-    return matched, best_a, best_b
-
-
 def rater_agreement(mask_a: np.ndarray, mask_b: np.ndarray, *, rater_a: str = "A", rater_b: str = "B",
                     image=None, rating_slices: dict[str, int] | None = None,
                     iou_threshold: float = IOU_THRESHOLD) -> RaterAgreement:
@@ -164,8 +119,8 @@ def rater_agreement(mask_a: np.ndarray, mask_b: np.ndarray, *, rater_a: str = "A
     if a.shape != b.shape:
         raise ValueError(f"the raters' masks differ in shape: {a.shape} vs {b.shape} (Z, Y, X)")
     ov = overlap_metrics(b, a)
-    la, n_a = ndi.label(a, structure=_CONN26)
-    lb, n_b = ndi.label(b, structure=_CONN26)
+    la, n_a = ndi.label(a, structure=STRUCTURE_26)
+    lb, n_b = ndi.label(b, structure=STRUCTURE_26)
     matched, best_a, best_b = match_components(la, n_a, lb, n_b, iou_threshold=iou_threshold)
     done_a = {m[0] for m in matched}
     done_b = {m[1] for m in matched}

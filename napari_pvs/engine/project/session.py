@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..anatomy.morphology import STRUCTURE_26
 from .store import ImageRecord, Project, VersionRecord
 
 __all__ = ["AnnotationSession", "VersionDiff", "version_diff"]
 
-_CONN26 = ndi.generate_binary_structure(3, 3)
 
 
 def _digest(mask: np.ndarray, status: dict) -> str:
@@ -54,11 +54,11 @@ def version_diff(old: np.ndarray, new: np.ndarray) -> VersionDiff:
     if a.shape != b.shape:
         raise ValueError(f"masks differ in shape: {a.shape} vs {b.shape}")
     out = np.zeros(a.shape, np.uint8)
-    lb, nb = ndi.label(b, structure=_CONN26)
+    lb, nb = ndi.label(b, structure=STRUCTURE_26)
     new_only = np.ones(nb + 1, bool)
     new_only[np.unique(lb[a & b])] = False
     new_only[0] = False
-    la, na = ndi.label(a, structure=_CONN26)
+    la, na = ndi.label(a, structure=STRUCTURE_26)
     old_only = np.ones(na + 1, bool)
     old_only[np.unique(la[a & b])] = False
     old_only[0] = False

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..anatomy.morphology import STRUCTURE_26
 from ..errors import PVSInputError
 from ..io import load_volume, save_volume
 from .records import ImageRecord, VersionRecord, _fsync_dir, _now, _safe_name, format_slices, sha256_of, slices_mask
@@ -19,7 +20,6 @@ from .schema import DECISIONS, SLICE_STATUSES, VERSION_KINDS
 
 __all__ = ["VersionsMixin"]
 
-_CONN26 = ndi.generate_binary_structure(3, 3)
 
 
 class VersionsMixin:
@@ -64,7 +64,7 @@ class VersionsMixin:
         if kind not in VERSION_KINDS:
             raise ValueError(f"kind must be one of {VERSION_KINDS}, got {kind!r}")
         binary = (mask > 0).astype(np.uint8)
-        n_components = int(ndi.label(binary, structure=_CONN26)[1])
+        n_components = int(ndi.label(binary, structure=STRUCTURE_26)[1])
         rater = _safe_name(rater, "rater")
         with self._write() as db:
             rid = self._rater_id(db, rater, create=True)

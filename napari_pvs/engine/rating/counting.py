@@ -37,6 +37,7 @@ from ..errors import PVSInputError
 from ..io import Volume, atomic_path
 
 __all__ = [
+    "MidsagittalPlane",
     "SliceCount",
     "RatingCounts",
     "VolumeCount",
@@ -94,6 +95,9 @@ class SliceCount:
     slab_slices : int
         Number of axial slices whose union was counted (1: the rating slice alone; more
         with a rating slab on a thin-slice scan).
+    split_at : str
+        Where left and right were split: ``"atlas"`` (the registered midline), ``"given"``
+        or ``"field of view"`` (:class:`MidsagittalPlane` ``source``).
     """
 
     region: str
@@ -106,6 +110,7 @@ class SliceCount:
     on_slice: int = -1
     within: str = "slice"
     slab_slices: int = 1
+    split_at: str = "field of view"
 
     def __post_init__(self):
         if self.on_slice < 0:
@@ -133,12 +138,60 @@ class RatingCounts:
         rows = [asdict(self.bg), asdict(self.cso)]
         rows.append({"region": "volume", "slice_index": "", "left": "", "right": "",
                      "total": self.volume.n_components, "grade": "",
-                     "area_mm2": "", "on_slice": "", "within": "volume", "slab_slices": "",
+                     "area_mm2": "", "on_slice": "", "within": "volume", "slab_slices": "", "split_at": "",
                      "volume_mm3": round(self.volume.volume_mm3, 2)})
         for r in rows[:2]:
             r["volume_mm3"] = ""
             r["area_mm2"] = round(r["area_mm2"], 2)
         return rows
+
+
+@dataclass(frozen=True)
+class MidsagittalPlane:
+    """The plane between the hemispheres, in world RAS mm.
+
+    Attributes
+    ----------
+    point_mm : tuple of 3 float
+        A point of the plane (RAS mm).
+    normal : tuple of 3 float
+        Unit normal pointing to the subject's right (RAS +x side).
+    source : str
+        Where it comes from: ``"atlas"`` (the registered template's x = 0 plane),
+        ``"given"`` (a world x) or ``"field of view"`` (the centre of the image).
+
+    Example
+    -------
+    >>> plane = MidsagittalPlane.at_x(2.5)
+    >>> plane.signed_distance([[10.0, 0.0, 0.0], [-3.0, 5.0, 1.0]]).tolist()
+    [7.5, -5.5]
+    """
+
+    point_mm: tuple[float, float, float]
+    normal: tuple[float, float, float]
+    source: str = "given"
+
+    @classmethod
+    def at_x(cls, x_mm: float, source: str = "given") -> MidsagittalPlane:
+        """The plane ``x = x_mm`` (RAS mm)."""
+        return cls((float(x_mm), 0.0, 0.0), (1.0, 0.0, 0.0), source)
+
+    @classmethod
+    def through(cls, origin, right, *, source: str = "atlas", extra_points=()) -> MidsagittalPlane:
+        """The plane through ``origin`` and ``extra_points`` (RAS mm, ``(3,)`` each; at
+        least two extra points not in line with ``origin``), its normal oriented towards
+        the point ``right`` (RAS mm) on the subject's right."""
+        o = np.asarray(origin, float)
+        pts = np.asarray(extra_points, float).reshape(-1, 3) - o
+        n = np.cross(pts[0], pts[1])
+        n /= np.linalg.norm(n)
+        if np.dot(np.asarray(right, float) - o, n) < 0:
+            n = -n
+        return cls(tuple(float(v) for v in o), tuple(float(v) for v in n), source)
+
+    def signed_distance(self, xyz) -> np.ndarray:
+        """mm from the plane of world points ``(N, 3)`` RAS: > 0 on the subject's right."""
+        return (np.asarray(xyz, float).reshape(-1, 3) - np.asarray(self.point_mm)) @ np.asarray(self.normal)
 
 
 def _axial_first(mask: Volume) -> tuple[np.ndarray, tuple[int, int]]:
@@ -148,15 +201,17 @@ def _axial_first(mask: Volume) -> tuple[np.ndarray, tuple[int, int]]:
     return np.moveaxis(np.asarray(mask.data) > 0, ax, 0), others  # type: ignore[return-value]
 
 
-def _midline_world_x(mask: Volume, slice_index: int, midline: float | None) -> float:
-    """World x (mm, RAS) of the mid-sagittal plane: the given value, or the centre of the
-    field of view on that slice."""
+def _midline(mask: Volume, slice_index: int, midline: MidsagittalPlane | float | None) -> MidsagittalPlane:
+    """The mid-sagittal plane: the given one, the plane ``x = midline`` for a number, or
+    the plane ``x = `` the world x of the field of view's centre on that slice."""
+    if isinstance(midline, MidsagittalPlane):
+        return midline
     if midline is not None:
-        return float(midline)
+        return MidsagittalPlane.at_x(float(midline))
     ax = mask.axial_axis
     centre = (np.asarray(mask.shape, dtype=float) - 1) / 2
     centre[ax] = slice_index
-    return float(mask.voxel_to_world(centre)[0])
+    return MidsagittalPlane.at_x(float(mask.voxel_to_world(centre)[0]), source="field of view")
 
 
 def slab_range(mask: Volume, slice_index: int, slab_mm: float | None) -> range:
@@ -180,7 +235,7 @@ def slab_range(mask: Volume, slice_index: int, slab_mm: float | None) -> range:
 
 
 def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
-                midline_x_mm: float | None = None, area: np.ndarray | None = None,
+                midline: MidsagittalPlane | float | None = None, area: np.ndarray | None = None,
                 area_name: str = "area", slab_mm: float | None = None) -> SliceCount:
     """Count PVS (2D connected components, 8-connectivity) on one axial slice.
 
@@ -192,10 +247,12 @@ def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
         Axial slice number (0-based) along ``mask.axial_axis``.
     region : str
         Label stored in the result (``"BG"`` or ``"CSO"``).
-    midline_x_mm : float, optional
-        World x coordinate (RAS mm) of the mid-sagittal plane; default the centre of the
-        field of view. Components with centroid x < midline are in the subject's left
-        hemisphere (RAS: +x is the subject's right).
+    midline : MidsagittalPlane or float, optional
+        The mid-sagittal plane (e.g. the atlas midline placed by registration,
+        ``RatingSlices.midline``), or the world x (RAS mm) of a plane ``x = const``; default
+        the plane through the centre of the field of view. Components whose centroid lies
+        on the plane's negative side are in the subject's left hemisphere (RAS: +x is the
+        subject's right).
     area : np.ndarray, optional
         bool ``(Z, Y, X)`` on the mask's grid: count only the components whose centroid
         (rounded to a voxel) lies inside it; default the whole slice.
@@ -231,22 +288,21 @@ def count_slice(mask: Volume, slice_index: int, region: str = "BG", *,
         labels[np.isin(labels, props["label"][~inside])] = 0
         cents = cents[inside]
     total = int(len(cents))
-    mid = _midline_world_x(mask, slice_index, midline_x_mm)
+    plane = _midline(mask, slice_index, midline)
     left = right = 0
     if total:
         zyx = np.zeros((total, 3))
         zyx[:, mask.axial_axis] = slice_index
         zyx[:, others[0]] = cents[:, 0]
         zyx[:, others[1]] = cents[:, 1]
-        x = mask.voxel_to_world(zyx)[:, 0]
-        right = int((x >= mid).sum())
+        right = int((plane.signed_distance(mask.voxel_to_world(zyx)) >= 0).sum())
         left = int(total - right)
     vs = mask.voxel_size
     area_mm2 = float((labels > 0).sum() * vs[others[0]] * vs[others[1]])
     return SliceCount(region=region, slice_index=int(slice_index), left=left, right=right,
                       total=int(total), grade=potter_grade(max(left, right)), area_mm2=area_mm2,
                       on_slice=on_slice, within="slice" if area is None else area_name,
-                      slab_slices=len(slab))
+                      slab_slices=len(slab), split_at=plane.source)
 
 
 def count_volume(mask: Volume) -> VolumeCount:
@@ -291,13 +347,15 @@ def component_table(mask: Volume) -> list[dict]:
 
 
 def count_rating_slices(mask: Volume, bg_slice: int, cso_slice: int, *,
-                        midline_x_mm: float | None = None, bg_area: np.ndarray | None = None,
+                        midline: MidsagittalPlane | float | None = None, bg_area: np.ndarray | None = None,
                         cso_area: np.ndarray | None = None, area_source: str = "atlas",
                         slab_mm: float | None = None) -> RatingCounts:
     """BG and CSO rating-slice counts (see :func:`count_slice`) and the whole-volume burden.
 
     Parameters
     ----------
+    midline : MidsagittalPlane or float, optional
+        The mid-sagittal plane for left/right (see :func:`count_slice`).
     bg_area, cso_area : np.ndarray, optional
         bool ``(Z, Y, X)`` counting areas of the BG and CSO slices (the basal ganglia and
         the white matter, e.g. from
@@ -315,9 +373,9 @@ def count_rating_slices(mask: Volume, bg_slice: int, cso_slice: int, *,
         ``slab_mm`` negative.
     """
     return RatingCounts(
-        bg=count_slice(mask, bg_slice, "BG", midline_x_mm=midline_x_mm, area=bg_area,
+        bg=count_slice(mask, bg_slice, "BG", midline=midline, area=bg_area,
                        area_name=f"{area_source} BG", slab_mm=slab_mm),
-        cso=count_slice(mask, cso_slice, "CSO", midline_x_mm=midline_x_mm, area=cso_area,
+        cso=count_slice(mask, cso_slice, "CSO", midline=midline, area=cso_area,
                         area_name=f"{area_source} WM", slab_mm=slab_mm),
         volume=count_volume(mask),
     )

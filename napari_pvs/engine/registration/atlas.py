@@ -18,6 +18,10 @@ doi:10.1016/S1474-4422(13)70124-8):
   the top of the atlas lateral ventricles (the mean of their voxels within 1 mm of the
   highest one), mapped into the subject; 10 mm is measured in the subject along the
   axial axis (the slice normal).
+* Midline: the symmetric template's mid-sagittal plane (x = 0) mapped into the subject
+  (:class:`~napari_pvs.engine.rating.MidsagittalPlane` through the mapped commissure and
+  two more points of the plane), which splits the counts into left and right even when
+  the head is turned or off-centre in the field of view.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import Volume, load_volume
+from ..rating import MidsagittalPlane
 from .classical import ClassicalConfig, RegistrationEvent, register_classical
 from .transform import SpatialTransform, warp_volume
 
@@ -126,6 +131,8 @@ class RatingSlices:
     method : str
         The registration method.
     seconds : float
+    midline : MidsagittalPlane or None
+        The atlas mid-sagittal plane in the subject's world mm (left/right split).
     """
 
     bg: int
@@ -140,6 +147,7 @@ class RatingSlices:
     method: str
     seconds: float
     transform: SpatialTransform | None = field(default=None, repr=False, compare=False)
+    midline: MidsagittalPlane | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready dict (without the transform)."""
@@ -210,10 +218,15 @@ def locate_rating_slices(image: Volume, *, atlas: Atlas | None = None, brain: np
     centre = image.world_to_voxel(top)
     centre[image.axial_axis] = cso_k
     cso_mm = image.voxel_to_world(centre)
+    a = np.asarray(atlas.ac_mm, float)
+    on_plane = [transform.inverse_points(np.array([0.0, a[1] + dy, a[2] + dz])) for dy, dz in ((-40, 0), (0, 40))]
+    midline = MidsagittalPlane.through(transform.inverse_points(np.array([0.0, a[1], a[2]])),
+                                       transform.inverse_points(np.array([20.0, a[1], a[2]])),
+                                       extra_points=on_plane, source="atlas")
     return RatingSlices(bg=bg, cso=cso, ac_mm=tuple(float(v) for v in ac), lv_top_mm=tuple(float(v) for v in top),
                         cso_mm=tuple(float(v) for v in cso_mm), bg_index=bg_k, cso_index=cso_k,
                         axial_axis=image.axial_axis, slice_mm=step, method=transform.method,
-                        seconds=time.perf_counter() - t0, transform=transform)
+                        seconds=time.perf_counter() - t0, transform=transform, midline=midline)
 
 
 def atlas_regions(image: Volume, transform: SpatialTransform, atlas: Atlas | None = None) -> np.ndarray:

@@ -236,7 +236,7 @@ class RegistrationTask:
         return float(np.mean(scores))
 
     def save_checkpoint(self, path: Path, model: ACSGRegNet, metrics: dict) -> Path:
-        from ..checkpoint import save_checkpoint
+        from ..models.checkpoint import save_checkpoint
 
         cfg = self.model_config
         return save_checkpoint(path, model=model, model_name=self.model_name, model_config=cfg,

@@ -89,7 +89,7 @@ def register(fixed: Volume, moving: Volume, *, method: str = "affine", labels: V
         raise PVSInputError(f"unknown registration method {method!r}; expected one of {', '.join(METHODS)}")
     net = None
     if method == "acsgreg":
-        from ..checkpoint import load_model
+        from ..models.checkpoint import load_model
 
         if model is None:
             raise PVSInputError("method 'acsgreg' needs a trained checkpoint (napari-pvs train-registration)")

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..anatomy import analyze_anatomy
-from ..anatomy._morph import dilate_mm, spacing_mm
+from ..anatomy.morphology import dilate_mm, spacing_mm
 from ..errors import PVSInputError
 from ..io import Volume
 from .noise import blend_toward, estimate_noise_sigma

@@ -42,7 +42,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..anatomy import REGION_BG, REGION_CSO, REGION_NAMES, AnatomyConfig, analyze_anatomy
-from ..anatomy._morph import check_3d, crop_to, dilate_mm, image_name, spacing_mm
+from ..anatomy.morphology import check_3d, crop_to, dilate_mm, image_name, spacing_mm
 from ..errors import PVSInputError
 from ..io import Volume
 from .noise import blend_toward, estimate_noise_sigma

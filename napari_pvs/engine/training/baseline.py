@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..anatomy.regions import parenchyma_mask
 from ..io import Volume
 from ..models.frangi import FrangiBaseline, frangi_vesselness
 from ..preprocess import axial_stack, inplane_spacing, resample_stack, resampled_hw
@@ -34,11 +35,9 @@ _BINS = 1000
 
 
 def _brain_stack(image: Volume, hw: tuple[int, int], padded: tuple[int, int]) -> torch.Tensor:
-    """Where inference keeps predictions (:func:`~napari_pvs.engine.inference.sliding.kept_region`),
+    """Where inference keeps predictions (:func:`~napari_pvs.engine.anatomy.parenchyma_mask`),
     as an axial stack at the working spacing, padded like the task's stacks."""
-    from ..inference.sliding import kept_region
-
-    region = kept_region(image)
+    region = parenchyma_mask(image)
     if region is None:
         return torch.ones((image.shape[image.axial_axis], *padded), dtype=torch.bool)
     b = resample_stack(axial_stack(image, region.astype(np.float32)), hw) > 0.5

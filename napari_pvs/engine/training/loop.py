@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import checkpoint_config, read_checkpoint, trainable_checkpoint
+from ..models.checkpoint import checkpoint_config, read_checkpoint, trainable_checkpoint
 from ..errors import PVSInputError
-from ..inference.device import amp_dtype, autocast, pick_device
+from ..device import amp_dtype, autocast, pick_device
 from ..progress import format_seconds
 
 __all__ = ["LoopConfig", "TrainEvent", "TrainResult", "TrainingTask", "run_training"]

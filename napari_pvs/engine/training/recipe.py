@@ -40,7 +40,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..anatomy import analyze_anatomy
-from ..anatomy._morph import dilate_mm
+from ..anatomy.morphology import STRUCTURE_26, dilate_mm
 from ..candidates import CandidateConfig, CandidateResult, find_pvs_candidates, ignore_config, strive_filter
 from ..errors import PVSInputError
 from ..io import Volume
@@ -315,7 +315,7 @@ def pseudo_label_example(prob: np.ndarray, image: Volume, recipe: RecipeConfig =
     if candidates is None:
         candidates = find_pvs_candidates(image, lesion_mask, config=recipe.candidates)
     det = prob >= cfg.mask_threshold
-    lab, n = ndi.label(det, structure=ndi.generate_binary_structure(3, 3))
+    lab, n = ndi.label(det, structure=STRUCTURE_26)
     keep = np.zeros(n + 1, dtype=bool)
     if n:
         idx = np.arange(1, n + 1)

@@ -1,6 +1,7 @@
 """The segmentation task: train a 2D PVS network on (T2, PVS mask) volume pairs.
 
-:func:`train` yields :class:`~napari_pvs.engine.training.loop.TrainEvent` (see
+:func:`~napari_pvs.engine.training.run.train` yields
+:class:`~napari_pvs.engine.training.loop.TrainEvent` (see
 :func:`~napari_pvs.engine.training.loop.run_training`). What is specific to segmentation
 lives in :class:`SegmentationTask`:
 
@@ -27,22 +28,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..checkpoint import DEFAULT_PATCH_SIZE, save_checkpoint
+from ..models.checkpoint import DEFAULT_PATCH_SIZE, save_checkpoint
 from ..data import sha256_file
 from ..errors import PVSInputError
 from ..io import Volume, check_same_grid
 from ..models import MaxPoolDeepSupervisionLoss, available_models, model_spec
 from ..preprocess import axial_stack, inplane_spacing, normalize_percentile, resample_stack, resampled_hw
-from .loop import LoopConfig, TrainEvent, TrainResult, run_training
+from .loop import LoopConfig
 
-__all__ = ["TrainConfig", "SegmentationTask", "train", "train_config_to_dict", "split_by_volume"]
+__all__ = ["TrainConfig", "SegmentationTask", "train_config_to_dict", "split_by_volume"]
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ class SegmentationTask:
         "unknown", e.g. unlabelled real PVS-like objects of a scan with synthetic PVS
         (:func:`~napari_pvs.engine.candidates.find_pvs_candidates`), or the slices of a
         partly annotated volume that are not marked done
-        (:func:`~napari_pvs.engine.project.training.project_training_data`). PVS voxels of
+        (:func:`~napari_pvs.engine.training.project.project_training_data`). PVS voxels of
         the mask are never ignored, and no patch is centred on an ignored voxel (patches
         are axial slices, so a volume with one labelled slice trains on that slice only).
     val_indices : sequence of int, optional
@@ -459,50 +460,3 @@ class SegmentationTask:
                                patch_size=self.patch, train_config=train_config_to_dict(self.config),
                                training_data=self.sources, metrics={**metrics, "best_val_dice": metrics["best_val_metric"]},
                                recipe=self.metadata)
-
-
-def train(images: Sequence[Volume], masks: Sequence[Volume | np.ndarray], config: TrainConfig,
-          checkpoint_path: str | Path, *, init_from: str | Path | None = None,
-          ignore_masks: Sequence[np.ndarray | None] | None = None,
-          val_indices: Sequence[int] | None = None, metadata: dict | None = None
-          ) -> Generator[TrainEvent, None, TrainResult]:
-    """Train a 2D PVS segmentation network, yielding progress events.
-
-    Parameters
-    ----------
-    images : sequence of Volume
-        T2-weighted volumes, data ``(Z, Y, X)``, any voxel size/orientation.
-    masks : sequence of Volume or np.ndarray
-        Binary PVS masks on the same grids (nonzero = PVS).
-    config : TrainConfig
-    checkpoint_path : str or Path
-        Where the best checkpoint (highest validation DSC) is written, atomically.
-    init_from : str or Path, optional
-        Fine-tune: start from this checkpoint's weights (same model and config).
-    ignore_masks, val_indices, metadata : optional
-        See :class:`SegmentationTask`.
-
-    Yields
-    ------
-    TrainEvent
-
-    Returns
-    -------
-    TrainResult
-        As the generator's return value (``StopIteration.value``).
-
-    Raises
-    ------
-    PVSInputError
-        No volumes, different numbers of images and masks, a mask on another grid, masks
-        without any PVS voxel, or an ``init_from`` checkpoint for another model or config.
-        Raised when the generator is first advanced.
-    """
-    if config.model == "frangi":  # no weights to optimise: fit its threshold
-        from .baseline import fit_frangi
-
-        return (yield from fit_frangi(images, masks, config, checkpoint_path, ignore_masks=ignore_masks,
-                                      val_indices=val_indices, metadata=metadata))
-    task = SegmentationTask(images, masks, config, ignore_masks=ignore_masks, val_indices=val_indices,
-                            metadata=metadata)
-    return (yield from run_training(task, config.loop_config(), checkpoint_path, init_from=init_from))

@@ -76,8 +76,8 @@ def _fill_in(viewer, token: str, sim) -> None:
 
 
 def _sample_t2():
-    from .engine.data import fetch
-    from .engine.io import load_volume
+    from ..engine.data import fetch
+    from ..engine.io import load_volume
 
     return load_volume(fetch(SAMPLE_T2))
 
@@ -97,7 +97,7 @@ def load_sample() -> "list[napari.types.LayerDataTuple]":
     PVSInputError
         The T2 cannot be found or downloaded.
     """
-    from .engine.synth import simulate_pvs
+    from ..engine.synth import simulate_pvs
 
     t2 = _sample_t2()
     sim = simulate_pvs(t2, seed=SAMPLE_SEED)
@@ -117,7 +117,7 @@ def make_sample_data() -> "list[napari.types.LayerDataTuple]":
     viewer = _running_viewer()
     if viewer is None:
         return load_sample()
-    from .engine.synth import simulate_pvs
+    from ..engine.synth import simulate_pvs
 
     t2 = _sample_t2()
 

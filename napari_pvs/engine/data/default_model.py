@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import PVSInputError
+from ..errors import PVSInputError
 
 __all__ = ["DEFAULT_CHECKPOINT_NAME", "default_checkpoint"]
 
@@ -30,7 +30,7 @@ def default_checkpoint() -> Path:
         The file is not installed (a source checkout without it: run
         ``python scripts/make_default_model.py --install``).
     """
-    path = Path(__file__).resolve().parents[1] / "weights" / DEFAULT_CHECKPOINT_NAME
+    path = Path(__file__).resolve().parents[2] / "weights" / DEFAULT_CHECKPOINT_NAME
     if not path.is_file():
         raise PVSInputError("the default model is not installed; make it with "
                             "'python scripts/make_default_model.py --out DIR --install'", path)

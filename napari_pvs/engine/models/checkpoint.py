@@ -29,7 +29,8 @@ the model (the voxelmorph habit of saving the constructor config with the weight
     How the training data were made (recipe, data files with sha256, stages), and for the
     shipped model ``benchmark``: its real-scan benchmark numbers.
 
-The shipped default model (:func:`default_checkpoint`) lives in ``napari_pvs/weights/`` and is
+The shipped default model
+(:func:`~napari_pvs.engine.data.default_checkpoint`) lives in ``napari_pvs/weights/`` and is
 made by ``scripts/make_default_model.py``.
 """
 
@@ -41,14 +42,12 @@ from pathlib import Path
 
 import torch
 
-from .default_model import DEFAULT_CHECKPOINT_NAME, default_checkpoint  # noqa: F401 (re-exported)
-from .errors import PVSInputError
-from .io import atomic_path
-from .models import MODEL_REGISTRY, available_models
+from ..errors import PVSInputError
+from ..io import atomic_path
+from .registry import MODEL_REGISTRY, available_models
 
 __all__ = ["LoadedModel", "save_checkpoint", "load_model", "read_checkpoint", "checkpoint_config",
-           "update_checkpoint", "ensemble_checkpoint", "trainable_checkpoint", "default_checkpoint", "DEFAULT_CHECKPOINT_NAME",
-           "CHECKPOINT_FORMAT",
+           "update_checkpoint", "ensemble_checkpoint", "trainable_checkpoint", "CHECKPOINT_FORMAT",
            "CHECKPOINT_VERSION", "DEFAULT_PATCH_SIZE"]
 
 CHECKPOINT_FORMAT = "napari-pvs-checkpoint"
@@ -127,7 +126,7 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, model_name: str
     recipe : dict, optional
         How the training data were made (JSON-able), saved under ``"recipe"``.
     """
-    from .. import __version__
+    from ... import __version__
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
@@ -292,7 +291,7 @@ def ensemble_checkpoint(paths, out: str | Path, *, recipe: dict | None = None) -
     ValueError
         Fewer than two paths.
     """
-    from .models import EnsembleConfig
+    from .ensemble import EnsembleConfig
 
     paths = [Path(p) for p in paths]
     if len(paths) < 2:

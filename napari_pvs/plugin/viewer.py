@@ -1,4 +1,5 @@
-"""Layer helpers shared by the widgets that show engine results on a source layer's grid."""
+"""Viewer helpers: the slice napari draws of a layer, moving to a slice, and derived layers
+placed on a source layer's grid. Public napari API only."""
 
 from __future__ import annotations
 
@@ -51,20 +52,14 @@ def shown_index(viewer, layer, axis: int) -> float:
 
     napari maps only the slider's world coordinate to data (the out-of-plane part of an
     oblique affine is dropped), so on an oblique scan this can differ by a slice or more
-    from ``world_to_data`` of the full point. napari's own slicing is read when the layer
-    has it; otherwise it is computed the same way (:func:`_drawn_index_at`).
+    from ``world_to_data`` of the full point; it is computed here the same way, with
+    napari's public API only (:func:`_drawn_index_at`).
     """
     if _on_screen(viewer, layer, axis):
         # e.g. a coronally stored volume shown in its data order: napari draws no slice
         # along this axis; the slider position is the answer
         point = np.asarray(viewer.dims.point, dtype=float)
         return float(np.asarray(layer.world_to_data(point[-layer.ndim:]))[axis])
-    try:
-        value = float(layer._data_slice.point[axis])  # napari's own slicing
-        if np.isfinite(value):
-            return value
-    except (AttributeError, IndexError, TypeError):
-        pass
     dim = int(viewer.dims.not_displayed[0])
     return _drawn_index_at(viewer, layer, axis, dim, float(viewer.dims.point[dim]))
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generator
+from collections.abc import Generator
 
 import numpy as np
 
 from ..errors import PVSInputError
 from ..io import Volume
-from .export import chosen_versions
-from .store import Project, slices_mask
+from ..project.export import chosen_versions
+from ..project.store import Project, slices_mask
+from .run import train
+from .segmentation import train_config_to_dict
 
 __all__ = ["ProjectTrainingData", "project_training_data", "train_from_project", "record_project_run",
            "training_metadata"]
@@ -82,8 +84,6 @@ def train_from_project(project: Project, config, checkpoint_path: str | Path, *,
     PVSInputError
         As :func:`project_training_data` and :func:`~napari_pvs.engine.training.train`.
     """
-    from ..training import train
-
     data = project_training_data(project, versions)
     if val_indices == "all":
         val_indices = list(range(len(data.images)))
@@ -103,8 +103,6 @@ def training_metadata(project: Project, data: ProjectTrainingData, versions: str
 def record_project_run(project: Project, result, config, data: ProjectTrainingData) -> int | None:
     """Record a finished training (``TrainResult``) on ``data`` in the project; returns the
     run id, or None when no checkpoint was written."""
-    from ..training.segmentation import train_config_to_dict
-
     if result.checkpoint is None or not Path(result.checkpoint).is_file():
         return None
     return project.record_training_run(result.checkpoint, config=train_config_to_dict(config),

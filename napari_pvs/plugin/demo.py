@@ -18,8 +18,8 @@ DEMO_T2 = "open_ms/longitudinal/patient01/study1_T2W.nii.gz"
 def main(argv: list[str] | None = None) -> int:
     import napari
 
-    from .engine.data import fetch
-    from .engine.errors import PVSInputError
+    from ..engine.data import fetch
+    from ..engine.errors import PVSInputError
 
     argv = sys.argv[1:] if argv is None else argv
     try:

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .engine.errors import PVSInputError
-from .engine.io import Volume
+from ..engine.errors import PVSInputError
+from ..engine.io import Volume
 
 __all__ = ["layer_to_volume", "volume_metadata", "geometry_metadata", "layer_geometry", "is_axial_storage",
            "napari_affine", "nifti_affine_from_napari", "data_to_world_matrix", "header_fits",

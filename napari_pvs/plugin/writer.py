@@ -4,7 +4,7 @@ The output takes the exact affine and header of the image the labels belong to, 
 from the layer metadata (``affine``, ``nifti_header``, as stored by the napari-pvs reader
 and by the Segment widget). A labels layer without that metadata (e.g. drawn on an image
 from another reader) is written with the affine of its own data-to-world transform in the
-napari-pvs world frame (:mod:`napari_pvs.layers`), and a warning is logged. Writing is atomic (temporary file, then
+napari-pvs world frame (:mod:`napari_pvs.plugin.layers`), and a warning is logged. Writing is atomic (temporary file, then
 rename), via :func:`napari_pvs.engine.io.save_volume`.
 """
 
@@ -55,8 +55,8 @@ def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     PVSInputError
         Labels that are not 3D, or whose shape differs from the source image grid.
     """
-    from .engine.errors import PVSInputError
-    from .engine.io import Volume, is_nifti_name, save_volume
+    from ..engine.errors import PVSInputError
+    from ..engine.io import Volume, is_nifti_name, save_volume
     from .layers import data_to_world_matrix, header_fits, nifti_affine_from_napari
 
     out = Path(path)

@@ -1,4 +1,4 @@
-"""Device choice and mixed precision, shared by training and inference."""
+"""Device choice and mixed precision, shared by training, inference and registration."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from ..errors import PVSInputError
+from .errors import PVSInputError
 
 __all__ = ["pick_device", "autocast", "amp_dtype"]
 

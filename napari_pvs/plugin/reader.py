@@ -4,7 +4,7 @@ The layer data is the engine's ``(Z, Y, X)`` array (NIfTI ``(k, j, i)`` reversed
 is the slice axis, ``data[z]`` is slice ``z`` as numbered in the file); ``scale`` is the
 voxel size in mm along ``(Z, Y, X)`` and ``affine`` the rest of the file's affine, so that
 scans opened side by side line up in the napari-pvs world frame (LPS mm, see
-:mod:`napari_pvs.layers`), oblique ones included. The metadata keeps the file's geometry
+:mod:`napari_pvs.plugin.layers`), oblique ones included. The metadata keeps the file's geometry
 so that a mask drawn or predicted on it can be written back on the same grid:
 
 ``affine``
@@ -43,7 +43,7 @@ _MAX_LABEL_VALUES = 16
 
 def napari_get_reader(path: "str | list[str]"):
     """npe2 ``get_reader``: the reader function for NIfTI paths, None for anything else."""
-    from .engine.io import is_nifti_name
+    from ..engine.io import is_nifti_name
 
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     if not paths or not all(is_nifti_name(p) for p in paths):
@@ -111,7 +111,7 @@ def read_nifti(path: "str | list[str]") -> "list[napari.types.LayerDataTuple]":
         the file). napari shows it as a notification when the file was opened from the
         GUI.
     """
-    from .engine.io import load_volume
+    from ..engine.io import load_volume
     from .layers import layer_geometry, volume_metadata
 
     paths = [path] if isinstance(path, (str, Path)) else list(path)
