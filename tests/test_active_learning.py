@@ -213,14 +213,14 @@ def test_cli_al_suggest_round_history(tmp_path, capsys):
                    "done or reviewed"]
     with Project.open(proj) as p:
         p.save_annotation("s1", "alice", mask, slice_status={1: "done", 3: "done"})
-    assert main(["al", "suggest", str(proj), "-m", str(ckpt), "-n", "3", "--samples", "2", "--json"]) == 0
+    assert main(["al", "suggest", str(proj), "-m", str(ckpt), "-n", "3", "--samples", "2", "--json", "-"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["strategy"] == "bald" and [r["rank"] for r in out["slices"]] == [1, 2, 3]
     assert not {r["slice"] for r in out["slices"]} & {1, 3} and all(r["bald"] is not None for r in out["slices"])
-    assert main(["al", "round", str(proj), "-m", str(ckpt), "--steps", "2", "--minutes", "1"]) == 0
+    assert main(["al", "round", str(proj), "-m", str(ckpt), "--steps", "2", "--max-minutes", "1"]) == 0
     text = capsys.readouterr().out
     assert "round 1: 2 labelled slices, validation DSC" in text and "al_round_001.pt" in text
-    assert main(["al", "history", str(proj), "--json"]) == 0
+    assert main(["al", "history", str(proj), "--json", "-"]) == 0
     (rnd,) = json.loads(capsys.readouterr().out)
     assert rnd["n_slices"] == 2 and Path(rnd["checkpoint"]).is_file()
     assert main(["al", "suggest", str(proj), "--strategy", "random", "-n", "2"]) == 0     # table output

@@ -89,7 +89,7 @@ def test_count_cli(tmp_path, capsys):
     assert "BG         2     1     2     3     1" in text
     assert "CSO        4     1     0     1     1" in text
     assert (tmp_path / "c.csv").read_text().splitlines()[1].startswith("BG,2,1,2,3,1")
-    # atlas regions (as 'locate-slices --regions-out' writes them): BG code around i=5 only,
+    # atlas regions (as 'locate-slices -o' writes them): BG code around i=5 only,
     # white matter (2) over slice 4: the BG slice counts the 2 PVS at i=5, the CSO slice its 1
     regions = np.zeros(mask.shape, np.uint8)
     regions[3:8, :, 2] = 1
@@ -153,7 +153,7 @@ def test_bad_inputs_exit_2_one_line_no_output(tmp_path, tiny_ckpt, capsys):
         (["train", "--image", str(good), "--mask", str(good_mask), "--model", "nope", "-o", str(tmp_path / "m.pt")],
          "unknown model 'nope'; available: cmgraph, dynunet, frangi, gloms, mfnsde, unet"),
         (["train", "--image", str(good), "--mask", str(good_mask), "--init-from", str(tmp_path / "no.pt"),
-          "-o", str(tmp_path / "m.pt")], "no.pt: checkpoint not found"),
+          "-o", str(tmp_path / "m.pt")], "no.pt: checkpoint to start from not found"),
         (["count", str(text), "--bg-slice", "1", "--cso-slice", "2"], "notes.txt: not a NIfTI file"),
         (["count", str(good), "--bg-slice", "9", "--cso-slice", "2"], "BG slice 9 is outside the volume"),
         (["simulate", str(four_d), "-o", str(tmp_path / "sim")], "fmri.nii.gz: image has 4 dimensions"),

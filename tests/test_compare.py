@@ -87,12 +87,12 @@ def test_compare_cli_writes_the_table(tmp_path, capsys):
     ckpt = save_checkpoint(tmp_path / "u.pt", model=net, model_name="unet", model_config=net.config,
                            spacing_mm=0.5, percentiles=(0.5, 99.5), patch_size=(32, 32))
     out = tmp_path / "m.csv"
-    assert main(["compare", str(img), "-m", str(ckpt), "--frangi", "--reference", str(ref), "--csv", str(out)]) == 0
+    assert main(["compare", str(img), "-m", str(ckpt), "--frangi", "--reference", str(ref), "-o", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].split("\t")[:4] == ["model", "parameters", "inference_s", "dsc"]
     rows = list(csv.DictReader(open(out)))
     assert [r["model"] for r in rows] == ["unet (u)", "frangi"] and float(rows[1]["sensitivity"]) > 0
-    assert main(["compare", str(img), "--frangi", "--csv", str(tmp_path / "x.txt")]) == 2
+    assert main(["compare", str(img), "--frangi", "-o", str(tmp_path / "x.txt")]) == 2
 
 
 def _layers_by_name(viewer):

@@ -252,7 +252,7 @@ def test_cli_project_verbs(tmp_path, t2, capsys):
     out = capsys.readouterr().out
     assert "alice: v1 2 done" in out and "bob: v2 2 done" in out and "problems: none" in out
     assert main(["project", "agreement", d, "s1", "--raters", "alice", "bob", "--bg-slice", "20",
-                 "--cso-slice", "30", "--consensus-rater", "consensus", "--json"]) == 0
+                 "--cso-slice", "30", "--consensus-rater", "consensus", "--json", "-"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["matched"] == 1 and res["detection_f1"] == pytest.approx(0.5)
     assert res["counts"]["cso"] == {"slice": 30, "alice": 0, "bob": 1}

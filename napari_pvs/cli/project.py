@@ -6,20 +6,21 @@ catalogue); bad input ends with a one-line error and exit code 2.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-__all__ = ["add_project_parser"]
+from ._common import add_json_arg, write_json
+
+__all__ = ["add_parsers"]
 
 
 def _open(args, *, readonly: bool = False):
-    from .engine.project import Project
+    from ..engine.project import Project
 
     return Project.open(args.project, readonly=readonly, wait_s=getattr(args, "wait", 0.0))
 
 
 def cmd_init(args) -> int:
-    from .engine.project import Project
+    from ..engine.project import Project
 
     with Project.create(args.project, name=args.name) as proj:
         print(f"created project {proj.name} in {proj.root}")
@@ -38,8 +39,8 @@ def cmd_add(args) -> int:
 def cmd_import_mask(args) -> int:
     import numpy as np
 
-    from .engine.errors import PVSInputError
-    from .engine.io import load_mask
+    from ..engine.errors import PVSInputError
+    from ..engine.io import load_mask
 
     with _open(args) as proj:
         if Path(args.image_or_subject).exists() and args.image_or_subject not in proj.subjects():
@@ -70,9 +71,8 @@ def cmd_status(args) -> int:
         rows = proj.status()
         problems = proj.verify()
         if args.json:
-            print(json.dumps({"project": proj.name, "images": rows,
-                              "problems": [str(p) for p in problems]}, indent=2))
-        else:
+            write_json({"project": proj.name, "images": rows, "problems": [str(p) for p in problems]}, args.json)
+        if args.json != "-":
             print(f"project {proj.name} ({proj.root}): {len(proj.subjects())} subjects, "
                   f"{len(proj.raters())} raters, {len(proj.versions())} versions")
             for r in rows:
@@ -89,8 +89,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_agreement(args) -> int:
-    from .engine.errors import PVSInputError
-    from .engine.project import common_labelled_slices, consensus_mask, rater_agreement
+    from ..engine.errors import PVSInputError
+    from ..engine.project import common_labelled_slices, consensus_mask, rater_agreement
 
     with _open(args, readonly=args.consensus_rater is None) as proj:
         rec = proj.image(args.subject, args.role)
@@ -118,8 +118,8 @@ def cmd_agreement(args) -> int:
                                           f"v{masks[1].id} ({args.raters[1]}): agreed components only")
             out["consensus_version"] = v.id
         if args.json:
-            print(json.dumps(out, indent=2))
-        else:
+            write_json(out, args.json)
+        if args.json != "-":
             print(f"{args.subject} {args.role}: {args.raters[0]} (v{masks[0].id}) vs {args.raters[1]} "
                   f"(v{masks[1].id})")
             print(f"  voxel DSC {ag.dsc:.3f} (sensitivity {ag.sensitivity:.3f}, PPV {ag.ppv:.3f})")
@@ -134,7 +134,7 @@ def cmd_agreement(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .engine.project.export import export_dataset
+    from ..engine.project.export import export_dataset
 
     with _open(args, readonly=True) as proj:
         info = export_dataset(proj, args.output, fmt=args.format, versions=args.versions)
@@ -142,15 +142,15 @@ def cmd_export(args) -> int:
     return 0
 
 
-def add_project_parser(sub) -> None:
+def add_parsers(sub, parent) -> None:
     """Add ``project`` and its verbs to the ``napari-pvs`` sub-command parser."""
-    p = sub.add_parser("project", help="annotation projects: images, raters, versions, agreement, export",
+    p = sub.add_parser("project", parents=[parent], help="annotation projects: images, raters, versions, agreement, export",
                        description="An annotation project is a folder with an SQLite catalogue and NIfTI "
                                    "files; every save is a version, written atomically.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(name, func, help_, description=None):
-        v = verbs.add_parser(name, help=help_, description=description or help_)
+        v = verbs.add_parser(name, parents=[parent], help=help_, description=description or help_)
         v.add_argument("project", metavar="DIR", help="project folder")
         v.set_defaults(func=func)
         return v
@@ -179,7 +179,7 @@ def add_project_parser(sub) -> None:
     v = verb("status", cmd_status, "subjects, slices done per rater, versions, problems found",
              "Subjects, slices done per rater, versions and problems (missing or altered files); "
              "exit code 1 when a file is missing or altered.")
-    v.add_argument("--json", action="store_true", help="print JSON")
+    add_json_arg(v, "the result")
 
     v = verb("agreement", cmd_agreement, "agreement between two raters and their consensus",
              "Voxel DSC, VALDO-style detection F1 (26-connected components matched at IoU > 0.1), "
@@ -192,7 +192,7 @@ def add_project_parser(sub) -> None:
     v.add_argument("--cso-slice", type=int, help="CSO rating slice (0-based axial index) for the counts")
     v.add_argument("--consensus-rater", metavar="NAME",
                    help="save the agreed components as a consensus version by this rater")
-    v.add_argument("--json", action="store_true", help="print JSON")
+    add_json_arg(v, "the result")
 
     v = verb("export", cmd_export, "export training data for nnU-Net v2 or MONAI",
              "Export the chosen versions as an nnU-Net v2 raw data set (imagesTr/, labelsTr/, "

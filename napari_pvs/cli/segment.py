@@ -1,0 +1,51 @@
+"""``napari-pvs segment``: PVS mask (and probability, member agreement) of a T2 scan
+(the *segment* use case, :mod:`napari_pvs.engine.usecases.segmentation`)."""
+
+from __future__ import annotations
+
+from ._common import add_checkpoint_arg, add_device_arg, check_nifti_out, run_with_progress
+
+__all__ = ["add_parsers"]
+
+
+def cmd_segment(args) -> int:
+    from ..engine.errors import PVSInputError
+    from ..engine.io import load_volume
+    from ..engine.usecases import load_segmenter, segment_job
+
+    check_nifti_out(args.output, "output mask")
+    if args.prob:
+        check_nifti_out(args.prob, "probability map")
+    if args.agreement:
+        check_nifti_out(args.agreement, "member agreement map")
+    image = load_volume(args.image)
+    loaded = load_segmenter(args.checkpoint, device=args.device)
+    if args.agreement and loaded.name != "ensemble":
+        raise PVSInputError(f"--agreement needs an ensemble checkpoint, this one is a {loaded.name!r} model",
+                            loaded.path)
+    gen = segment_job(image, loaded, threshold=args.threshold, batch_size=args.batch_size,
+                      members=bool(args.agreement))
+    seg = run_with_progress(gen, "segmenting")
+    written = seg.write(args.output, prob=args.prob, agreement=args.agreement)
+    print(f"{seg.summary()}; {loaded.spacing_mm:.2f} mm in-plane; wrote {', '.join(str(p) for p in written)}")
+    if args.agreement:
+        print(seg.agreement_summary())
+    return 0
+
+
+def add_parsers(sub, parent) -> None:
+    g = sub.add_parser("segment", parents=[parent],
+                       help="segment PVS in a T2 image (shipped default model or a checkpoint)",
+                       description="Segment PVS; the mask (and probability map) get the input's affine and header.")
+    g.add_argument("image", help="T2-weighted NIfTI image")
+    add_checkpoint_arg(g, "checkpoint from 'napari-pvs train' (default: the shipped default model)")
+    g.add_argument("-o", "--output", required=True, metavar="MASK", help="output mask file (.nii.gz)")
+    g.add_argument("--prob", metavar="PROB", help="also write the probability map (.nii.gz)")
+    g.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    g.add_argument("--agreement", metavar="MAP",
+                   help="ensemble checkpoints (the default model is one): also write how many members call "
+                        "each voxel PVS (uint8 0..n, .nii.gz; the same pass, no extra run). Voxels > 0 outside "
+                        "the mask are the uncertain ones; 'napari-pvs count MAP' counts what any member finds")
+    g.add_argument("--batch-size", type=int, default=8, help="slices per forward pass")
+    add_device_arg(g)
+    g.set_defaults(func=cmd_segment)
