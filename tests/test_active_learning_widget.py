@@ -63,7 +63,7 @@ def test_queue_jump_uncertainty_retrain_and_cancel(make_napari_viewer, qtbot, al
     ann.rater.value = "alice"
     w.show_map.value = True
     w.table.selectRow(1)
-    assert w._annotator() is ann and ann.session is not None and ann.session.rater == "alice"
+    assert w.state is ann.state and ann.session is not None and ann.session.rater == "alice"
     assert ann.session.image.subject == "s1" and ann.current_slice() == w.queue[1].slice
     layer = viewer.layers["uncertainty (BALD)"]
     assert layer.data.shape == (44, 176, 146) and float(layer.data.max()) > 0
@@ -93,17 +93,14 @@ def test_queue_jump_uncertainty_retrain_and_cancel(make_napari_viewer, qtbot, al
     w.minutes.value = 60.0
     w.auto.value = True
     w.auto_n.value = 1
-    w._tick()
-    assert not w.retrain.is_running                                        # nothing new since the round
+    assert not w.check_auto_retrain() and not w.retrain.is_running         # nothing new since the round
     ann.go_to((30, 88, 73))
-    ann.mark("done")
-    w._tick()
+    ann.mark("done")                       # the mark signals the widget, which starts a round (no polling)
     assert w.retrain.is_running
     qtbot.waitUntil(lambda: w.retrain.n_events >= 2, timeout=60_000)
     w.retrain.cancel()
     _wait(qtbot, w.retrain)
     assert len(w.project().al_rounds()) == 1 and "cancelled" in w.retrain.status.text()
     w.auto.value = False
-    w.timer.stop()
     ann.close_project()
     release_project(w.project())

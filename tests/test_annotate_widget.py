@@ -69,23 +69,23 @@ def test_annotate_mark_save_and_autosave(widget, tmp_path):
     s._last_save_t -= 10
     w.autosave()
     assert len(w.project.versions(s.image, kind="autosave")) == 2     # nothing changed
-    assert w.versions_list.count() == 3
+    assert w.versions.versions_list.count() == 3
 
 
 def test_candidates_accept_reject_and_version_switch(widget, qtbot):
     w = widget
     w.go_to((20, 88, 73))
-    w.suggest.scope.value = "slice on screen"
-    w.suggest.start()
-    qtbot.waitUntil(lambda: w.suggest.worker is None, timeout=60_000)
+    w.candidates.scope.value = "slice on screen"
+    w.candidates.suggest.start()
+    qtbot.waitUntil(lambda: w.candidates.suggest.worker is None, timeout=60_000)
     props = w.session.proposals
     assert props is not None and props.n >= 3 and {p["slice"] for p in props.table} == {20}
     assert "PVS candidates" in w.viewer.layers
     first = w.session.current
     assert w.current_slice() == 20 and first is not None
-    w.decide("accept")
+    w.state.decide("accept")
     second = w.session.current
-    w.decide("reject")
+    w.state.decide("reject")
     mask = w.labels_layer.data
     assert (mask[props.labels == first["id"]] == 1).all()
     assert (mask[props.labels == second["id"]] == 0).all()
@@ -94,12 +94,12 @@ def test_candidates_accept_reject_and_version_switch(widget, qtbot):
     assert [d["decision"] for d in w.project.decisions(v.id)] == ["accept", "reject"]
     # switch to an empty version made earlier and back; show the changes
     empty = w.project.save_annotation(w.session.image, "alice", np.zeros(mask.shape, np.uint8), note="empty")
-    w._refresh_versions()
-    w.versions_list.setCurrentRow(0)                    # newest first: the empty one
-    w.load_selected_version()
+    w.versions.refresh()
+    w.versions.versions_list.setCurrentRow(0)                    # newest first: the empty one
+    w.versions.load_selected_version()
     assert w.labels_layer.data.sum() == 0 and w.session.base.id == empty.id
-    w.versions_list.setCurrentRow(1)                    # the one with the accepted candidate
-    w.show_changes()
+    w.versions.versions_list.setCurrentRow(1)                    # the one with the accepted candidate
+    w.versions.show_changes()
     diff = w.viewer.layers[f"changes v{v.id} -> now"].data
     assert (diff == 2).sum() == first["n_voxels"] and (diff == 1).sum() == 0
 
@@ -115,19 +115,19 @@ def test_agreement_and_consensus_in_the_widget(widget):
     w.labels_layer.data[20, 60:62, 100] = 1
     w.go_to((20, 60, 50))
     w.mark("done")
-    w._refresh_subjects()
-    w.other_rater.value = "bob"
+    w.agreement_panel.refresh_raters()
+    w.agreement_panel.other_rater.value = "bob"
     w.go_to((20, 88, 73))
-    w.compare()
-    ag = w.agreement
+    w.agreement_panel.compare()
+    ag = w.agreement_panel.agreement
     assert (ag.n_a, ag.n_b, len(ag.matched), len(ag.disagreements)) == (2, 2, 1, 2)
-    assert "detection F1 0.50" in w.agreement_label.text() and "slice 20: 2 vs 2 PVS" in w.agreement_label.text()
-    w.next_disagreement()
-    d0 = ag.disagreements[w._dis_cursor]
+    assert "detection F1 0.50" in w.agreement_panel.label.text() and "slice 20: 2 vs 2 PVS" in w.agreement_panel.label.text()
+    w.agreement_panel.next_disagreement()
+    d0 = ag.disagreements[w.agreement_panel.cursor]
     assert w.current_slice() == 20
-    w.decide_disagreement(True)                          # accept the first, then reject the second
-    w.decide_disagreement(False)
-    w.save_consensus()
+    w.agreement_panel.decide_disagreement(True)                          # accept the first, then reject the second
+    w.agreement_panel.decide_disagreement(False)
+    w.agreement_panel.save_consensus()
     cons = w.project.latest_version(img, "consensus")
     assert cons.kind == "consensus" and cons.n_components == 2 and cons.slice_status == {20: "done"}
     m = w.project.load_version(cons.id)
@@ -152,12 +152,14 @@ def test_train_widget_trains_on_a_project_and_records_the_run(make_napari_viewer
     w.features.value = ", ".join(str(f) for f in SMALL_FEATURES)
     w.epochs.value, w.steps_per_epoch.value, w.patch_size.value = 1, 3, 64
     w.checkpoint_path = tmp_path / "proj_model.pt"
-    task, _, _ = w.collect()
-    assert len(task.images) == 1 and task.ignore_arrays[0][2].sum() == 0 and task.ignore_arrays[0][0].all()
+    from napari_pvs.engine.usecases import plan_training
+
+    plan = plan_training(w.request())
+    assert len(plan.images) == 1 and plan.ignore_masks[0][2].sum() == 0 and plan.ignore_masks[0][0].all()
     w.start()
     qtbot.waitUntil(lambda: w.worker is None, timeout=120_000)
     assert w.result is not None and "recorded as run 1" in w.status.text()
-    proj, data = w._project_data
+    proj = w.plan.project
     runs = proj.training_runs()
     assert len(runs) == 1 and runs[0]["versions"] == [1] and runs[0]["checkpoint"].endswith("proj_model.pt")
     release_project(proj)

@@ -88,11 +88,11 @@ def test_count_widget_places_rating_slices_by_atlas(make_napari_viewer, qtbot, m
     widget = CountWidget(viewer)
     widget.reset_choices()
     widget.labels.value = viewer.layers["pvs"]
-    widget.place.image.value = viewer.layers["t2"]
+    widget.place_image.value = viewer.layers["t2"]
     widget.place.start()
     qtbot.waitUntil(lambda: widget.place.worker is None, timeout=120_000)
-    rs = widget.place.placed
-    assert rs is not None, widget.place.status.text()
+    assert widget.placement is not None, widget.place.status.text()
+    rs = widget.placement.slices
     assert (widget.bg_slice.value, widget.cso_slice.value) == (rs.bg, rs.cso)
     regions = viewer.layers["t2 atlas regions"].data
     assert regions.shape == subject.shape and set(np.unique(regions)) >= {0, 2, 3, 4}
@@ -113,8 +113,9 @@ def test_count_widget_places_rating_slices_by_atlas(make_napari_viewer, qtbot, m
     counts = widget.count()
     assert counts.bg.slice_index == rs.bg and counts.cso.slice_index == rs.cso
     assert (counts.bg.total, counts.bg.on_slice, counts.bg.within) == (1, 2, "atlas BG")
+    assert counts.bg.split_at == "atlas"                          # left/right at the registered midline
     assert "atlas BG" in widget.table_values()[0]
     widget.regions.value = None                                  # whole slices again
-    assert widget.count().bg.total == 2
+    assert widget.count().bg.total == 2 and widget.last_counts.bg.split_at == "field of view"
     widget.labels.value = viewer.layers["t2 atlas regions"]      # the regions are no PVS mask
     assert widget.count() is None and widget.last_counts.bg.total == 2

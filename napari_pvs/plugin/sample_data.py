@@ -8,10 +8,12 @@ per-user cache). Realistic synthetic PVS (:func:`napari_pvs.engine.synth.simulat
 fixed seed) are inserted into it, which gives a voxel-exact ground-truth mask: no public
 data set has manual PVS masks.
 
-Inside a running napari (*File > Open Sample*), the simulation (a few seconds) runs in a
-worker thread: :func:`make_sample_data` returns the T2 and an empty mask layer at once,
-and both are filled in when the simulation is done (``metadata["simulation"]`` goes from
-``"running"`` to ``"done"``). :func:`load_sample` simulates before returning (scripts).
+Inside a running napari (*File > Open Sample*), the simulation (a few seconds) runs in the
+job runner (:class:`~napari_pvs.plugin.jobs.JobRunner`: a worker thread, napari's activity
+dock, one notification on error): :func:`make_sample_data` returns the T2 and an empty mask
+layer at once, and both are filled in when the simulation is done
+(``metadata["simulation"]`` goes from ``"running"`` to ``"done"``). :func:`load_sample`
+simulates before returning (scripts).
 """
 
 from __future__ import annotations
@@ -117,20 +119,31 @@ def make_sample_data() -> "list[napari.types.LayerDataTuple]":
     viewer = _running_viewer()
     if viewer is None:
         return load_sample()
-    from ..engine.synth import simulate_pvs
-
     t2 = _sample_t2()
 
-    from napari.qt.threading import create_worker
-    from napari.utils.notifications import show_error, show_info
+    from .jobs import JobRunner, notify_info
 
     token = uuid.uuid4().hex
     layers = sample_layer_data(t2, np.asarray(t2.data, dtype=np.float32), np.zeros(t2.shape, np.uint8),
                                simulation="running", sample_token=token)
     layers[0][1]["metadata"]["role"], layers[1][1]["metadata"]["role"] = "image", "mask"
-    worker = create_worker(simulate_pvs, t2, seed=SAMPLE_SEED, _start_thread=False)
-    worker.returned.connect(lambda sim: _fill_in(viewer, token, sim))
-    worker.errored.connect(lambda exc: show_error(f"sample data: simulation failed ({exc})"))
-    worker.start()
-    show_info("napari-pvs sample: inserting synthetic PVS into the T2 in the background ...")
+    runner = JobRunner("sample data")
+    _RUNNERS.add(runner)                        # kept alive until the job ends
+    runner.returned.connect(lambda sim: _fill_in(viewer, token, sim))
+    runner.finished.connect(lambda: _RUNNERS.discard(runner))
+    runner.start(lambda: _simulate_job(t2), "inserting synthetic PVS into the T2")
+    notify_info("napari-pvs sample: inserting synthetic PVS into the T2 in the background ...")
     return layers
+
+
+#: the sample-data runners still running
+_RUNNERS: set = set()
+
+
+def _simulate_job(t2):
+    """The simulation as a job generator (one event, then the result)."""
+    from ..engine.progress import StageEvent
+    from ..engine.synth import simulate_pvs
+
+    yield StageEvent("simulate", 0, 1, message="inserting synthetic PVS")
+    return simulate_pvs(t2, seed=SAMPLE_SEED)

@@ -1,32 +1,17 @@
-"""State shared by the widgets: the annotation projects open in this napari session and
-the widgets docked in each viewer.
+"""The annotation projects open in this napari session, shared by the widgets.
 
 One :class:`~napari_pvs.engine.project.Project` per folder and process (the project's
 writer lock is per process), so the Annotate, Train and Active learning widgets share it
-instead of locking each other out. The Active learning widget finds the viewer's Annotate
-widget through :func:`find_widget` to open a proposed slice in it.
+instead of locking each other out.
 """
 
 from __future__ import annotations
 
-import weakref
 from pathlib import Path
 
-__all__ = ["open_project", "release_project", "register_widget", "find_widget"]
+__all__ = ["open_project", "release_project"]
 
 _OPEN: dict[Path, object] = {}
-_WIDGETS: dict[int, weakref.WeakSet] = {}
-
-
-def register_widget(viewer, widget) -> None:
-    """Remember ``widget`` as one of ``viewer``'s napari-pvs widgets."""
-    _WIDGETS.setdefault(id(viewer), weakref.WeakSet()).add(widget)
-
-
-def find_widget(viewer, cls):
-    """``viewer``'s live widget of class ``cls`` (the newest one), or None."""
-    alive = [w for w in _WIDGETS.get(id(viewer), ()) if isinstance(w, cls) and getattr(w, "viewer", None) is viewer]
-    return alive[-1] if alive else None
 
 
 def open_project(folder, *, create: bool = False):

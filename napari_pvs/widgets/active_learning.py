@@ -1,7 +1,10 @@
 """Dock widget "Active learning": the model asks for the slices that teach it most.
 
 Thin by design: scoring, selection and fine-tuning are the engine's
-(:mod:`napari_pvs.engine.active_learning`); annotation is the Annotate PVS widget's.
+(:mod:`napari_pvs.engine.active_learning`); annotation is the viewer's shared annotation
+state (:class:`~napari_pvs.widgets.annotation_state.AnnotationState`), which the Annotate PVS
+widget shows: this widget opens queued slices through it and follows its signals (slices
+marked done, versions saved), with no polling and no call into another widget.
 
 * **Queue**: *Score slices* ranks the project's slices not annotated yet by the chosen
   strategy (BALD, entropy, random or PVS load; MC dropout or test-time augmentation
@@ -13,13 +16,16 @@ Thin by design: scoring, selection and fine-tuning are the engine's
   map (BALD) of the subject can be shown as a layer.
 * **Retrain**: *Retrain now* fine-tunes the current model on every slice marked done (in a
   worker, with progress, the live validation DSC and *Cancel*) while annotation goes on;
-  "retrain automatically" starts it after N newly done slices. When the new model is
-  ready the round is recorded in the project and the queue re-scores.
+  "retrain automatically" starts it after N newly done slices (as they are marked). When
+  the new model is ready the round is recorded in the project and the queue re-scores.
+  The project is read and the round recorded on the main thread; the scoring and the
+  fine-tuning run in the job runner.
 * **History**: validation DSC against annotated slices, one point per round.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
 import math
 from pathlib import Path
@@ -27,12 +33,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, SpinBox
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QWidget)
+from qtpy.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidgetItem, QWidget
 
 from ..engine.errors import PVSInputError
-from ._job import notify_error, notify_info, scroll_column
-from .active_learning_jobs import HistoryPlot, RetrainJob, ScoreJob
+from ..engine.progress import format_seconds
+from ._job import JobPanel, notify_error, notify_info, optional_path, scroll_column
+from .annotation_state import annotation_state
+from .active_learning_history import HistoryPlot
 
 if TYPE_CHECKING:
     import napari
@@ -56,7 +63,8 @@ class ActiveLearningWidget(QWidget):
     queue : list of SliceChoice
     scores : ProjectScores or None
         The last scoring (maps for the candidates and the uncertainty layer).
-    score, retrain : ScoreJob, RetrainJob
+    score, retrain : JobPanel
+        Scoring the queue, fine-tuning a round (through the job runner).
     history : HistoryPlot
     table : QTableWidget
     """
@@ -84,7 +92,7 @@ class ActiveLearningWidget(QWidget):
         self.show_map = CheckBox(text="show uncertainty map (BALD)", value=False)
         form = Container(widgets=[self.folder, self.strategy, self.n, self.sampler, self.samples])
         train_form = Container(widgets=[self.minutes, self.steps, self.auto, self.auto_n])
-        self.score = ScoreJob(self)
+        self.score = JobPanel("scoring", "Score slices", prepare=self._prepare_scoring, on_result=self._scored)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
@@ -92,7 +100,11 @@ class ActiveLearningWidget(QWidget):
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.setMinimumHeight(180)
         self.table.itemSelectionChanged.connect(self._on_select)
-        self.retrain = RetrainJob(self)
+        self.retrain = JobPanel("fine-tuning", "Retrain now", prepare=self._prepare_retrain,
+                                on_result=self._retrained, on_cancelled=lambda: "fine-tuning cancelled: no round "
+                                "recorded (the current model is unchanged)")
+        self.plan = self._round_config = None
+        self._saved_done: dict | None = None
         self.history = HistoryPlot()
         self.info = QLabel("choose a project folder (or open one in Annotate PVS) and press Score slices")
         self.info.setWordWrap(True)
@@ -100,13 +112,10 @@ class ActiveLearningWidget(QWidget):
                   QLabel("<b>Retrain</b>"), train_form.native, self.retrain, QLabel("<b>Model history</b>"),
                   self.history))
         self.show_map.changed.connect(lambda *_: self._guarded(self._update_map))
-        self.folder.changed.connect(lambda *_: self._guarded(self._refresh_history))
-        self.timer = QTimer(self)
-        self.timer.timeout.connect(self._tick_quietly)
-        self.timer.start(2000)
-        from ._state import register_widget
-
-        register_widget(napari_viewer, self)
+        self.folder.changed.connect(lambda *_: self._guarded(self._on_folder))
+        self.state = annotation_state(napari_viewer)
+        self.state.slices_changed.connect(self._on_slices)
+        self.state.versions_changed.connect(self._on_versions)
 
     # ------------------------------------------------------------------ helpers
     def _guarded(self, fn, *args):
@@ -115,25 +124,14 @@ class ActiveLearningWidget(QWidget):
         except (PVSInputError, ValueError) as exc:
             notify_error(str(exc))
 
-    def _annotator(self, *, create: bool = False):
-        from ._state import find_widget
-        from .annotate import AnnotateWidget
-
-        w = find_widget(self.viewer, AnnotateWidget)
-        if w is None and create:
-            w = AnnotateWidget(self.viewer)
-            self.viewer.window.add_dock_widget(w, name="Annotate PVS", area="right")
-        return w
-
     def _folder(self) -> Path:
-        v = self.folder.value
-        if v is None or str(v) in ("", "."):
-            ann = self._annotator()
-            if ann is not None and ann.project is not None:
-                self.folder.value = ann.project.root
-                return ann.project.root
+        folder = optional_path(self.folder.value)
+        if folder is None:
+            if self.state.project is not None:
+                self.folder.value = self.state.project.root
+                return self.state.project.root
             raise PVSInputError("choose a project folder")
-        return Path(v)
+        return folder
 
     def project(self):
         """The project of the folder (shared with the other widgets)."""
@@ -170,21 +168,18 @@ class ActiveLearningWidget(QWidget):
             self._guarded(self.open_choice, min(rows))
 
     def open_choice(self, row: int) -> None:
-        """Open queue entry ``row`` in the Annotate PVS widget: its subject, its slice, the
-        model's prediction on it as candidates."""
+        """Open queue entry ``row`` for annotation: its subject, its slice, the model's
+        prediction on it as candidates (the Annotate PVS widget is docked when it is not)."""
         c = self.queue[row]
         proj = self.project()
-        ann = self._annotator(create=True)
-        if ann.project is not proj:
-            ann.folder.value = proj.root
-            ann.open_project()
-        if ann.session is None or ann.session.image.subject != c.subject:
-            ann.subject.value = c.subject
-            ann.load_subject()
-        img = ann.session.image
-        centre = (np.asarray(img.shape, float) - 1) / 2
-        centre[img.axial_axis] = c.slice
-        ann.go_to(centre)
+        st = self.state
+        if not st.views:
+            self.viewer.window.add_plugin_dock_widget("napari-pvs", "Annotate PVS")
+        if st.project is not proj:
+            st.open_project(proj.root)
+        if st.session is None or st.session.image.subject != c.subject:
+            st.load_subject(c.subject, st.rater or getpass.getuser() or "rater")
+        st.go_to_slice(c.slice)
         self._update_map()
         prob = self._map(c, "mean_prob")
         if prob is None:
@@ -193,6 +188,7 @@ class ActiveLearningWidget(QWidget):
             return
         from ..engine.candidates import ProposalConfig, propose_candidates
 
+        img = st.session.image
         props = propose_candidates(proj.load_image(img.id), method="model", probability=prob, slices=[c.slice],
                                    config=ProposalConfig(regions_only=False, threshold=CANDIDATE_THRESHOLD))
         bald_map = self._map(c, "bald_map")
@@ -206,8 +202,8 @@ class ActiveLearningWidget(QWidget):
             props.table.sort(key=lambda row: -row["score"])
             order = "most uncertain (BALD) first"
         if props.n:
-            ann.show_proposals(props)
-            ann.go_to(centre)
+            st.show_proposals(props)
+            st.go_to_slice(c.slice)
         self.info.setText(f"{c.subject} slice {c.slice} (rank {c.rank}, {c.strategy} {c.score:.4g}): "
                           f"{props.n} model candidates to accept or reject, {order}; mark the slice done "
                           "when finished")
@@ -226,12 +222,12 @@ class ActiveLearningWidget(QWidget):
 
     def _update_map(self) -> None:
         name = "uncertainty (BALD)"
-        ann = self._annotator()
-        if not self.show_map.value or ann is None or ann.session is None:
+        st = self.state
+        if not self.show_map.value or st.session is None:
             if name in self.viewer.layers:
                 self.viewer.layers.remove(self.viewer.layers[name])
             return
-        subject = ann.session.image.subject
+        subject = st.session.image.subject
         c = next((q for q in self.queue if q.subject == subject), None)
         bald = self._map(c, "bald_map") if c is not None else None
         if bald is None:
@@ -240,76 +236,119 @@ class ActiveLearningWidget(QWidget):
         if name in self.viewer.layers:
             self.viewer.layers.remove(self.viewer.layers[name])
         top = float(np.percentile(bald[bald > 0], 99.5)) if (bald > 0).any() else 1.0
-        self.viewer.add_image(bald, name=name, colormap="magma", blending="additive", opacity=0.7,
-                              contrast_limits=(0.0, max(top, 1e-6)), **ann._overlay_geometry())
-        self.viewer.layers.selection.active = ann.labels_layer
+        st.put_layer(name, bald, kind="image", colormap="magma", blending="additive", opacity=0.7,
+                     contrast_limits=(0.0, max(top, 1e-6)), **st.overlay_geometry())
 
-    # ------------------------------------------------------------------ retraining
-    def save_annotation(self) -> None:
-        """Save the Annotate widget's unsaved work as a version (slices marked done count
-        for training only once saved)."""
-        ann = self._annotator()
-        if ann is not None and ann.session is not None and ann.session.changed:
-            ann.save()
+    # ------------------------------------------------------------------ jobs
+    def _prepare_scoring(self):
+        from ..engine.active_learning import score_images, scoring_inputs, select_next
 
+        config = self.config()
+        inputs = scoring_inputs(self.project(), config)     # the project is read here, on the main thread
+
+        def gen():
+            scores = yield from score_images(inputs, config)
+            return select_next(scores, config), scores
+
+        model = inputs.checkpoint.name if inputs.checkpoint is not None else "no model"
+        n = sum(len(t) for _, _, t in inputs.items)
+        return gen, f"scoring {n} slices of {len(inputs.items)} scans ({config.strategy}, {model}) ..."
+
+    def _scored(self, result) -> None:
+        choices, scores = result
+        self.set_queue(choices, scores)
+        self.score.status.setText(f"{len(choices)} slices proposed ({self.strategy.value}) in "
+                                  f"{format_seconds(scores.seconds)}")
+
+    def _prepare_retrain(self):
+        from ..engine.active_learning import plan_finetune, run_finetune
+
+        st = self.state
+        if st.session is not None and st.session.changed:
+            st.save()                       # slices marked done count for training once saved
+        self._round_config = config = self.config()
+        self.plan = plan = plan_finetune(self.project(), config)
+        self._retrain_base = plan.n_slices
+        return (lambda: run_finetune(plan),
+                f"fine-tuning {plan.init_from.name} on {plan.n_slices} annotated slices "
+                f"(at most {config.finetune_minutes:g} min) ...")
+
+    def _retrained(self, result) -> None:
+        from ..engine.active_learning import record_finetune, round_message
+
+        record = record_finetune(self.project(), self.plan, result, self._round_config, self.queue)
+        msg = round_message(record, result)
+        self.retrain.status.setText(msg)
+        notify_info(msg)
+        self._saved_done = None
+        self.history.refresh(self.project().al_rounds())
+        self.score.start()                  # the queue re-scores with the new model
+
+    # ------------------------------------------------------------------ following the annotation
     def _done_now(self) -> int:
         """Annotated slices now: the saved ones, with the open session's live statuses."""
         from ..engine.active_learning import labelled_slices
 
         proj = self.project()
-        done = {k: set(v) for k, v in labelled_slices(proj).items()}
-        ann = self._annotator()
-        if ann is not None and ann.session is not None and ann.project is proj:
-            s = ann.session
+        if self._saved_done is None:          # read once per saved version, not per slice step
+            self._saved_done = {k: set(v) for k, v in labelled_slices(proj).items()}
+        done = {k: set(v) for k, v in self._saved_done.items()}
+        s = self.state.session
+        if s is not None and self.state.project is proj:
             done[s.image.id] = done.get(s.image.id, set()) | set(s.slices_done()) | set(s.slices_reviewed())
         return sum(len(v) for v in done.values())
 
-    def note_retrain_started(self, n_slices: int) -> None:
-        self._retrain_base = n_slices
+    def _on_versions(self) -> None:
+        self._saved_done = None
+        self._on_slices()
 
-    def _tick_quietly(self) -> None:
-        """The timer's tick: errors (a folder that is not a project yet) are logged, not
-        shown every two seconds."""
+    def _on_slices(self) -> None:
+        """Slices were marked (or a version saved): the queue's status column, and the
+        automatic retraining."""
+        if optional_path(self.folder.value) is None:
+            return
         try:
-            self._tick()
-        except (PVSInputError, ValueError) as exc:
-            log.debug("active-learning tick: %s", exc)
+            self._update_status_column()
+            self.check_auto_retrain()
+        except (PVSInputError, ValueError) as exc:   # a folder that is not a project (yet)
+            log.debug("active learning: %s", exc)
 
-    def _tick(self) -> None:
-        if self.folder.value is None or str(self.folder.value) in ("", "."):
-            return
-        self._update_status_column()
-        if not self.auto.value or self.retrain.is_running:
-            return
+    def check_auto_retrain(self) -> bool:
+        """With "retrain automatically": start a round when N slices were newly marked done
+        since the last one; returns whether it started."""
+        if not self.auto.value or self.retrain.is_running or optional_path(self.folder.value) is None:
+            return False
         now = self._done_now()
         if self._retrain_base is None:
             rounds = self.project().al_rounds()
             self._retrain_base = rounds[-1]["n_slices"] if rounds else now
         if now - self._retrain_base >= int(self.auto_n.value):
             self.info.setText(f"{now - self._retrain_base} newly done slices: retraining automatically")
-            self.retrain.start()
+            return self.retrain.start()
+        return False
 
     def _update_status_column(self) -> None:
         if not self.queue:
             return
         from ..engine.active_learning import labelled_slices
 
-        done = labelled_slices(self.project())
-        ann = self._annotator()
-        live = {}
-        if ann is not None and ann.session is not None:
-            live[ann.session.image.id] = set(ann.session.slices_done()) | set(ann.session.slices_reviewed())
+        done = labelled_slices(self.project()) if self._saved_done is None else self._saved_done
+        s = self.state.session
+        live = {} if s is None else {s.image.id: set(s.slices_done()) | set(s.slices_reviewed())}
         for r, c in enumerate(self.queue):
             is_done = c.slice in live.get(c.image_id, done.get(c.image_id, []))
             item = self.table.item(r, len(COLUMNS) - 1)
             if item is not None:
                 item.setText("done" if is_done else "todo")
 
+    def _on_folder(self) -> None:
+        self._saved_done, self._retrain_base = None, None
+        self._refresh_history()
+
     def _refresh_history(self) -> None:
         self.history.refresh(self.project().al_rounds())
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        self.timer.stop()
         for job in (self.score, self.retrain):
             job.cancel()
         super().closeEvent(event)

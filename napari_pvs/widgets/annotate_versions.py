@@ -1,64 +1,73 @@
-"""Version history in the Annotate PVS widget: list the versions of the subject, load one,
-show what changed since it (components added / removed) as a layer."""
+"""The versions panel of the Annotate PVS widget: the subject's versions (rater, time, kind,
+note), load one, show what changed since it (components added / removed) as a layer."""
 
 from __future__ import annotations
 
+from magicgui.widgets import Container, PushButton
+from qtpy.QtWidgets import QListWidget, QVBoxLayout, QWidget
+
 from ..engine.errors import PVSInputError
-from ..engine.project.records import format_slices
 from ._job import notify_info
 
-__all__ = ["VersionsMixin"]
+__all__ = ["VersionsPanel"]
 
 
-class VersionsMixin:
-    """The versions part of :class:`~napari_pvs.widgets.annotate.AnnotateWidget`."""
+class VersionsPanel(QWidget):
+    """Version history of the open subject (refreshed on the state's signals).
 
-    def _refresh_versions(self) -> None:
+    Attributes
+    ----------
+    versions_list : QListWidget
+        Newest first.
+    versions : list of VersionRecord
+        Oldest first.
+    """
+
+    def __init__(self, state, guard):
+        super().__init__()
+        self.state = state
+        self.versions: list = []
+        self.versions_list = QListWidget()
+        self.versions_list.setMaximumHeight(140)
+        load, changes = PushButton(text="Load version"), PushButton(text="Show changes")
+        load.changed.connect(guard(self.load_selected_version))
+        changes.changed.connect(guard(self.show_changes))
+        self.buttons = {"Load version": load, "Show changes": changes}
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.versions_list)
+        layout.addWidget(Container(widgets=[load, changes], layout="horizontal", labels=False).native)
+        state.session_changed.connect(self.refresh)
+        state.versions_changed.connect(self.refresh)
+
+    def refresh(self) -> None:
+        """List the open subject's versions, newest first."""
         self.versions_list.clear()
-        s = self.session
-        if s is None:
-            return
-        self._versions = self.project.versions(s.image)
-        latest = {}
-        for v in self._versions:                       # oldest first: the last one per rater wins
-            if v.kind != "autosave":
-                latest[v.rater] = v
-        self._others = [f"{r}: {format_slices(v.labelled_slices)}" for r, v in latest.items()
-                        if r != s.rater and v.labelled_slices]
-        for v in reversed(self._versions):
+        s = self.state.session
+        self.versions = [] if s is None else self.state.project.versions(s.image)
+        for v in reversed(self.versions):
             done = len(v.labelled_slices)
             self.versions_list.addItem(f"v{v.id} {v.rater} {v.kind} {v.created[:19]}: {v.n_components} PVS, "
                                        f"{done} slices done/reviewed {v.note}".strip())
 
-    def _selected_version(self):
+    def selected(self):
+        """The version selected in the list."""
         row = self.versions_list.currentRow()
         if row < 0:
             raise PVSInputError("select a version in the list")
-        return list(reversed(self._versions))[row]
+        return list(reversed(self.versions))[row]
 
     def load_selected_version(self) -> None:
-        from ..engine.project import AnnotationSession
-
-        s = self._need_session()
-        v = self._selected_version()
-        if s.changed:
-            self.autosave(force=True)
-        new = AnnotationSession.start(self.project, s.image.subject, s.rater, version=v.id,
-                                      autosave_s=s.autosave_s)
-        self.labels_layer.data = new.mask
-        new.mask = self.labels_layer.data
-        self.session = new
+        v = self.selected()
+        self.state.load_version(v.id)
         notify_info(f"loaded version {v.id} ({v.rater}, {v.created[:19]})")
-        self._update_progress()
 
     def show_changes(self) -> None:
         from ..engine.project import version_diff
 
-        s = self._need_session()
-        v = self._selected_version()
-        diff = version_diff(self.project.load_version(v.id), s.mask)
-        geom = self._overlay_geometry()
-        self._layer(f"changes v{v.id} -> now", diff.labels, opacity=0.8, **geom)
-        self.viewer.layers.selection.active = self.labels_layer
+        st = self.state
+        s = st.need_session()
+        v = self.selected()
+        diff = version_diff(st.project.load_version(v.id), s.mask)
+        st.put_layer(f"changes v{v.id} -> now", diff.labels, opacity=0.8, **st.overlay_geometry())
         notify_info(f"since v{v.id}: {diff.added} PVS added (1), {diff.removed} removed (2)")
-

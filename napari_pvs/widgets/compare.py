@@ -2,8 +2,9 @@
 
 Pick a T2 Image layer, two or more checkpoints (and/or the Frangi baseline) and, if there
 is one, a reference Labels layer (a project version or a simulated truth); *Compare* runs
-every model in a worker (:func:`napari_pvs.engine.comparison.compare_iter`, the same
-inference as Segment) with progress and *Cancel*. The viewer then switches to napari's grid
+every model in a worker (the *compare* use case,
+:func:`napari_pvs.engine.usecases.compare_job`: the same inference as Segment) with
+progress and *Cancel*. The viewer then switches to napari's grid
 mode: one grid cell per model, each holding the T2 (the same data, not a copy) under that
 model's layer, all cells sharing one camera and one slice position; the *3D* box renders
 them as volumes. The other layers are hidden while comparing; *Stop comparing* removes the
@@ -29,7 +30,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlide
 from qtpy.QtWidgets import QAbstractItemView, QLabel, QPushButton, QTableWidget, QTableWidgetItem
 
 from ..engine.errors import PVSInputError
-from ._job import JobWidget, notify_info
+from ._job import JobWidget, notify_info, optional_path
 from ..plugin.viewer import shown_index, source_geometry
 
 if TYPE_CHECKING:
@@ -122,23 +123,18 @@ class CompareWidget(JobWidget):
     def _checkpoint_paths(self) -> list[Path]:
         value = self.checkpoints.value
         paths = value if isinstance(value, (list, tuple)) else [value]
-        return [Path(p).expanduser() for p in paths if p is not None and str(p) not in ("", ".")]
+        return [p for p in map(optional_path, paths) if p is not None]
 
     def prepare(self):
-        from ..engine.models.checkpoint import load_model
-        from ..engine.comparison import compare_iter, frangi_baseline
-        from ..engine.preprocess import inplane_spacing
+        from ..engine.usecases import compare_job, comparison_models
         from ..plugin.layers import layer_to_volume
 
         layer = self.image.value
         if layer is None:
             raise PVSInputError("choose a T2 Image layer to compare the models on")
         volume = layer_to_volume(layer)
-        models = [load_model(p) for p in self._checkpoint_paths()]  # bad files are refused here
-        if self.frangi.value:
-            models.append(frangi_baseline(min(inplane_spacing(volume))))
-        if len(models) < 2:
-            raise PVSInputError("choose at least two models: two checkpoints, or one and the Frangi baseline")
+        models = comparison_models(volume, self._checkpoint_paths(), frangi=bool(self.frangi.value),
+                                   default_if_empty=False, min_models=2)   # bad files are refused here
         ref_layer = self.reference.value
         reference = None
         if ref_layer is not None:
@@ -147,7 +143,7 @@ class CompareWidget(JobWidget):
                 raise PVSInputError(f"reference mask '{ref_layer.name}' has shape {reference.shape}, the image "
                                     f"'{layer.name}' {volume.shape}; they must share the grid")
         self._source, self._reference_layer = layer, ref_layer
-        return (lambda: compare_iter(volume, models, reference=reference),
+        return (lambda: compare_job(volume, models, reference=reference),
                 f"comparing {len(models)} models on '{layer.name}' ...")
 
     def on_result(self, result) -> None:

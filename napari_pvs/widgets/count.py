@@ -6,14 +6,15 @@ both default to the viewer's current slice), then *Count*. The table shows, per 
 the PVS (2D connected components) in the subject's left and right hemisphere, the total,
 the Potter grade (0 none, 1: 1-10, 2: 11-20, 3: 21-40, 4: >40, of the hemisphere with
 more) and the PVS area in mm^2, plus the whole-volume count (3D components) and volume
-in mm^3 (:func:`napari_pvs.engine.rating.count_rating_slices`). Left/right uses the
-world (RAS) x of each component from the layer's affine; *Save CSV* writes the table.
+in mm^3 (the *rate a scan* use case, :func:`napari_pvs.engine.usecases.count_rating`).
+Left/right splits at the atlas midline once the slices were placed by atlas, else at the
+centre of the field of view; *Save CSV* writes the table.
 Slice numbers run along the volume's axial axis (from its affine), whatever the order of
 napari's dims; "= current slice" reads the viewer's world position through the layer.
 
 *Place by atlas* fills both slice numbers by registering the MNI template with the Allen
 atlas to a chosen Image layer (the T2 the mask belongs to), in a worker with progress
-(:func:`napari_pvs.engine.registration.atlas.locate_rating_slices`). It adds the atlas
+(:func:`napari_pvs.engine.usecases.place_rating_slices_job`). It adds the atlas
 regions (BG, white matter, lateral ventricles, anterior commissure) as a Labels layer and
 the landmarks (anterior commissure, top of the lateral ventricles, the CSO point 10 mm
 above) as points, and moves the viewer to the BG slice, so the placement can be checked
@@ -34,17 +35,17 @@ from magicgui.widgets import Container, FloatSpinBox, SpinBox, create_widget
 from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTableWidget,
                             QTableWidgetItem, QVBoxLayout, QWidget)
 
+from typing import TYPE_CHECKING
+
 from ..engine.errors import PVSInputError
 from ..plugin.layers import geometry_metadata, layer_to_volume
-from ._job import JobWidget, notify_error, notify_info
 from ..plugin.viewer import put_layer, shown_index, source_geometry
-
-from typing import TYPE_CHECKING
+from ._job import JobPanel, notify_error, notify_info
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["CountWidget", "PlaceSlicesJob", "COLUMNS"]
+__all__ = ["CountWidget", "COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ COLUMNS = (
     ("grade", "grade"),
     ("within", "counted within"),
     ("slab_slices", "slices"),
+    ("split_at", "L/R split at"),
     ("area_mm2", "area mm²"),
     ("volume_mm3", "volume mm³"),
 )
@@ -73,12 +75,18 @@ class CountWidget(QWidget):
         Rows BG, CSO, volume; columns :data:`COLUMNS`.
     last_counts : RatingCounts or None
         Result of the last *Count*.
+    placement : AtlasPlacement or None
+        The last atlas placement (slices, midline, regions).
+    place : JobPanel
+        *Place slices by atlas* (its image picker is :attr:`place_image`).
     """
 
     def __init__(self, napari_viewer: "napari.viewer.Viewer"):
         super().__init__()
         self.viewer = napari_viewer
         self.last_counts = None
+        self.placement = None
+        self._placed_on = None
 
         self.labels = create_widget(annotation="napari.layers.Labels", label="PVS mask")
         self.labels.changed.connect(self._on_layer_changed)
@@ -97,7 +105,9 @@ class CountWidget(QWidget):
                                             "this thickness of each rating slice (e.g. 3 mm: three slices of "
                                             "a 1 mm scan, as one clinical slice shows); 0: the slice alone")
         self._form = Container(widgets=[self.labels, self.bg_slice, self.cso_slice, self.slab_mm, self.regions])
-        self.place = PlaceSlicesJob(self)
+        self.place_image = create_widget(annotation="napari.layers.Image", label="image (T2)")
+        self.place = JobPanel("rating-slice placement", "Place slices by atlas", prepare=self._prepare_placement,
+                              on_result=self._show_placement, form=Container(widgets=[self.place_image]))
         self.bg_here = QPushButton("BG = current slice")
         self.cso_here = QPushButton("CSO = current slice")
         self.bg_here.clicked.connect(lambda *_: self._set_to_current(self.bg_slice))
@@ -176,7 +186,7 @@ class CountWidget(QWidget):
         """Count PVS on the two slices and fill the table (the *Count* button).
 
         Returns the :class:`~napari_pvs.engine.rating.RatingCounts` (None on error)."""
-        from ..engine.rating import count_rating_slices
+        from ..engine.usecases import count_rating
 
         layer = self.labels.value
         if layer is None:
@@ -185,11 +195,16 @@ class CountWidget(QWidget):
         if layer is self.regions.value or "rating_slices" in (layer.metadata or {}):
             notify_error(f"'{layer.name}' holds the atlas regions, not PVS: choose a PVS mask to count")
             return None
+        reg = self.regions.value
         try:
             mask = layer_to_volume(layer)
-            areas = self._areas(mask)
-            counts = count_rating_slices(mask, int(self.bg_slice.value), int(self.cso_slice.value),
-                                         slab_mm=float(self.slab_mm.value), **areas)
+            if reg is not None and tuple(np.shape(reg.data)) != tuple(mask.shape):
+                raise PVSInputError(f"atlas regions '{reg.name}' {tuple(np.shape(reg.data))} are not on the PVS "
+                                    f"mask's grid {tuple(mask.shape)}: place the slices on the mask's image, or "
+                                    f"clear 'atlas regions'")
+            counts = count_rating(mask, int(self.bg_slice.value), int(self.cso_slice.value),
+                                  regions=None if reg is None else np.asarray(reg.data), midline=self._midline(reg),
+                                  slab_mm=float(self.slab_mm.value))
         except PVSInputError as exc:
             notify_error(str(exc))
             return None
@@ -198,27 +213,23 @@ class CountWidget(QWidget):
         self.save_button.setEnabled(True)
         geometry = "file affine" if (layer.metadata or {}).get("affine") is not None else \
             "layer scale (no NIfTI geometry: left/right assumes +x = subject's right)"
-        within = (f"; counted within the atlas BG / white matter of '{self.regions.value.name}'" if areas
+        within = (f"; counted within the atlas BG / white matter of '{reg.name}'" if reg is not None
                   else "; whole slices")
         slab = (f"; {self.slab_mm.value:g} mm slab: BG over {counts.bg.slab_slices}, CSO over "
                 f"{counts.cso.slab_slices} slices" if self.slab_mm.value else "")
         self.status.setText(f"'{layer.name}': BG grade {counts.bg.grade}, CSO grade {counts.cso.grade}; "
-                            f"hemispheres from the {geometry}{within}{slab}")
+                            f"left/right split at the {counts.bg.split_at} midline, hemispheres from the "
+                            f"{geometry}{within}{slab}")
         return counts
 
-    def _areas(self, mask) -> dict:
-        """The BG / CSO counting areas from the chosen atlas regions layer ({} when none)."""
-        from ..engine.registration.atlas import rating_areas
+    @staticmethod
+    def _midline(regions_layer):
+        """The registered midline kept with an atlas regions layer (None: the field of view's centre)."""
+        from ..engine.rating import MidsagittalPlane
 
-        reg = self.regions.value
-        if reg is None:
-            return {}
-        if tuple(np.shape(reg.data)) != tuple(mask.shape):
-            raise PVSInputError(f"atlas regions '{reg.name}' {tuple(np.shape(reg.data))} are not on the PVS "
-                                f"mask's grid {tuple(mask.shape)}: place the slices on the mask's image, or "
-                                f"clear 'atlas regions'")
-        bg, cso = rating_areas(np.asarray(reg.data), mask.voxel_size)
-        return {"bg_area": bg, "cso_area": cso}
+        placed = (regions_layer.metadata or {}).get("rating_slices") if regions_layer is not None else None
+        plane = (placed or {}).get("midline")
+        return MidsagittalPlane(**plane) if plane else None
 
     def _fill(self, rows: list[dict]) -> None:
         self.table.setRowCount(len(rows))
@@ -259,53 +270,39 @@ class CountWidget(QWidget):
         if path:
             self.save_csv(path)
 
+    # ------------------------------------------------------------------ placement by atlas
+    def _prepare_placement(self):
+        from ..engine.registration.atlas import load_atlas
+        from ..engine.usecases import place_rating_slices_job
 
-class PlaceSlicesJob(JobWidget):
-    """*Place by atlas*: the BG and CSO rating slices of an Image layer, by registering the
-    atlas to it (in a worker); fills the owner's slice boxes and shows the atlas regions
-    and landmarks."""
-
-    start_text = "Place slices by atlas"
-    job_name = "rating-slice placement"
-
-    def __init__(self, owner: CountWidget):
-        super().__init__(owner.viewer)
-        self.owner = owner
-        self.placed = None
-        self._image_layer = self._image = self._atlas = None
-        self.image = create_widget(annotation="napari.layers.Image", label="image (T2)")
-        self._build(Container(widgets=[self.image]))
-
-    def prepare(self):
-        from ..engine.registration.atlas import load_atlas, locate_rating_slices
-
-        layer = self.image.value
+        layer = self.place_image.value
         if layer is None:
             raise PVSInputError("choose the Image layer (T2) to place the rating slices on")
         image = layer_to_volume(layer)
         atlas = load_atlas()
-        self._image_layer, self._image, self._atlas = layer, image, atlas
-        return lambda: locate_rating_slices(image, atlas=atlas), f"registering the atlas to '{layer.name}' ..."
+        self._placed_on = (layer, image)
+        return (lambda: place_rating_slices_job(image, atlas=atlas),
+                f"registering the atlas to '{layer.name}' ...")
 
-    def on_result(self, rs) -> None:
-        from ..engine.registration.atlas import atlas_regions
-
-        self.placed = rs
-        layer, image = self._image_layer, self._image
-        for box, value in ((self.owner.bg_slice, rs.bg), (self.owner.cso_slice, rs.cso)):
+    def _show_placement(self, placement) -> None:
+        """Fill the slice boxes, show the atlas regions and the landmarks, go to the BG slice."""
+        self.placement = placement
+        rs = placement.slices
+        layer, image = self._placed_on
+        for box, value in ((self.bg_slice, rs.bg), (self.cso_slice, rs.cso)):
             box.max = max(box.max, image.shape[rs.axial_axis] - 1)
             box.value = value
-        regions = atlas_regions(image, rs.transform, self._atlas)
         meta = {**geometry_metadata(layer), "rating_slices": rs.as_dict()}
-        chosen = self.owner.labels.value
-        put_layer(self.viewer, f"{layer.name} atlas regions", regions, source_geometry(layer), meta,
-                  lambda d, **kw: self.viewer.add_labels(d, opacity=0.35, **kw))
-        self.owner.reset_choices()
+        chosen = self.labels.value
+        regions = put_layer(self.viewer, f"{layer.name} atlas regions", placement.regions, source_geometry(layer),
+                            meta, lambda d, **kw: self.viewer.add_labels(d, opacity=0.35, **kw))
+        self.reset_choices()
         if chosen is not None and chosen in self.viewer.layers:
-            self.owner.labels.value = chosen          # the PVS mask stays the one to count, not the regions
-        self.owner.regions.value = self.viewer.layers[f"{layer.name} atlas regions"]
-        # world frame of napari-pvs: (S, P, L) = (z, -y, -x) of RAS
-        pts = np.array([[p[2], -p[1], -p[0]] for p in (rs.ac_mm, rs.lv_top_mm, rs.cso_mm)])
+            self.labels.value = chosen          # the PVS mask stays the one to count, not the regions
+        self.regions.value = regions
+        # landmarks: RAS mm -> the image's voxels -> the layer's own world (any storage order)
+        ras = np.array([rs.ac_mm, rs.lv_top_mm, rs.cso_mm])
+        pts = np.array([np.asarray(layer.data_to_world(image.world_to_voxel(p)), float) for p in ras])
         names = ["anterior commissure (BG)", "top of lateral ventricles", "CSO (+10 mm)"]
         name = f"{layer.name} rating-slice landmarks"
         if name in self.viewer.layers:
@@ -317,5 +314,5 @@ class PlaceSlicesJob(JobWidget):
             self.viewer.dims.set_point(range(3), tuple(pts[0]))
         msg = (f"BG slice {rs.bg}, CSO slice {rs.cso} on '{layer.name}' ({rs.method} atlas registration, "
                f"{rs.seconds:.0f} s); check them on the atlas regions layer")
-        self.status.setText(msg)
+        self.place.status.setText(msg)
         notify_info(msg)

@@ -3,9 +3,9 @@
 Pick the T2 layer, a checkpoint (``.pt`` written by the Train widget or by
 ``napari-pvs train``; it starts on the shipped default model, so one click on a real scan
 gives the overlay) and a probability threshold, then *Segment*. The checkpoint is read
-on the main thread (a missing or foreign file is refused at once); inference
-(:func:`napari_pvs.engine.inference.segment_iter`) runs in a worker through the shared job
-lifecycle with a progress bar and *Cancel*. The result is shown as two layers on the T2's
+on the main thread (a missing or foreign file is refused at once); inference (the *segment*
+use case, :func:`napari_pvs.engine.usecases.segment_job`) runs in a worker through the job
+runner, with a progress bar (here and in napari's activity dock) and *Cancel*. The result is shown as two layers on the T2's
 geometry (same ``scale`` and ``affine``):
 
 * ``"<name> PVS probability"``: Image, colormap ``magma``, additive blending, contrast 0-1;
@@ -35,8 +35,8 @@ from ..engine.data import default_checkpoint
 from ..engine.errors import PVSInputError
 from ..engine.progress import format_seconds
 from ..plugin.layers import geometry_metadata
-from ._job import JobWidget, notify_info
 from ..plugin.viewer import put_layer, source_geometry
+from ._job import JobWidget, notify_info, optional_path
 
 if TYPE_CHECKING:
     import napari
@@ -83,8 +83,7 @@ class SegmentWidget(JobWidget):
 
     @property
     def checkpoint_path(self) -> Path | None:
-        v = self.checkpoint.value
-        return None if v is None or str(v) in ("", ".") else Path(v).expanduser()
+        return optional_path(self.checkpoint.value)
 
     @checkpoint_path.setter
     def checkpoint_path(self, path) -> None:
@@ -92,27 +91,25 @@ class SegmentWidget(JobWidget):
 
     # ------------------------------------------------------------------ job
     def prepare(self):
-        from ..engine.models.checkpoint import load_model
-        from ..engine.inference import segment_iter
+        from ..engine.usecases import load_segmenter, segment_job
         from ..plugin.layers import layer_to_volume
 
         layer = self.image.value
         if layer is None:
             raise PVSInputError("choose a T2 Image layer to segment")
-        ckpt = self.checkpoint_path or default_checkpoint()
         volume = layer_to_volume(layer)
-        loaded = load_model(ckpt)  # a missing or foreign file is refused here, on the main thread
+        loaded = load_segmenter(self.checkpoint_path)  # a missing or foreign file is refused here
         self._source = layer
         threshold, batch = float(self.threshold.value), int(self.batch_size.value)
-        members = loaded.name == "ensemble"
-        return (lambda: segment_iter(loaded, volume, batch_size=batch, threshold=threshold, members=members),
-                f"segmenting '{layer.name}' with {ckpt.name} ({loaded.name}) ...")
+        name = loaded.path.name if loaded.path is not None else loaded.name
+        return (lambda: segment_job(volume, loaded, threshold=threshold, batch_size=batch),
+                f"segmenting '{layer.name}' with {name} ({loaded.name}) ...")
 
     def on_result(self, result) -> None:
-        self.prediction = result
-        self._show(result)
-        msg = (f"Segmented '{self._source.name}' in {format_seconds(result.seconds)}: "
-               f"{self._summary(result.threshold)}")
+        self.prediction = result.prediction
+        self._show(result.prediction)
+        msg = (f"Segmented '{self._source.name}' in {format_seconds(result.prediction.seconds)}: "
+               f"{self._summary(result.prediction.threshold)}")
         self.status.setText(msg)
         notify_info(msg)
 

@@ -1,12 +1,13 @@
 """Dock widget "Train PVS model": train a 2D PVS segmentation network on T2 + mask pairs.
 
-Pick one or more (T2 Image layer, PVS Labels layer) pairs, a model and a few settings,
-then *Train*. The inputs are checked on the main thread with the engine's own checks (a
-mask on another grid than its image is refused, as on the CLI); training
-(:func:`napari_pvs.engine.training.train`) then runs in a worker through the shared job
-lifecycle (:class:`~napari_pvs.widgets._job.JobWidget`): a progress bar, a live line with
-epoch/step, loss, validation DSC (and best) and elapsed time, and *Cancel*, which stops at
-the next step (the best checkpoint written so far stays valid). The checkpoint goes by
+Pick one or more (T2 Image layer, PVS Labels layer) pairs, a model (every family of the
+registry, the weight-free Frangi baseline included) and a few settings, then *Train*. The
+*train* use case (:mod:`napari_pvs.engine.usecases.training`) does the work: the request is
+checked and planned on the main thread with the engine's own checks (a mask on another grid
+than its image is refused, as on the CLI), training runs in a worker through the job runner
+(a progress bar here and in napari's activity dock, a live line with epoch/step, loss,
+validation DSC (and best) and elapsed time, and *Cancel*, which stops at the next step; the
+best checkpoint written so far stays valid), and the run is recorded on the main thread. The checkpoint goes by
 default to the per-user data folder (``platformdirs.user_data_dir("napari-pvs")/models``),
 never the working directory. An optional *start from* checkpoint fine-tunes it.
 
@@ -26,8 +27,7 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import (ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox,
                               create_widget)
 
-from ..engine.progress import format_seconds
-from ._job import JobWidget, notify_info
+from ._job import JobWidget, notify_info, optional_path
 
 if TYPE_CHECKING:
     import napari
@@ -56,10 +56,6 @@ def parse_features(text: str) -> tuple[int, ...]:
         return tuple(int(p) for p in parts)
     except ValueError:
         raise ValueError(f"features must be integers separated by commas, got {text!r}") from None
-
-
-def _optional_path(value) -> Path | None:
-    return None if value is None or str(value) in ("", ".") else Path(value).expanduser()
 
 
 class _PairRow:
@@ -126,7 +122,7 @@ class TrainWidget(JobWidget):
                                         "slices marked done/reviewed are labelled")
         self.project_versions = ComboBox(label="project versions", choices=["latest", "reviewed", "consensus"],
                                          value="latest")
-        self._project_data = None
+        self.plan = None
         self.model.changed.connect(self._on_model_changed)
         self.checkpoint.changed.connect(self._on_checkpoint_edited)
         self._build(Container(widgets=[
@@ -179,95 +175,76 @@ class TrainWidget(JobWidget):
         self._set_checkpoint(Path(path))
 
     # ------------------------------------------------------------------ job
-    def collect(self):
-        """Volumes, masks, config and the optional checkpoint to start from, read from the
-        form and checked with the engine's own checks (the same as the CLI's).
-
-        Returns
-        -------
-        (task, config, init_from)
-            A :class:`~napari_pvs.engine.training.SegmentationTask` (its constructor checks
-            the pairs), the :class:`~napari_pvs.engine.training.TrainConfig` and a Path or None.
+    def config(self):
+        """The :class:`~napari_pvs.engine.training.TrainConfig` of the form.
 
         Raises
         ------
-        PVSInputError, ValueError
-            One-line messages: no pair chosen, a layer that is not 3D, a mask on another
-            grid than its image, masks without PVS, bad settings, a missing checkpoint.
+        ValueError
+            Bad settings (one line).
         """
-        from ..engine.errors import PVSInputError
-        from ..engine.io import check_same_grid
-        from ..engine.training import SegmentationTask, TrainConfig
-        from ..plugin.layers import layer_to_volume
+        from ..engine.training import TrainConfig
 
-        images, masks = [], []
-        project_dir = _optional_path(self.project.value)
-        self._project_data = None
-        for i, row in enumerate(self._pairs if project_dir is None else [], 1):
-            img_layer, lab_layer = row.image.value, row.labels.value
-            if img_layer is None or lab_layer is None:
-                if i == 1:
-                    raise PVSInputError("choose a T2 Image layer and a PVS Labels layer to train on")
-                continue
-            image = layer_to_volume(img_layer)
-            mask = layer_to_volume(lab_layer)
-            check_same_grid(image, mask)  # the same rule as the CLI's --mask
-            images.append(image)
-            masks.append(mask.with_data((mask.data > 0).astype("uint8")))
         max_min = float(self.max_minutes.value)
         patch = int(self.patch_size.value)
-        config = TrainConfig.for_model(
+        return TrainConfig.for_model(
             str(self.model.value), model_config={"features": parse_features(self.features.value),
                                                  "context_slices": int(self.context_slices.value)},
             learning_rate=float(self.learning_rate.value), batch_size=int(self.batch_size.value),
             epochs=int(self.epochs.value), steps_per_epoch=int(self.steps_per_epoch.value),
             patch_size=(patch, patch), max_minutes=max_min if max_min > 0 else None,
             seed=int(self.seed.value), device=str(self.device.value))
-        init_from = _optional_path(self.init_from.value)
-        if init_from is not None and not init_from.is_file():
-            raise PVSInputError("checkpoint to start from not found", init_from)
-        if project_dir is not None:
-            from ..engine.training.project import project_training_data, training_metadata
-            from ._state import open_project
 
-            proj = open_project(project_dir)
-            data = project_training_data(proj, str(self.project_versions.value))
-            self._project_data = (proj, data)
-            meta = training_metadata(proj, data, str(self.project_versions.value))
-            return (SegmentationTask(data.images, data.masks, config, ignore_masks=data.ignore_masks,
-                                     metadata=meta), config, init_from)
-        return SegmentationTask(images, masks, config), config, init_from
+    def request(self):
+        """The :class:`~napari_pvs.engine.usecases.TrainRequest` of the form: the layer pairs
+        (or the project), the config, the checkpoint and the one to start from.
 
-    def prepare(self):
+        Raises
+        ------
+        PVSInputError, ValueError
+            One-line messages: no pair chosen, a layer that is not 3D, bad settings.
+        """
         from ..engine.errors import PVSInputError
-        from ..engine.training import run_training
+        from ..engine.usecases import TrainRequest
+        from ..plugin.layers import layer_to_volume
 
-        task, config, init_from = self.collect()
-        self._config = config
+        config = self.config()
         if self._auto_path:
             self._set_checkpoint(default_checkpoint_path(config.model))
-        ckpt = self.checkpoint_path
-        try:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise PVSInputError(f"cannot create the checkpoint folder ({exc.strerror})", ckpt.parent) from None
-        log.info("training %s into %s", config.model, ckpt)
-        total = config.epochs * config.steps_per_epoch
-        return (lambda: run_training(task, config.loop_config(), ckpt, init_from=init_from),
-                f"starting: {config.model}, {len(task.images)} volume(s), {total} steps ...")
+        project_dir = optional_path(self.project.value)
+        if project_dir is not None:
+            from ._state import open_project
+
+            return TrainRequest(config, self.checkpoint_path, project=open_project(project_dir),
+                                versions=str(self.project_versions.value),
+                                init_from=optional_path(self.init_from.value))
+        images, masks = [], []
+        for i, row in enumerate(self._pairs, 1):
+            img_layer, lab_layer = row.image.value, row.labels.value
+            if img_layer is None or lab_layer is None:
+                if i == 1:
+                    raise PVSInputError("choose a T2 Image layer and a PVS Labels layer to train on")
+                continue
+            images.append(layer_to_volume(img_layer))
+            mask = layer_to_volume(lab_layer)
+            masks.append(mask.with_data((mask.data > 0).astype("uint8")))
+        return TrainRequest(config, self.checkpoint_path, images=images, masks=masks,
+                            init_from=optional_path(self.init_from.value))
+
+    def prepare(self):
+        from ..engine.usecases import plan_training, run_training_plan
+
+        plan = self.plan = plan_training(self.request())   # checks the inputs here, on the main thread
+        log.info("training %s into %s", plan.config.model, plan.checkpoint)
+        return lambda: run_training_plan(plan), f"starting: {plan.description} ..."
 
     def on_result(self, result) -> None:
-        best = "n/a" if result.best_val_metric is None else f"{result.best_val_metric:.3f}"
-        msg = (f"Training done ({result.stop_reason}): {result.steps_done} steps in "
-               f"{format_seconds(result.seconds)} ({100 * result.val_share:.0f} % validating), best "
-               f"validation {result.metric_name} {best}; checkpoint {result.checkpoint}")
-        if self._project_data is not None:
-            from ..engine.training.project import record_project_run
+        from ..engine.usecases import record_training
 
-            proj, data = self._project_data
-            run = record_project_run(proj, result, self._config, data)
-            if run is not None:
-                msg += f"; recorded as run {run} in project {proj.name}"
+        msg = record_training(self.plan, result).summary()
+        msg = msg[0].upper() + msg[1:]
+        if self.plan.project is not None:
+            msg += f" {self.plan.project.name}"
         self.status.setText(msg)
         notify_info(msg)
 
