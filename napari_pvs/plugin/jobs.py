@@ -132,6 +132,7 @@ class JobRunner(QObject):
         self.result = None
         self._holder: dict = {}
         self._progress = None
+        self._quitting = False
 
     @property
     def running(self) -> bool:
@@ -146,6 +147,7 @@ class JobRunner(QObject):
         from napari.utils import progress
 
         self.last_event, self.n_events, self.result, self._holder = None, 0, None, {}
+        self._quitting = False
         self._progress = progress(total=1000, desc=f"napari-pvs {self.name}")
         worker = create_worker(run_job, make_gen, self._holder, _start_thread=False)
         worker.yielded.connect(self._on_yielded)
@@ -160,9 +162,12 @@ class JobRunner(QObject):
     def cancel(self) -> None:
         """Stop the running job at its next yield."""
         if self.worker is not None:
+            self._quitting = True
             self.worker.quit()
 
     def _on_yielded(self, event) -> None:
+        if self._quitting:            # events still queued when Cancel was pressed
+            return
         self.last_event = event
         self.n_events += 1
         pbar = self._progress
