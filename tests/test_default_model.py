@@ -59,7 +59,7 @@ def test_cli_segment_uses_the_default_model(tmp_path):
 
 
 def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
-    import napari_pvs.engine.default_model as dm
+    import napari_pvs.engine.data.default_model as dm
     from napari_pvs.engine.errors import PVSInputError
 
     monkeypatch.setattr(dm, "DEFAULT_CHECKPOINT_NAME", "absent.pt")

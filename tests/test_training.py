@@ -65,7 +65,7 @@ def test_train_learns_and_checkpoint_is_self_contained(tmp_path):
     # reload with nothing else
     raw = torch.load(ckpt, weights_only=True)
     assert raw["model_name"] == "mfnsde" and raw["model_config"]["features"] == (8, 16, 32)
-    assert raw["train_config"]["learning_rate"] == 0.05 and raw["spacing_mm"] == pytest.approx(0.5)
+    assert raw["train_config"]["loop"]["learning_rate"] == 0.05 and raw["spacing_mm"] == pytest.approx(0.5)
     assert raw["normalization"] == {"method": "percentile", "percentiles": [0.5, 99.5]}
     assert [d["role"] for d in raw["training_data"]].count("validation") == 1
     loaded = load_model(ckpt)

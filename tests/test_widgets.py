@@ -180,7 +180,7 @@ def test_train_in_thread_cancel_keeps_gui_responsive(make_napari_viewer, qtbot, 
     assert widget._form.enabled
     assert "cancelled" in widget.status.text().lower()
     assert not (tmp_path / "models" / "tiny.pt").exists()  # no epoch finished, no checkpoint
-    assert "gen" not in widget._holder  # the engine generator was closed
+    assert "gen" not in widget.runner._holder  # the engine generator was closed
 
     # the viewer still works
     pts = viewer.add_points(np.array([[3, 40, 40]]), name="after")
@@ -211,7 +211,7 @@ def test_train_to_the_end_writes_loadable_checkpoint(make_napari_viewer, qtbot, 
     loaded = load_model(ckpt)
     assert loaded.name == "mfnsde" and tuple(loaded.config.features) == TINY
     assert loaded.spacing_mm == pytest.approx(0.5)
-    assert loaded.info["train_config"]["epochs"] == 2
+    assert loaded.info["train_config"]["loop"]["epochs"] == 2
 
 
 def test_train_errors_are_one_line_notifications(make_napari_viewer, qtbot, tmp_path, errors):
@@ -269,20 +269,53 @@ def test_errors_in_the_worker_are_one_notification(make_napari_viewer, qtbot, tm
     assert "\n" not in errors[-1] and widget.result is None and widget.train_button.isEnabled()
 
 
-def test_unexpected_worker_error_is_one_notification(make_napari_viewer, qtbot, tmp_path, errors,
-                                                     monkeypatch):
+def test_unexpected_worker_error_is_one_notification_with_its_traceback(make_napari_viewer, qtbot, tmp_path,
+                                                                        errors, monkeypatch):
+    import traceback
+
+    from napari.utils.notifications import notification_manager
+
     viewer, widget = _train_setup(make_napari_viewer, tmp_path, epochs=1, steps=1)
     from napari_pvs.engine.training import SegmentationTask
 
     def broken(self, device):
         raise RuntimeError("disk on fire")
 
+    received = []
+    monkeypatch.setattr(notification_manager, "receive_error",
+                        lambda exctype, value, tb=None, thread=None: received.append((exctype, value, tb)))
     monkeypatch.setattr(SegmentationTask, "setup", broken)
     n = len(errors)
     widget.train_button.click()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
-    assert errors[n:] == ["training failed: RuntimeError: disk on fire"]
+    assert errors[n:] == []                                   # not a one-line error: bad input it is not
+    ((exctype, value, tb),) = received                        # one napari error notification ...
+    assert exctype is RuntimeError and str(value) == "disk on fire"
+    assert "broken" in [f.name for f in traceback.extract_tb(tb)]   # ... with the traceback to the raise
     assert widget.status.text() == "failed: RuntimeError: disk on fire"
+    assert viewer.add_points(np.array([[1, 2, 3]])) in viewer.layers     # the viewer lives
+
+
+@pytest.mark.parametrize("model", ["cmgraph", "dynunet", "frangi", "gloms", "mfnsde", "unet"])
+def test_train_widget_trains_every_model_it_offers(make_napari_viewer, qtbot, tmp_path, errors, model):
+    """Every family in the model box trains a few steps from the widget, the weight-free
+    Frangi baseline included (its threshold is fitted)."""
+    from napari_pvs.engine.models.checkpoint import load_model
+
+    viewer, widget = _train_setup(make_napari_viewer, tmp_path, epochs=1, steps=2)
+    assert sorted(widget.model.choices) == ["cmgraph", "dynunet", "frangi", "gloms", "mfnsde", "unet"]
+    widget.model.value = model
+    widget.features.value = "8, 16, 32" if model == "dynunet" else "4, 8, 16, 32"
+    widget.checkpoint_path = tmp_path / f"{model}.pt"
+    widget.train_button.click()
+    assert errors == [] and widget.worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert errors == [], errors
+    result = widget.result
+    assert result is not None and result.checkpoint == tmp_path / f"{model}.pt"
+    assert result.stop_reason == ("fitted" if model == "frangi" else "finished")
+    assert load_model(result.checkpoint).name == model
+    assert "best validation DSC" in widget.status.text()
 
 
 def test_train_widget_pairs(make_napari_viewer):
@@ -304,9 +337,10 @@ def test_train_widget_pairs(make_napari_viewer):
     widget.pairs[1].labels.value = viewer.layers["b_pvs"]
     widget.features.value = "4, 8, 16"
     assert widget.pairs[1].image.choices == (viewer.layers["a"], viewer.layers["b"])
-    task, config, init_from = widget.collect()
-    assert len(task.images) == len(task.masks) == 2 and init_from is None
-    assert [im.meta["napari_layer"] for im in task.images] == ["a", "b"]
+    req = widget.request()
+    assert len(req.images) == len(req.masks) == 2 and req.init_from is None
+    assert [im.meta["napari_layer"] for im in req.images] == ["a", "b"]
+    config = req.config
     assert config.model_config.features == TINY and config.patch_size == (128, 128)
     assert config.max_minutes is None
     widget._remove_pair(widget.pairs[1])
@@ -496,11 +530,13 @@ def test_count_widget_table(make_napari_viewer, tmp_path):
     assert [r[0] for r in rows] == ["BG", "CSO", "volume"]
     headers = [widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())]
     assert headers == ["region", "slice", "left", "right", "total", "on slice", "grade", "counted within",
-                       "slices", "area mm²", "volume mm³"]
-    # no atlas regions: whole slices, so "on slice" = total; no slab: one slice each
-    assert rows[0][:10] == ["BG", "4", "5", "3", "8", "8", "1", "slice", "1", "8.00"]     # 8 blobs x 4 px x 0.25 mm²
-    assert rows[1][:10] == ["CSO", "9", "2", "12", "14", "14", "2", "slice", "1", "14.00"]  # grade of the 12-PVS side
-    assert rows[2][4] == "22" and rows[2][10] == "66.00"                 # 22 x 4 voxels x 0.75 mm³
+                       "slices", "L/R split at", "area mm²", "volume mm³"]
+    # no atlas regions: whole slices, so "on slice" = total; no slab: one slice each; no
+    # atlas: left and right split at the centre of the field of view
+    assert rows[0][:11] == ["BG", "4", "5", "3", "8", "8", "1", "slice", "1", "field of view", "8.00"]     # 8 blobs x 4 px x 0.25 mm²
+    assert rows[1][:11] == ["CSO", "9", "2", "12", "14", "14", "2", "slice", "1", "field of view",
+                            "14.00"]                                      # grade of the 12-PVS side
+    assert rows[2][4] == "22" and rows[2][11] == "66.00"                 # 22 x 4 voxels x 0.75 mm³
     # a 3 mm slab on 3 mm slices is still the one slice
     widget.slab_mm.value = 3.0
     widget.count_button.click()

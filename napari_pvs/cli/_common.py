@@ -136,17 +136,16 @@ def run_with_progress(gen: Generator[Any, None, R], desc: str, *, every_s: float
                       note=None) -> R:
     """Run a job generator to its end with a :class:`Progress`; ``note(event)`` may return
     a line to keep (or None). Closing on Ctrl-C stops the job at its next yield."""
+    from ..engine.progress import run_to_end
+
     with Progress(desc, every_s=every_s) as prog:
+        def show(ev) -> None:
+            prog.update(ev)
+            line = note(ev) if note is not None else None
+            if line:
+                prog.note(line)
+
         try:
-            while True:
-                try:
-                    ev = next(gen)
-                except StopIteration as stop:
-                    return stop.value
-                prog.update(ev)
-                if note is not None:
-                    line = note(ev)
-                    if line:
-                        prog.note(line)
+            return run_to_end(gen, show)
         finally:
             gen.close()

@@ -133,6 +133,8 @@ class JobRunner(QObject):
         self._holder: dict = {}
         self._progress = None
         self._quitting = False
+        self._updating = False
+        self._pending = None
 
     @property
     def running(self) -> bool:
@@ -147,7 +149,7 @@ class JobRunner(QObject):
         from napari.utils import progress
 
         self.last_event, self.n_events, self.result, self._holder = None, 0, None, {}
-        self._quitting = False
+        self._quitting, self._pending = False, None
         self._progress = progress(total=1000, desc=f"napari-pvs {self.name}")
         worker = create_worker(run_job, make_gen, self._holder, _start_thread=False)
         worker.yielded.connect(self._on_yielded)
@@ -166,23 +168,34 @@ class JobRunner(QObject):
             self.worker.quit()
 
     def _on_yielded(self, event) -> None:
-        if self._quitting:            # events still queued when Cancel was pressed
+        if self._quitting:            # events still queued at a cancel or after the result
             return
         self.last_event = event
         self.n_events += 1
-        pbar = self._progress
-        if pbar is not None:
-            fraction = getattr(event, "fraction", None)
-            if fraction is not None:
-                target = int(round(1000 * min(max(float(fraction), 0.0), 1.0)))
-                if target > pbar.n:
-                    pbar.update(target - pbar.n)
-            summary = getattr(event, "summary", None)
-            if callable(summary):
-                pbar.set_description(f"napari-pvs {self.name}: {summary()[:80]}")
-        self.yielded.emit(event)
+        self.yielded.emit(event)      # the widgets first, in order ...
+        self._pending = event
+        if not self._updating:        # ... then napari's bar, which processes Qt events itself:
+            self._update_progress()   # a nested event only leaves the newest for this loop
+
+    def _update_progress(self) -> None:
+        self._updating = True
+        try:
+            while self._pending is not None and self._progress is not None:
+                event, self._pending = self._pending, None
+                pbar = self._progress
+                fraction = getattr(event, "fraction", None)
+                if fraction is not None:
+                    target = int(round(1000 * min(max(float(fraction), 0.0), 1.0)))
+                    if target > pbar.n:
+                        pbar.update(target - pbar.n)
+                summary = getattr(event, "summary", None)
+                if callable(summary) and self._progress is pbar:
+                    pbar.set_description(f"napari-pvs {self.name}: {summary()[:80]}")
+        finally:
+            self._updating = False
 
     def _on_returned(self, result) -> None:
+        self._quitting = True                 # the result is final: late events are not shown
         if isinstance(result, Failed):
             notify_exception(result.error, self.name)
             self.failed.emit(result)

@@ -33,19 +33,14 @@ def _finetune_config(checkpoint: Path, config: ALConfig):
     from ..training import TrainConfig
 
     ck = trainable_checkpoint(read_checkpoint(checkpoint))  # an ensemble: its first member
-    tc = dict(ck.get("train_config") or {})
-    tc = {k: v for k, v in tc.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
-    tc.update(model=ck["model_name"], model_config=ck["model_config"], spacing_mm=float(ck["spacing_mm"]),
-              patch_size=tuple(ck["patch_size"]), percentiles=tuple(ck["normalization"]["percentiles"]),
-              max_minutes=config.finetune_minutes, seed=config.seed,
-              steps_per_epoch=config.steps_per_epoch,
-              epochs=max(1, -(-config.finetune_steps // config.steps_per_epoch)))
-    tc["validate_start"] = config.validate_start
-    if config.learning_rate is not None:
-        tc["learning_rate"] = config.learning_rate
-    else:
-        tc["learning_rate"] = float(tc.get("learning_rate", TrainConfig.learning_rate)) * config.lr_factor
-    return TrainConfig(**tc)
+    own = {**(ck.get("train_config") or {}), "model": ck["model_name"], "model_config": ck["model_config"]}
+    base = TrainConfig.from_dict(own)
+    lr = config.learning_rate if config.learning_rate is not None else base.learning_rate * config.lr_factor
+    return dataclasses.replace(
+        base, spacing_mm=float(ck["spacing_mm"]), patch_size=tuple(ck["patch_size"]),
+        percentiles=tuple(ck["normalization"]["percentiles"]), max_minutes=config.finetune_minutes, seed=config.seed,
+        steps_per_epoch=config.steps_per_epoch, epochs=max(1, -(-config.finetune_steps // config.steps_per_epoch)),
+        validate_start=config.validate_start, learning_rate=float(lr))
 
 
 @dataclass

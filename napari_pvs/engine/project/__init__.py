@@ -11,9 +11,9 @@ from .lock import ProjectLockedError
 from .session import AnnotationSession, VersionDiff, version_diff
 from .schema import DECISIONS, SCHEMA_VERSION, SLICE_STATUSES, VERSION_KINDS
 from .store import (CATALOGUE_NAME, ImageRecord, Problem, Project, VersionRecord, common_labelled_slices,
-                    sha256_of, slices_mask)
+                    slices_mask)
 
 __all__ = ["Project", "ImageRecord", "VersionRecord", "Problem", "ProjectLockedError", "CATALOGUE_NAME",
-           "SCHEMA_VERSION", "SLICE_STATUSES", "VERSION_KINDS", "DECISIONS", "sha256_of", "RaterAgreement",
+           "SCHEMA_VERSION", "SLICE_STATUSES", "VERSION_KINDS", "DECISIONS", "RaterAgreement",
            "Disagreement", "rater_agreement", "consensus_mask",
            "AnnotationSession", "VersionDiff", "version_diff", "slices_mask", "common_labelled_slices"]

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data import sha256_file
 from ..errors import PVSInputError
-from .records import Problem, sha256_of
+from .records import Problem
 
 __all__ = ["ChecksMixin"]
 
@@ -21,7 +22,7 @@ class ChecksMixin:
     def _check_file(self, path: Path, sha: str) -> None:
         if not path.is_file():
             raise PVSInputError("missing: the catalogue lists this file but it is gone", path)
-        if sha256_of(path) != sha:
+        if sha256_file(path) != sha:
             raise PVSInputError("altered: the file's sha256 differs from the catalogue's "
                                 "(edited or replaced outside napari-pvs)", path)
 
@@ -37,7 +38,7 @@ class ChecksMixin:
         for path, sha in known.items():
             if not path.is_file():
                 problems.append(Problem("missing", path, "listed in the catalogue but not on disk"))
-            elif sha256_of(path) != sha:
+            elif sha256_file(path) != sha:
                 problems.append(Problem("altered", path, "sha256 differs from the catalogue's"))
         for sub in ("images", "annotations", "predictions"):
             for p in sorted((self.root / sub).rglob("*")) if (self.root / sub).is_dir() else []:

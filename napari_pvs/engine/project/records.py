@@ -3,7 +3,6 @@ helpers of the store: sha256, folder fsync, names, slice masks and ranges."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -11,17 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ImageRecord", "VersionRecord", "Problem", "sha256_of", "slices_mask", "common_labelled_slices",
+__all__ = ["ImageRecord", "VersionRecord", "Problem", "slices_mask", "common_labelled_slices",
            "format_slices"]
-
-
-def sha256_of(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def slices_mask(shape: tuple[int, int, int], axial_axis: int, slices) -> np.ndarray:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import sha256_file
 from ..io import save_volume
-from .records import ImageRecord, _fsync_dir, _now, sha256_of
+from .records import ImageRecord, _fsync_dir, _now
 
 __all__ = ["RunsMixin"]
 
@@ -31,7 +32,7 @@ class RunsMixin:
                 "INSERT INTO training_runs (created, config, metrics, versions, checkpoint, checkpoint_sha256)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (_now(), json.dumps(config, default=str), json.dumps(metrics, default=str),
-                 json.dumps([int(v) for v in versions]), str(ck), sha256_of(ck))).lastrowid)
+                 json.dumps([int(v) for v in versions]), str(ck), sha256_file(ck))).lastrowid)
 
     def training_runs(self) -> list[dict]:
         return [{"id": int(r["id"]), "created": r["created"], "config": json.loads(r["config"]),
@@ -87,6 +88,6 @@ class RunsMixin:
             dest = self.root / rel
             save_volume(dest, (np.asarray(mask) > 0).astype(np.uint8), self._reference(rec), dtype=np.uint8)
             _fsync_dir(dest.parent)
-            db.execute("UPDATE predictions SET path = ?, sha256 = ? WHERE id = ?", (rel.as_posix(), sha256_of(dest), pid))
+            db.execute("UPDATE predictions SET path = ?, sha256 = ? WHERE id = ?", (rel.as_posix(), sha256_file(dest), pid))
         return pid
 

@@ -8,6 +8,7 @@ Layout of a project folder::
     annotations/<subject>/<role>/v<id>.nii.gz
     predictions/<subject>/<role>/p<id>.nii.gz
     .writer.lock            held by the process that writes (see :mod:`.lock`)
+    .writer.json            which process holds it (host, pid, since)
 
 Guarantees:
 
@@ -38,17 +39,18 @@ from typing import Iterator
 
 import numpy as np
 
+from ..data import sha256_file
 from ..errors import PVSInputError
 from ..io import Volume, atomic_path, load_volume
 from .checks import ChecksMixin
 from .lock import WriterLock
 from .records import (ImageRecord, Problem, VersionRecord, _fsync_dir, _now, _safe_name, common_labelled_slices,
-                      sha256_of, slices_mask)
+                      slices_mask)
 from .runs import RunsMixin
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .versions import VersionsMixin
 
-__all__ = ["Project", "ImageRecord", "VersionRecord", "Problem", "CATALOGUE_NAME", "sha256_of", "slices_mask",
+__all__ = ["Project", "ImageRecord", "VersionRecord", "Problem", "CATALOGUE_NAME", "slices_mask",
            "common_labelled_slices"]
 
 log = logging.getLogger(__name__)
@@ -242,7 +244,7 @@ class Project(VersionsMixin, RunsMixin, ChecksMixin):
             db.execute(
                 "INSERT INTO images (subject_id, role, path, sha256, shape, affine, voxel_size, axial_axis,"
                 " source, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (sid, role, rel.as_posix(), sha256_of(dest), json.dumps(list(vol.shape)),
+                (sid, role, rel.as_posix(), sha256_file(dest), json.dumps(list(vol.shape)),
                  json.dumps(np.asarray(vol.affine, float).tolist()), json.dumps(list(vol.voxel_size)),
                  int(vol.axial_axis), str(src.resolve()), _now()))
         return self.image(subject, role)

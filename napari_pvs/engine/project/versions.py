@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..data import sha256_file
 from ..anatomy.morphology import STRUCTURE_26
 from ..errors import PVSInputError
 from ..io import load_volume, save_volume
-from .records import ImageRecord, VersionRecord, _fsync_dir, _now, _safe_name, format_slices, sha256_of, slices_mask
+from .records import ImageRecord, VersionRecord, _fsync_dir, _now, _safe_name, format_slices, slices_mask
 from .schema import DECISIONS, SLICE_STATUSES, VERSION_KINDS
 
 __all__ = ["VersionsMixin"]
@@ -84,7 +85,7 @@ class VersionsMixin:
             dest = self.root / rel
             save_volume(dest, binary, self._reference(rec), dtype=np.uint8)
             _fsync_dir(dest.parent)
-            db.execute("UPDATE versions SET path = ?, sha256 = ? WHERE id = ?", (rel.as_posix(), sha256_of(dest), vid))
+            db.execute("UPDATE versions SET path = ?, sha256 = ? WHERE id = ?", (rel.as_posix(), sha256_file(dest), vid))
             db.executemany("INSERT INTO slice_status VALUES (?, ?, ?)",
                            [(vid, s, st) for s, st in status.items() if st != "todo"])
             for d in decisions or []:

@@ -51,7 +51,11 @@ log = logging.getLogger(__name__)
 HEAD_LEVEL = 0.1
 
 
-@dataclass(frozen=True)
+#: the loop's settings, which a TrainConfig takes (and gives) flat as well
+LOOP_SETTINGS = tuple(f.name for f in dataclasses.fields(LoopConfig))
+
+
+@dataclass(frozen=True, init=False)
 class TrainConfig:
     """Settings of segmentation training; saved inside every checkpoint.
 
@@ -64,16 +68,15 @@ class TrainConfig:
     model_config : frozen dataclass, dict or None
         The model family's config (``MfNSDeConfig``, ``UNetConfig``); a dict is read with
         the family's config class; None gives its defaults.
-    optimizer : str
-        ``"adagrad"`` (paper default), ``"adam"`` or ``"sgd"`` (nnU-Net's Nesterov SGD).
-    learning_rate : float
-        0.05 (paper default, for Adagrad).
-    lr_schedule : str
-        ``"constant"`` (default) or ``"poly"`` (nnU-Net).
+    loop : LoopConfig
+        The task-neutral settings: ``optimizer`` (``"adagrad"``, the paper's default;
+        ``"adam"``; ``"sgd"``, nnU-Net's), ``learning_rate`` (0.05, the paper's, for
+        Adagrad), ``lr_schedule``, ``epochs`` and ``steps_per_epoch`` (validation and
+        checkpointing after every epoch), ``max_minutes`` (wall-clock budget), ``seed``,
+        ``device``, ``amp`` (mixed precision on CUDA) and ``validate_start`` (fine-tuning).
+        Each can also be given (and read) flat: ``TrainConfig(epochs=3).epochs``.
     batch_size : int
         Patches per step (paper: mini-batch 4).
-    epochs, steps_per_epoch : int
-        Validation (and checkpointing) happens after every epoch of ``steps_per_epoch``.
     patch_size : tuple of int
         2D patch ``(H, W)`` in pixels at ``spacing_mm``; rounded up to a multiple of the
         model's divisor.
@@ -101,31 +104,25 @@ class TrainConfig:
         more volumes; with a single volume, validation uses the training volume).
     val_patches : int
         Size of the fixed validation sample (patches).
-    max_minutes : float or None
-        Wall-clock budget for the whole run.
-    seed : int
-    device : str
-        ``"auto"`` (CUDA when present, else CPU), ``"cpu"`` or ``"cuda"``.
-    amp : bool
-        Mixed precision on CUDA (the CPU stays float32).
-    validate_start : bool
-        Validate the starting weights first and keep them unless training beats them
-        (for fine-tuning; :class:`~napari_pvs.engine.training.loop.LoopConfig`).
 
     Raises
     ------
     ValueError
         Unknown model, invalid model config, or a value out of range.
+    TypeError
+        An unknown setting.
+
+    Example
+    -------
+    >>> cfg = TrainConfig(model="unet", epochs=2, steps_per_epoch=10)
+    >>> cfg.loop.epochs, cfg.epochs, cfg.optimizer
+    (2, 2, 'adagrad')
     """
 
     model: str = "mfnsde"
     model_config: object | None = None
-    optimizer: str = "adagrad"
-    learning_rate: float = 0.05
-    lr_schedule: str = "constant"
+    loop: LoopConfig = LoopConfig()
     batch_size: int = 4
-    epochs: int = 100
-    steps_per_epoch: int = 50
     patch_size: tuple[int, int] = DEFAULT_PATCH_SIZE
     spacing_mm: float | None = None
     percentiles: tuple[float, float] = (0.5, 99.5)
@@ -134,11 +131,18 @@ class TrainConfig:
     domain_randomisation: bool = False
     val_fraction: float = 0.25
     val_patches: int = 64
-    max_minutes: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    validate_start: bool = False
+
+    def __init__(self, **settings):
+        loop_settings = {k: settings.pop(k) for k in list(settings) if k in LOOP_SETTINGS}
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        unknown = sorted(set(settings) - set(fields))
+        if unknown:
+            raise TypeError(f"unknown training settings: {', '.join(unknown)}")
+        for name, f in fields.items():
+            object.__setattr__(self, name, settings.get(name, f.default))
+        loop = self.loop if isinstance(self.loop, LoopConfig) else LoopConfig(**dict(self.loop))
+        object.__setattr__(self, "loop", dataclasses.replace(loop, **loop_settings) if loop_settings else loop)
+        self.__post_init__()
 
     def __post_init__(self):
         if str(self.model).lower() not in available_models():
@@ -152,7 +156,6 @@ class TrainConfig:
                              f"{self.val_patches}")
         if not 0.0 <= self.foreground_ratio <= 1.0:
             raise ValueError(f"foreground_ratio must be within [0, 1], got {self.foreground_ratio}")
-        self.loop_config()  # validates the loop settings
 
     @classmethod
     def for_model(cls, model: str, **overrides) -> TrainConfig:
@@ -170,13 +173,31 @@ class TrainConfig:
         kwargs = {**spec.train_defaults, **{k: v for k, v in overrides.items() if v is not None}}
         return cls(model=spec.name, **kwargs)
 
+    @classmethod
+    def from_dict(cls, d: Mapping) -> TrainConfig:
+        """A config from its dict (:func:`train_config_to_dict`, as checkpoints keep it);
+        the flat dicts of older checkpoints (loop settings beside the others) and unknown
+        keys are accepted (the latter dropped).
+
+        Raises
+        ------
+        ValueError
+            Unknown model or invalid values.
+        """
+        names = {f.name for f in dataclasses.fields(cls)} | set(LOOP_SETTINGS)
+        d = {k: v for k, v in dict(d).items() if k in names}
+        if isinstance(d.get("loop"), Mapping):
+            d["loop"] = LoopConfig(**{k: v for k, v in d["loop"].items() if k in LOOP_SETTINGS})
+        return cls(**d)
+
     def loop_config(self) -> LoopConfig:
         """The task-neutral part, for :func:`~napari_pvs.engine.training.loop.run_training`."""
-        return LoopConfig(epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
-                          optimizer=self.optimizer, learning_rate=self.learning_rate,
-                          lr_schedule=self.lr_schedule,
-                          max_minutes=self.max_minutes, seed=self.seed, device=self.device, amp=self.amp,
-                          validate_start=self.validate_start)
+        return self.loop
+
+
+for _name in LOOP_SETTINGS:   # flat read access: cfg.epochs is cfg.loop.epochs
+    setattr(TrainConfig, _name, property(lambda self, _n=_name: getattr(self.loop, _n),
+                                         doc=f"``loop.{_name}``"))
 
 
 def train_config_to_dict(cfg: TrainConfig) -> dict:

@@ -77,7 +77,8 @@ def comparison_models(image: Volume, checkpoints: Sequence[str | Path] = (), *, 
     if not models and default_if_empty:
         models = [load_model(default_checkpoint(), device=dev)]
     if len(models) < min_models:
-        raise PVSInputError(f"choose at least {min_models} models: checkpoints, or one and the Frangi baseline")
+        words = {2: "two", 3: "three"}.get(min_models, str(min_models))
+        raise PVSInputError(f"choose at least {words} models: checkpoints, or one and the Frangi baseline")
     return models
 
 
