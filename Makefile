@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test demo test benchmark benchmark-speed benchmark-real benchmark-rating-slices benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare clean
+.PHONY: venv install install-test install-gui demo test benchmark benchmark-speed benchmark-real benchmark-rating-slices benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,21 @@ $(VENV)/.install-test: pyproject.toml constraints.txt | $(PY)
 	$(PIP_INSTALL) -e ".[testing]"
 	touch $@
 
+# the demo needs napari and a Qt binding (the "gui" extra), not the test tools
+$(VENV)/.install-gui: pyproject.toml constraints.txt | $(PY)
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) -e ".[gui]"
+	touch $@
+
 install: $(VENV)/.install-test
 
 install-test: $(VENV)/.install-test
 
-## demo: create .venv, install, open napari with napari-pvs docked and a real T2 loaded
-demo: install
+install-gui: $(VENV)/.install-gui
+
+## demo: create .venv, install napari-pvs with its GUI extra, open napari with napari-pvs docked
+## and a real T2 loaded
+demo: install-gui
 	$(PY) -m napari_pvs.plugin.demo
 
 ## test: install the test extras, lint (ruff: pyflakes, bugbear, blind except), run the whole suite

@@ -35,7 +35,8 @@ def test_manifest_validates_and_names_all_contributions():
     assert mf.name == "napari-pvs"
     assert mf.display_name == "napari-pvs"
     ids = {c.id for c in mf.contributions.commands}
-    assert ids == {"napari-pvs.get_reader", "napari-pvs.write_labels", "napari-pvs.make_sample_data",
+    assert ids == {"napari-pvs.get_reader", "napari-pvs.write_labels", "napari-pvs.write_image",
+                   "napari-pvs.make_sample_data",
                    "napari-pvs.make_train_widget", "napari-pvs.make_segment_widget",
                    "napari-pvs.make_count_widget", "napari-pvs.make_annotate_widget",
                    "napari-pvs.make_active_learning_widget",
@@ -46,10 +47,16 @@ def test_manifest_validates_and_names_all_contributions():
         "Train PVS model", "Segment PVS", "Count PVS (BG/CSO)", "Annotate PVS", "Active learning",
         "Register images", "Compare models"}
     (reader,) = mf.contributions.readers
-    assert set(reader.filename_patterns) == {"*.nii", "*.nii.gz"}
-    (writer,) = mf.contributions.writers
-    assert [str(t) for t in writer.layer_types] == ["labels"]
-    assert set(writer.filename_extensions) == {".nii", ".nii.gz"}
+    assert set(reader.filename_patterns) >= {"*.nii", "*.nii.gz", "*.mgz", "*.dcm"} and reader.accepts_directories
+    labels_writer, image_writer = mf.contributions.writers
+    assert [str(t) for t in labels_writer.layer_types] == ["labels"]
+    assert [str(t) for t in image_writer.layer_types] == ["image"]
+    assert set(labels_writer.filename_extensions) == set(image_writer.filename_extensions) == {".nii", ".nii.gz"}
+    # the widgets also sit in napari's Layers menus (Segment / Annotate / Measure / Register)
+    menus = {m: [item.command for item in items] for m, items in mf.contributions.menus.items()}
+    assert "napari-pvs.make_segment_widget" in menus["napari/layers/segment"]
+    assert "napari-pvs.make_annotate_widget" in menus["napari/layers/annotate"]
+    assert menus["napari/layers/measure"] == ["napari-pvs.make_count_widget"]
     (sample,) = mf.contributions.sample_data
     assert sample.key == "t2_simulated_pvs"
     # the installed distribution exposes the same manifest through its entry point

@@ -28,11 +28,19 @@ def cmd_init(args) -> int:
 
 
 def cmd_add(args) -> int:
+    from ..engine.io.bids import is_bids_root
+
     with _open(args) as proj:
-        rec = proj.add_image(args.image, subject=args.subject, role=args.role)
-        vs = " x ".join(f"{v:.2f}" for v in rec.voxel_size)
-        print(f"added {rec.subject} {rec.role}: {rec.shape} (Z, Y, X), voxel size {vs} mm, "
-              f"{rec.shape[rec.axial_axis]} axial slices")
+        if Path(args.image).is_dir() and is_bids_root(args.image):
+            records = proj.add_bids(args.image)
+            print(f"added {len(records)} scans of the BIDS dataset {args.image} "
+                  f"({len({r.subject for r in records})} subjects/sessions)")
+        else:
+            records = [proj.add_image(args.image, subject=args.subject, role=args.role, series=args.series)]
+        for rec in records:
+            vs = " x ".join(f"{v:.2f}" for v in rec.voxel_size)
+            print(f"added {rec.subject} {rec.role}: {rec.shape} (Z, Y, X), voxel size {vs} mm, "
+                  f"{rec.shape[rec.axial_axis]} axial slices")
     return 0
 
 
@@ -158,10 +166,13 @@ def add_parsers(sub, parent) -> None:
     v = verb("init", cmd_init, "create a project folder")
     v.add_argument("--name", help="project name (default: the folder's)")
 
-    v = verb("add", cmd_add, "copy a NIfTI image into the project")
-    v.add_argument("image", help="NIfTI image (.nii/.nii.gz)")
-    v.add_argument("--subject", help="subject name (default: the file name)")
-    v.add_argument("--role", default="T2", help="T2 (default, the annotated image), T1, FLAIR ...")
+    v = verb("add", cmd_add, "add a scan (NIfTI, MGZ, DICOM series) or a whole BIDS dataset",
+             "Copy a scan into the project (NIfTI as it is; MGZ and DICOM converted to NIfTI), or every "
+             "T2w/T1w/FLAIR scan of a BIDS dataset: one subject per sub-/ses-, the role from the suffix.")
+    v.add_argument("image", help="a scan (.nii/.nii.gz, .mgz, a DICOM file or folder) or a BIDS root folder")
+    v.add_argument("--subject", help="subject name (default: sub-XX[_ses-YY] of a BIDS name, else the file name)")
+    v.add_argument("--role", help="T2 (the annotated image), T1, FLAIR ... (default: from a BIDS suffix, else T2)")
+    v.add_argument("--series", help="DICOM folder with several series: the series number or UID")
 
     v = verb("import-mask", cmd_import_mask, "import a PVS mask as a new version",
              "Import a binary PVS mask (same grid as the image) as a rater's new version.")

@@ -43,7 +43,7 @@ def cmd_count(args) -> int:
     if need_image and not args.image:
         raise PVSInputError("give --bg-slice and --cso-slice, or --image to place them by atlas registration",
                             args.mask)
-    image = load_volume(args.image) if args.image else None
+    image = load_volume(args.image, series=args.series) if args.image else None
     gen = rate_scan_job(mask, image, bg_slice=args.bg_slice, cso_slice=args.cso_slice, regions=regions,
                         whole_slice=args.whole_slice, midline_x_mm=args.midline_x_mm, slab_mm=args.slab_mm,
                         method=args.method, network=_network(args))
@@ -66,6 +66,8 @@ def cmd_count(args) -> int:
               f"{counts.volume.volume_mm3:.1f} mm^3")
     if args.csv:
         write_counts_csv(counts, args.csv)
+    if args.derivative:
+        say(f"wrote {rating.write_derivative(args.derivative, args.image or args.mask)}")
     return 0
 
 
@@ -75,7 +77,7 @@ def cmd_locate_slices(args) -> int:
 
     if args.output:
         check_nifti_out(args.output, "the regions image")
-    image = load_volume(args.image)
+    image = load_volume(args.image, series=args.series)
     placement = run_with_progress(place_rating_slices_job(image, method=args.method, grid_mm=args.grid_mm,
                                                           network=_network(args), with_regions=bool(args.output)),
                                   "registering the atlas")
@@ -123,7 +125,11 @@ def add_parsers(sub, parent) -> None:
                         "default 0: the rating slice alone)")
     c.add_argument("--method", choices=("affine", "classical", "acsgreg"), default="affine", help=METHOD_HELP)
     c.add_argument("-m", "--checkpoint", metavar="CKPT", help="ACSGRegNet checkpoint for --method acsgreg")
+    c.add_argument("--series", help="--image is a DICOM folder with several series: the series number or UID")
     c.add_argument("--csv", metavar="PATH", help="write the table to this CSV file")
+    c.add_argument("--derivative", metavar="DIR",
+                   help="also write the counts into a BIDS derivative: DIR/sub-XX[/ses-YY]/anat/..._desc-pvs_counts.tsv "
+                        "with a .json sidecar describing the columns (named after --image, else the mask)")
     add_json_arg(c, "the counts")
     c.set_defaults(func=cmd_count)
 
@@ -132,7 +138,8 @@ def add_parsers(sub, parent) -> None:
                        description="Register the MNI template with the Allen atlas labels to IMAGE and print the "
                                    "BG (through the anterior commissure) and CSO (10 mm above the top of the "
                                    "lateral ventricles) rating slices as 0-based indices along the axial axis.")
-    s.add_argument("image", help="T2 (or T1, FLAIR) NIfTI image")
+    s.add_argument("image", help="T2 (or T1, FLAIR) scan: NIfTI, MGZ or a DICOM series (folder or one file)")
+    s.add_argument("--series", help="DICOM folder with several series: the series number or UID")
     s.add_argument("-o", "--output", metavar="NII",
                    help="write the atlas regions on the image grid to this file (1 BG, 2 white matter, "
                         "3 lateral ventricles, 4 anterior commissure)")

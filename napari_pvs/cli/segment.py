@@ -13,12 +13,15 @@ def cmd_segment(args) -> int:
     from ..engine.io import load_volume
     from ..engine.usecases import load_segmenter, segment_job
 
-    check_nifti_out(args.output, "output mask")
+    if not args.output and not args.derivative:
+        raise PVSInputError("give -o MASK, --derivative DIR or both", args.image)
+    if args.output:
+        check_nifti_out(args.output, "output mask")
     if args.prob:
         check_nifti_out(args.prob, "probability map")
     if args.agreement:
         check_nifti_out(args.agreement, "member agreement map")
-    image = load_volume(args.image)
+    image = load_volume(args.image, series=args.series)
     loaded = load_segmenter(args.checkpoint, device=args.device)
     if args.agreement and loaded.name != "ensemble":
         raise PVSInputError(f"--agreement needs an ensemble checkpoint, this one is a {loaded.name!r} model",
@@ -26,7 +29,9 @@ def cmd_segment(args) -> int:
     gen = segment_job(image, loaded, threshold=args.threshold, batch_size=args.batch_size,
                       members=bool(args.agreement))
     seg = run_with_progress(gen, "segmenting")
-    written = seg.write(args.output, prob=args.prob, agreement=args.agreement)
+    written = seg.write(args.output, prob=args.prob, agreement=args.agreement) if args.output else []
+    if args.derivative:
+        written += seg.write_derivative(args.derivative)
     print(f"{seg.summary()}; {loaded.spacing_mm:.2f} mm in-plane; wrote {', '.join(str(p) for p in written)}")
     if args.agreement:
         print(seg.agreement_summary())
@@ -37,9 +42,13 @@ def add_parsers(sub, parent) -> None:
     g = sub.add_parser("segment", parents=[parent],
                        help="segment PVS in a T2 image (shipped default model or a checkpoint)",
                        description="Segment PVS; the mask (and probability map) get the input's affine and header.")
-    g.add_argument("image", help="T2-weighted NIfTI image")
+    g.add_argument("image", help="T2-weighted scan: NIfTI, MGZ, or a DICOM series (folder or one file)")
     add_checkpoint_arg(g, "checkpoint from 'napari-pvs train' (default: the shipped default model)")
-    g.add_argument("-o", "--output", required=True, metavar="MASK", help="output mask file (.nii.gz)")
+    g.add_argument("-o", "--output", metavar="MASK", help="output mask file (.nii.gz)")
+    g.add_argument("--derivative", metavar="DIR",
+                   help="also (or instead) write a BIDS derivative: DIR/sub-XX[/ses-YY]/anat/..._desc-pvs_mask.nii.gz "
+                        "and _desc-pvs_probseg.nii.gz, with dataset_description.json (needs a BIDS-named scan)")
+    g.add_argument("--series", help="DICOM folder with several series: the series number or UID")
     g.add_argument("--prob", metavar="PROB", help="also write the probability map (.nii.gz)")
     g.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     g.add_argument("--agreement", metavar="MAP",

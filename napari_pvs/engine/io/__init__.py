@@ -1,7 +1,11 @@
-"""Volumes and their geometry (:mod:`.volume`), NIfTI reading and atomic writing (:mod:`.nifti`)."""
+"""Volumes and their geometry (:mod:`.volume`); reading NIfTI, MGH/MGZ and DICOM series,
+NIfTI writing, atomic writes (:mod:`.nifti`, :mod:`.dicom`)."""
 
-from .nifti import NIFTI_SUFFIXES, atomic_path, is_nifti_name, load_mask, load_volume, save_volume
+from .dicom import DicomSeries, is_dicom_file, list_series, load_dicom
+from .nifti import (MGH_SUFFIXES, NIFTI_SUFFIXES, atomic_path, is_mgh_name, is_nifti_name, is_volume_path,
+                    load_mask, load_volume, save_volume)
 from .volume import Volume, check_same_grid
 
 __all__ = ["Volume", "check_same_grid", "load_volume", "load_mask", "save_volume", "atomic_path",
-           "is_nifti_name", "NIFTI_SUFFIXES"]
+           "is_nifti_name", "is_mgh_name", "is_volume_path", "NIFTI_SUFFIXES", "MGH_SUFFIXES", "DicomSeries",
+           "list_series", "load_dicom", "is_dicom_file"]

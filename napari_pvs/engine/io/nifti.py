@@ -1,7 +1,10 @@
-"""NIfTI reading and writing that keeps the geometry; atomic writes.
+"""Reading scans (NIfTI, FreeSurfer MGH/MGZ, DICOM series) and writing NIfTI that keeps the
+geometry; atomic writes.
 
 Reading gives a :class:`~napari_pvs.engine.io.volume.Volume` (data ``(Z, Y, X)``, the
-file's affine and header). Writing a derived image transposes back and reuses the source
+file's affine and header): NIfTI and MGH/MGZ with nibabel (an MGZ gets a NIfTI header made
+from its affine, so that derived masks are written as NIfTI on its grid), DICOM series with
+SimpleITK's GDCM reader (:mod:`.dicom`). Writing a derived image transposes back and reuses the source
 image's affine and header exactly; every write goes to a temporary file in the target
 folder, is flushed to disk (fsync) and renamed, so a crash never leaves a half-written
 file under the final name.
@@ -23,10 +26,11 @@ import numpy as np
 from ..errors import PVSInputError
 from .volume import Volume, check_same_grid
 
-__all__ = ["load_volume", "load_mask", "save_volume", "atomic_path", "is_nifti_name",
-           "NIFTI_SUFFIXES"]
+__all__ = ["load_volume", "load_mask", "save_volume", "atomic_path", "is_nifti_name", "is_mgh_name",
+           "is_volume_path", "NIFTI_SUFFIXES", "MGH_SUFFIXES"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+MGH_SUFFIXES = (".mgz", ".mgh")
 
 
 def is_nifti_name(path: str | Path) -> bool:
@@ -35,45 +39,77 @@ def is_nifti_name(path: str | Path) -> bool:
     return name.endswith(".nii") or name.endswith(".nii.gz")
 
 
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise PVSInputError("file not found", path)
-    if path.is_dir():
-        raise PVSInputError("is a directory, expected a NIfTI file (.nii or .nii.gz)", path)
-    if not is_nifti_name(path):
-        raise PVSInputError("not a NIfTI file: expected a .nii or .nii.gz name", path)
+def is_mgh_name(path: str | Path) -> bool:
+    """True for a FreeSurfer ``.mgz`` or ``.mgh`` file name (case-insensitive)."""
+    return Path(path).name.lower().endswith(MGH_SUFFIXES)
 
 
-def load_volume(path: str | Path, *, allow_nan: bool = False) -> Volume:
-    """Read a 3D NIfTI image with nibabel, keeping its affine and header.
+def is_volume_path(path: str | Path) -> bool:
+    """True for what :func:`load_volume` reads: a NIfTI or MGH/MGZ name, a DICOM file, or a
+    folder (a DICOM series)."""
+    from .dicom import is_dicom_file
+
+    path = Path(path)
+    return is_nifti_name(path) or is_mgh_name(path) or path.is_dir() or is_dicom_file(path)
+
+
+def load_volume(path: str | Path, *, allow_nan: bool = False, series: str | int | None = None) -> Volume:
+    """Read a 3D scan: NIfTI (nibabel), FreeSurfer MGH/MGZ (nibabel) or a DICOM series
+    (SimpleITK/GDCM, :func:`~napari_pvs.engine.io.dicom.load_dicom`), keeping its geometry.
 
     Parameters
     ----------
     path : str or Path
-        ``.nii`` or ``.nii.gz`` file.
+        ``.nii``/``.nii.gz``, ``.mgz``/``.mgh``, a DICOM file (``.dcm`` or the ``DICM``
+        preamble: its whole series is read) or a folder of DICOM files.
     allow_nan : bool
         If False (default) an image containing NaN or infinite values is rejected.
+    series : str or int, optional
+        DICOM only: the series number or UID when the folder holds several.
 
     Returns
     -------
     Volume
         ``data`` of shape ``(Z, Y, X)`` in the file's own dtype after scaling
-        (integers stay integers when the header has no scaling), the file's affine.
+        (integers stay integers when the header has no scaling), the file's affine
+        (voxel ``(i, j, k)`` -> RAS mm).
 
     Raises
     ------
     PVSInputError
-        Missing, non-NIfTI or truncated file; not 3D (a 4D image with one volume is
-        accepted and squeezed); NaN/inf values; a singular affine.
+        Missing, unknown or truncated file; not 3D (a 4D image with one volume is
+        accepted and squeezed); NaN/inf values; a singular affine; the DICOM refusals of
+        :mod:`.dicom` (several series and no choice, gaps, duplicates, 4D, no image).
+
+    Example
+    -------
+    >>> from napari_pvs.engine.io import load_volume
+    >>> t2 = load_volume("open_ms/longitudinal/patient01/study1_T2W.nii.gz")   # doctest: +SKIP
+    >>> t2.shape, t2.orientation                                               # doctest: +SKIP
+    ((36, 448, 406), ('L', 'P', 'S'))
     """
     path = Path(path)
-    _check_readable(path)
+    if not path.exists():
+        raise PVSInputError("file not found", path)
+    from .dicom import is_dicom_file, load_dicom
+
+    if path.is_dir() and (is_nifti_name(path) or is_mgh_name(path)):
+        raise PVSInputError("is a directory, expected a file with that name", path)
+    if path.is_dir() or (is_dicom_file(path) and not (is_nifti_name(path) or is_mgh_name(path))):
+        vol = load_dicom(path, series=series)
+        return _checked(vol.data, vol.affine, vol.header, path, allow_nan, meta=vol.meta)
+    if not (is_nifti_name(path) or is_mgh_name(path)):
+        raise PVSInputError("not a readable scan: expected NIfTI (.nii, .nii.gz), FreeSurfer (.mgz, .mgh), "
+                            "a DICOM file or a folder of DICOM files", path)
+    kind = "MGH" if is_mgh_name(path) else "NIfTI"
     try:
         img = nib.load(str(path))
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for bad files
-        raise PVSInputError(f"cannot read as NIfTI ({type(exc).__name__}: {exc})", path) from None
-    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise PVSInputError(f"not a NIfTI image ({type(img).__name__})", path)
+        raise PVSInputError(f"cannot read as {kind} ({type(exc).__name__}: {' '.join(str(exc).split())})",
+                            path) from None
+    expected = (nib.MGHImage,) if kind == "MGH" else (nib.Nifti1Image, nib.Nifti2Image)
+    if not isinstance(img, expected):
+        raise PVSInputError(f"not a {kind} image ({type(img).__name__})", path)
     shape = img.shape
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
@@ -85,19 +121,34 @@ def load_volume(path: str | Path, *, allow_nan: bool = False) -> Volume:
     try:
         raw = np.asanyarray(img.dataobj)
     except (EOFError, OSError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
-        raise PVSInputError(f"truncated or corrupt NIfTI data ({type(exc).__name__}: {exc})", path) from None
+        raise PVSInputError(f"truncated or corrupt {kind} data ({type(exc).__name__}: {exc})", path) from None
     raw = np.asarray(raw).reshape(shape)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if kind == "MGH":
+        header = nib.Nifti1Image(np.zeros((1, 1, 1), np.uint8), affine).header   # geometry for NIfTI outputs
+        header.set_data_shape(shape)
+        header.set_qform(affine, code=1)
+        header.set_sform(affine, code=1)
+        header.set_xyzt_units("mm", "sec")
+        meta = {"format": "MGH"}
+    else:
+        header, meta = img.header.copy(), {}
+    return _checked(raw.transpose(2, 1, 0), affine, header, path, allow_nan, meta=meta)
+
+
+def _checked(data_zyx: np.ndarray, affine: np.ndarray, header, path: Path, allow_nan: bool,
+             meta: dict | None = None) -> Volume:
+    """The checks every reader shares (finite values and affine), then the Volume."""
+    raw = data_zyx
     if raw.dtype == np.float64:  # scaled integers come back as float64: float32 is plenty
         raw = raw.astype(np.float32)
     if raw.dtype.kind == "f" and not allow_nan and not np.isfinite(raw).all():
         n_bad = int((~np.isfinite(raw)).sum())
         raise PVSInputError(f"image contains {n_bad} NaN or infinite voxels", path)
-    affine = np.asarray(img.affine, dtype=np.float64)
+    affine = np.asarray(affine, dtype=np.float64)
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise PVSInputError("image has a singular or non-finite affine", path)
-    data = np.ascontiguousarray(raw.transpose(2, 1, 0))
-    header = img.header.copy()
-    return Volume(data=data, affine=affine, header=header, path=path)
+    return Volume(data=np.ascontiguousarray(raw), affine=affine, header=header, path=path, meta=dict(meta or {}))
 
 
 def load_mask(path: str | Path, reference: Volume | None = None) -> Volume:
@@ -106,7 +157,7 @@ def load_mask(path: str | Path, reference: Volume | None = None) -> Volume:
     Parameters
     ----------
     path : str or Path
-        NIfTI mask file.
+        Mask file (NIfTI, MGH/MGZ, or a DICOM series).
     reference : Volume, optional
         If given, the mask must be on the same grid (shape and affine).
 

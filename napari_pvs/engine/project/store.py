@@ -208,38 +208,57 @@ class Project(VersionsMixin, RunsMixin, ChecksMixin):
         return row[0] if row else self.root.name
 
     # ------------------------------------------------------------------ subjects and images
-    def add_image(self, image: str | Path, *, subject: str | None = None, role: str = "T2") -> ImageRecord:
-        """Copy a NIfTI image into the project and catalogue it.
+    def add_image(self, image: str | Path, *, subject: str | None = None, role: str | None = None,
+                  series: str | int | None = None) -> ImageRecord:
+        """Copy a scan into the project (as NIfTI) and catalogue it.
 
         Parameters
         ----------
         image : path
-            ``.nii``/``.nii.gz`` file (3D).
+            A 3D scan: ``.nii``/``.nii.gz`` (copied as it is), ``.mgz``/``.mgh`` or a DICOM
+            series (folder or file; converted to NIfTI on its own grid, no patient data).
         subject : str, optional
-            Subject name (created when new); default the file name without suffix.
-        role : str
+            Subject name (created when new); default: for a BIDS name
+            ``sub-XX[_ses-YY]``, else the file name without suffix.
+        role : str, optional
             Contrast of the image (``"T2"``, ``"T1"``, ``"FLAIR"``); one image per role and
-            subject. The T2 is the one annotated.
+            subject. The T2 is the one annotated. Default: from a BIDS suffix, else ``"T2"``.
+        series : str or int, optional
+            The DICOM series of a folder with several.
 
         Raises
         ------
         PVSInputError
             Unreadable or non-3D image, or the subject already has an image of that role.
         """
+        from ..io import is_nifti_name, save_volume
+        from ..io.bids import bids_entities
+
         src = Path(image)
-        vol = load_volume(src)
-        stem = src.name[:-7] if src.name.lower().endswith(".nii.gz") else src.stem
-        subject = _safe_name(subject or stem, "subject")
-        role = _safe_name(role, "role")
-        ext = ".nii.gz" if src.name.lower().endswith(".gz") else ".nii"
+        vol = load_volume(src, series=series)
+        entities = bids_entities(src) if src.is_file() else None
+        name = src.name
+        for suffix in (".nii.gz", ".nii", ".mgz", ".mgh", ".dcm"):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        if entities is not None and entities.is_bids:
+            subject, role = subject or entities.subject_id, role or entities.role
+        subject = _safe_name(subject or name, "subject")
+        role = _safe_name(role or "T2", "role")
+        copy = is_nifti_name(src) and src.is_file()
+        ext = (".nii.gz" if src.name.lower().endswith(".gz") else ".nii") if copy else ".nii.gz"
         rel = Path("images") / subject / f"{role}{ext}"
         with self._write() as db:
             sid = self._subject_id(db, subject, create=True)
             if db.execute("SELECT 1 FROM images WHERE subject_id = ? AND role = ?", (sid, role)).fetchone():
                 raise PVSInputError(f"subject {subject} already has a {role} image in the project", src)
             dest = self.root / rel
-            with atomic_path(dest) as tmp:
-                shutil.copyfile(src, tmp)
+            if copy:
+                with atomic_path(dest) as tmp:
+                    shutil.copyfile(src, tmp)
+            else:
+                save_volume(dest, vol.data, vol)
             _fsync_dir(dest.parent)
             db.execute(
                 "INSERT INTO images (subject_id, role, path, sha256, shape, affine, voxel_size, axial_axis,"
@@ -248,6 +267,34 @@ class Project(VersionsMixin, RunsMixin, ChecksMixin):
                  json.dumps(np.asarray(vol.affine, float).tolist()), json.dumps(list(vol.voxel_size)),
                  int(vol.axial_axis), str(src.resolve()), _now()))
         return self.image(subject, role)
+
+    def add_bids(self, root: str | Path, *, suffixes=("T2w", "T1w", "FLAIR")) -> list[ImageRecord]:
+        """Add every subject and session of a BIDS dataset: one subject ``sub-XX[_ses-YY]``
+        each, the role from the suffix (``T2w`` -> T2, ``T1w`` -> T1, ``FLAIR``); a second
+        scan of one role (another ``acq-`` or ``run-``) gets them in its role
+        (``T2_acq-tse_run-2``). Scans already in the project are left as they are.
+
+        Raises
+        ------
+        PVSInputError
+            Not a BIDS root, or no T2w/T1w/FLAIR scan in it.
+        """
+        from ..io.bids import find_bids_scans
+
+        added = []
+        known = {(r.subject, r.role) for r in self.images()}
+        sources = {Path(r.source).resolve() if r.source else None for r in self.images()}
+        for path, e in find_bids_scans(root, suffixes):
+            if path.resolve() in sources:
+                continue
+            role = e.role
+            if (e.subject_id, role) in known:
+                role = "_".join([role] + [f"{k}-{v}" for k, v in (("acq", e.acquisition), ("run", e.run)) if v])
+            if (e.subject_id, role) in known:
+                continue
+            added.append(self.add_image(path, subject=e.subject_id, role=role))
+            known.add((e.subject_id, role))
+        return added
 
     def _named_id(self, db, table: str, name: str, *, create: bool) -> int:
         """Id of the ``subjects`` or ``raters`` row called ``name`` (inserted when new and

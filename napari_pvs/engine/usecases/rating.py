@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -41,7 +42,25 @@ from ..io import Volume, check_same_grid
 from ..progress import StageEvent, run_to_end, stage
 from ..rating import MidsagittalPlane, RatingCounts, count_rating_slices
 
-__all__ = ["AtlasPlacement", "ScanRating", "place_rating_slices_job", "count_rating", "rate_scan_job", "rate_scan"]
+__all__ = ["AtlasPlacement", "ScanRating", "place_rating_slices_job", "count_rating", "rate_scan_job", "rate_scan",
+           "COUNT_COLUMNS"]
+
+#: the columns of a counts table (BIDS ``_desc-pvs_counts.tsv``) and what each holds
+COUNT_COLUMNS = {
+    "region": "rating slice: BG (basal ganglia, through the anterior commissure) or CSO (centrum semiovale, "
+              "10 mm above the lateral ventricles), or 'volume' for the whole-volume burden",
+    "slice_index": "axial slice number (0-based, along the scan's axial axis)",
+    "left": "PVS (2D connected components, 8-connectivity) in the subject's left hemisphere",
+    "right": "PVS in the subject's right hemisphere",
+    "total": "PVS on the slice within the counting area (volume row: 3D components, 26-connectivity)",
+    "on_slice": "all PVS on the slice, inside the counting area or not",
+    "grade": "Potter/Wardlaw grade (0-4) of the hemisphere with more PVS (Potter et al., Cerebrovasc Dis 2015)",
+    "within": "where the PVS were counted: the whole slice or the atlas area",
+    "slab_slices": "number of axial slices in the rating slab (1: the slice alone)",
+    "split_at": "where left and right were split: atlas (registered midline), given, or field of view",
+    "area_mm2": "total area of the counted PVS on the slice, in mm^2",
+    "volume_mm3": "total PVS volume of the mask, in mm^3 (volume row)",
+}
 
 
 @dataclass(frozen=True)
@@ -87,6 +106,20 @@ class ScanRating:
     counts: RatingCounts
     placement: AtlasPlacement | None = None
     regions: np.ndarray | None = field(default=None, repr=False)
+
+    def write_derivative(self, root, scan_path) -> Path:
+        """Write the counts as ``..._desc-pvs_counts.tsv`` with its ``.json`` column
+        sidecar into the BIDS derivative ``root``, named after the BIDS scan ``scan_path``.
+
+        Raises
+        ------
+        PVSInputError
+            ``scan_path`` is not BIDS-named.
+        """
+        from ..io.bids import bids_entities, derivative_path, write_tsv_with_sidecar
+
+        e = bids_entities(scan_path)
+        return write_tsv_with_sidecar(derivative_path(root, e, "counts"), self.counts.rows(), COUNT_COLUMNS)
 
 
 def place_rating_slices_job(image: Volume, *, method: str = "affine", grid_mm: float = 2.0, network=None,

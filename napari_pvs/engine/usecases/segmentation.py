@@ -135,6 +135,29 @@ class Segmentation:
             written.append(save_volume(agreement, self.prediction.agreement(), self.image, dtype="uint8"))
         return written
 
+    def write_derivative(self, root: str | Path, *, source: str | Path | None = None) -> list[Path]:
+        """Write the mask (``_desc-pvs_mask``), the probability (``_desc-pvs_probseg``) and,
+        with an ensemble, the member agreement (``_desc-pvs_agreement``) into a BIDS
+        derivative dataset at ``root`` (:mod:`napari_pvs.engine.io.bids`), with its
+        ``dataset_description.json`` (version, model name and sha256).
+
+        Raises
+        ------
+        PVSInputError
+            The scan's file name is not BIDS (``sub-XX[_ses-YY]_..._T2w.nii.gz``).
+        """
+        from ..data import sha256_file
+        from ..io.bids import bids_entities, derivative_path, write_dataset_description
+
+        e = bids_entities(self.image.path) if self.image.path is not None else None
+        if e is None or not e.is_bids:
+            raise PVSInputError("a BIDS derivative needs a BIDS-named scan (sub-XX[_ses-YY]_..._T2w.nii.gz)",
+                                self.image.path)
+        sha = sha256_file(self.checkpoint) if self.checkpoint is not None and Path(self.checkpoint).is_file() else None
+        write_dataset_description(root, model_sha256=sha, model_name=self.model_name, source=source)
+        return self.write(derivative_path(root, e, "mask"), prob=derivative_path(root, e, "probseg"),
+                          agreement=derivative_path(root, e, "agreement") if self.n_members else None)
+
 
 def segment_job(image: Volume | str | Path, model=None, *, threshold: float = 0.5, batch_size: int = 8,
                 members: bool | None = None, device: str = "auto") -> Generator[object, None, Segmentation]:
