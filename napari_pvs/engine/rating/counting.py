@@ -56,7 +56,14 @@ _CONN_3D = 3
 
 
 def potter_grade(count: int) -> int:
-    """Potter/Wardlaw grade of a PVS count: 0 none, 1: 1-10, 2: 11-20, 3: 21-40, 4: >40."""
+    """Potter/Wardlaw grade of a PVS count: 0 none, 1: 1-10, 2: 11-20, 3: 21-40, 4: >40.
+
+    Refer to: Potter G. M. et al., "Enlarged perivascular spaces: a visual rating scale",
+    Cerebrovasc Dis 39, 2015, doi:10.1159/000375153.
+
+    >>> [potter_grade(n) for n in (0, 7, 11, 40, 41)]
+    [0, 1, 2, 3, 4]
+    """
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     if count == 0:

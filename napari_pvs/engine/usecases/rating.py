@@ -22,11 +22,21 @@ Arrays are ``(Z, Y, X)``; slice numbers are 0-based along the scan's axial axis.
 
 Example
 -------
->>> from napari_pvs.engine import load_mask, load_volume
+Counting a mask on given slices (a synthetic one here: three PVS on slice 2, 1 mm voxels,
+RAS axes):
+
+>>> import numpy as np
+>>> from napari_pvs.engine.io import Volume
 >>> from napari_pvs.engine.usecases import rate_scan
->>> rating = rate_scan(load_mask("pvs.nii.gz"), load_volume("t2.nii.gz"))   # doctest: +SKIP
->>> rating.counts.bg.total, rating.counts.bg.grade, rating.counts.bg.split_at  # doctest: +SKIP
-(12, 1, 'atlas')
+>>> mask = np.zeros((5, 40, 40), np.uint8)
+>>> mask[2, 10, 5] = mask[2, 20, 8] = mask[2, 30, 35] = 1          # two on the left, one on the right
+>>> rating = rate_scan(Volume(mask, np.eye(4)), bg_slice=2, cso_slice=3)
+>>> c = rating.counts.bg
+>>> (c.left, c.right, c.total, c.grade, c.split_at)
+(2, 1, 3, 1, 'field of view')
+
+With the scan, the slices are placed by atlas registration and left and right split at
+the registered midline: ``rate_scan(load_mask("pvs.nii.gz"), load_volume("t2.nii.gz"))``.
 """
 
 from __future__ import annotations
