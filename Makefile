@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test install-gui demo test benchmark benchmark-speed benchmark-real benchmark-rating-slices benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare clean
+.PHONY: venv install install-test install-gui demo test benchmark benchmark-speed benchmark-real benchmark-rating-slices benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare wheel-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -126,6 +126,11 @@ screenshots-registration: install
 screenshots-compare: install
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots_compare.py --out screenshots \
 		$(foreach c,$(CKPTS),--checkpoint $(c))
+
+## wheel-check: build the wheel and sdist, install the wheel in a fresh venv outside the repository,
+## run segment and locate-slices on a shared T2 there (prints the wheel's and the environment's size)
+wheel-check:
+	bash scripts/check_wheel_install.sh $(DATA)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -138,7 +138,7 @@ def test_bad_inputs_exit_2_one_line_no_output(tmp_path, tiny_ckpt, capsys):
     torch.save({"weights": 1}, other)
     out = tmp_path / "out.nii.gz"
     cases = [
-        (["segment", str(text), "-m", str(tiny_ckpt), "-o", str(out)], "notes.txt: not a NIfTI file"),
+        (["segment", str(text), "-m", str(tiny_ckpt), "-o", str(out)], "notes.txt: not a readable scan"),
         (["segment", str(trunc), "-m", str(tiny_ckpt), "-o", str(out)], "trunc.nii.gz:"),
         (["segment", str(four_d), "-m", str(tiny_ckpt), "-o", str(out)], "fmri.nii.gz: image has 4 dimensions"),
         (["segment", str(two_d), "-m", str(tiny_ckpt), "-o", str(out)], "flat.nii.gz: image has 2 dimensions"),
@@ -154,7 +154,7 @@ def test_bad_inputs_exit_2_one_line_no_output(tmp_path, tiny_ckpt, capsys):
          "unknown model 'nope'; available: cmgraph, dynunet, frangi, gloms, mfnsde, unet"),
         (["train", "--image", str(good), "--mask", str(good_mask), "--init-from", str(tmp_path / "no.pt"),
           "-o", str(tmp_path / "m.pt")], "no.pt: checkpoint to start from not found"),
-        (["count", str(text), "--bg-slice", "1", "--cso-slice", "2"], "notes.txt: not a NIfTI file"),
+        (["count", str(text), "--bg-slice", "1", "--cso-slice", "2"], "notes.txt: not a readable scan"),
         (["count", str(good), "--bg-slice", "9", "--cso-slice", "2"], "BG slice 9 is outside the volume"),
         (["simulate", str(four_d), "-o", str(tmp_path / "sim")], "fmri.nii.gz: image has 4 dimensions"),
     ]

@@ -81,7 +81,7 @@ def _write(tmp_path, arr, name="x.nii.gz", affine=None):
 
 @pytest.mark.parametrize("case, needle", [
     ("missing", "file not found"),
-    ("not_nifti_name", "not a NIfTI file"),
+    ("not_nifti_name", "not a readable scan"),
     ("garbage", "cannot read as NIfTI"),
     ("truncated", "truncated"),
     ("4d", "4 dimensions"),
