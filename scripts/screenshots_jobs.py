@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     from napari_pvs.engine.data import fetch
 
     seen = []
-    notification_manager.notification_ready.connect(lambda ev: seen.append(ev.value))
+    notification_manager.notification_ready.connect(seen.append)   # the Notification itself
     viewer = napari.Viewer(title="napari-pvs: jobs in the activity dock")
     viewer.window._qt_window.resize(1500, 950)
     viewer.window._qt_window.move(0, 0)
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         pump(0.2)
         if time.perf_counter() - t0 > 600:
             break
-    viewer.window._qt_window._status_bar._toggle_activity_dock(True)   # napari's own dock (script only)
+    viewer.window._status_bar._toggle_activity_dock(True)   # napari's own dock (script only)
     pump(1.5)
     dialog = viewer.window._qt_window._activity_dialog
     from qtpy.QtWidgets import QLabel
