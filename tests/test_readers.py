@@ -136,6 +136,29 @@ def test_bad_dicom_and_mgz_input_is_one_line(tmp_path):
         assert needle in msg and "\n" not in msg, (path, msg)
 
 
+def test_a_multi_echo_series_is_refused(tmp_path):
+    """Six slices of the real series written twice by SimpleITK, as echo 1 and echo 2
+    (same positions, one series UID): a 4D series, refused in one line."""
+    import SimpleITK as sitk
+
+    folder = tmp_path / "multi_echo"
+    folder.mkdir()
+    for i, f in enumerate(sorted(_series_dir().glob("*.dcm"))[:6]):
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(f))
+        img = reader.Execute()
+        for echo in (1, 2):
+            for key in reader.GetMetaDataKeys():
+                img.SetMetaData(key, reader.GetMetaData(key))
+            img.SetMetaData("0018|0086", str(echo))
+            writer = sitk.ImageFileWriter()
+            writer.KeepOriginalImageUIDOn()
+            writer.SetFileName(str(folder / f"echo{echo}_{i}.dcm"))
+            writer.Execute(img)
+    with pytest.raises(PVSInputError, match=r"multi_echo: a multi-echo series \(echo numbers 1, 2\)"):
+        load_volume(folder)
+
+
 def _structured_report(path: Path) -> Path:
     """A minimal DICOM Part-10 file of an enhanced structured report (no pixel data), its
     bytes written out element by element (explicit VR little endian)."""
