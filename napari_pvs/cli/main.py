@@ -13,13 +13,13 @@ import logging
 import sys
 import traceback
 
-from . import al, compare, project, rating, registration, segment, simulate, train
+from . import al, cohort, compare, project, rating, registration, segment, simulate, train
 from ._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, common_parent
 
 __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 
 #: the command groups, in the order of ``napari-pvs --help``
-COMMAND_MODULES = (simulate, train, segment, rating, registration, compare, project, al)
+COMMAND_MODULES = (simulate, train, segment, rating, registration, compare, project, al, cohort)
 
 
 def _version() -> str:

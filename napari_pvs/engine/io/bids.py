@@ -41,7 +41,7 @@ ROLE_OF_SUFFIX = {"T2w": "T2", "T1w": "T1", "FLAIR": "FLAIR"}
 #: derivative kind -> (suffix, extension)
 DERIVATIVE_KINDS = {"mask": ("mask", ".nii.gz"), "probseg": ("probseg", ".nii.gz"),
                     "agreement": ("agreement", ".nii.gz"), "counts": ("counts", ".tsv"),
-                    "sidecar": ("pvs", ".json"), "qc": ("qc", ".png")}
+                    "objects": ("objects", ".tsv"), "summary": ("summary", ".json"), "qc": ("qc", ".png")}
 
 
 @dataclass(frozen=True)

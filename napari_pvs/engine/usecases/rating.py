@@ -117,9 +117,10 @@ class ScanRating:
     placement: AtlasPlacement | None = None
     regions: np.ndarray | None = field(default=None, repr=False)
 
-    def write_derivative(self, root, scan_path) -> Path:
+    def write_derivative(self, root, scan_path=None, *, entities=None) -> Path:
         """Write the counts as ``..._desc-pvs_counts.tsv`` with its ``.json`` column
-        sidecar into the BIDS derivative ``root``, named after the BIDS scan ``scan_path``.
+        sidecar into the BIDS derivative ``root``, named after the BIDS scan ``scan_path``
+        (or the given ``entities``).
 
         Raises
         ------
@@ -128,7 +129,7 @@ class ScanRating:
         """
         from ..io.bids import bids_entities, derivative_path, write_tsv_with_sidecar
 
-        e = bids_entities(scan_path)
+        e = entities if entities is not None else bids_entities(scan_path)
         return write_tsv_with_sidecar(derivative_path(root, e, "counts"), self.counts.rows(), COUNT_COLUMNS)
 
 

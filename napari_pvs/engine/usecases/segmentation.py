@@ -135,21 +135,25 @@ class Segmentation:
             written.append(save_volume(agreement, self.prediction.agreement(), self.image, dtype="uint8"))
         return written
 
-    def write_derivative(self, root: str | Path, *, source: str | Path | None = None) -> list[Path]:
+    def write_derivative(self, root: str | Path, *, source: str | Path | None = None, entities=None) -> list[Path]:
         """Write the mask (``_desc-pvs_mask``), the probability (``_desc-pvs_probseg``) and,
         with an ensemble, the member agreement (``_desc-pvs_agreement``) into a BIDS
         derivative dataset at ``root`` (:mod:`napari_pvs.engine.io.bids`), with its
         ``dataset_description.json`` (version, model name and sha256).
 
+        ``entities`` (:class:`~napari_pvs.engine.io.bids.BidsEntities`) name a scan whose
+        file name is not BIDS.
+
         Raises
         ------
         PVSInputError
-            The scan's file name is not BIDS (``sub-XX[_ses-YY]_..._T2w.nii.gz``).
+            The scan's file name is not BIDS (``sub-XX[_ses-YY]_..._T2w.nii.gz``) and no
+            ``entities`` are given.
         """
         from ..data import sha256_file
         from ..io.bids import bids_entities, derivative_path, write_dataset_description
 
-        e = bids_entities(self.image.path) if self.image.path is not None else None
+        e = entities if entities is not None else (bids_entities(self.image.path) if self.image.path else None)
         if e is None or not e.is_bids:
             raise PVSInputError("a BIDS derivative needs a BIDS-named scan (sub-XX[_ses-YY]_..._T2w.nii.gz)",
                                 self.image.path)
