@@ -25,7 +25,8 @@ def cmd_run(args) -> int:
 
     try:
         config = CohortConfig(checkpoint=args.checkpoint, threshold=args.threshold, agreement=args.agreement,
-                              slab_mm=args.slab_mm, registration=args.registration, torch_threads=args.threads)
+                              slab_mm=args.slab_mm, registration=args.registration,
+                              registration_grid_mm=args.grid_mm, torch_threads=args.threads)
     except ValueError as exc:
         raise PVSInputError(str(exc)) from None
     scans = discover_scans(args.input)
@@ -89,6 +90,8 @@ def add_parsers(sub, parent) -> None:
     r.add_argument("--slab-mm", type=float, default=0.0, help="rating slab thickness for thin-slice scans (mm)")
     r.add_argument("--registration", choices=("affine", "classical"), default="affine",
                    help="atlas registration for the rating slices (default affine)")
+    r.add_argument("--grid-mm", type=float, default=2.0,
+                   help="working grid of the atlas registration in mm (default 2; coarser is faster)")
     r.add_argument("--workers", type=int, help="local cluster: worker processes (default: cores // --threads)")
     r.add_argument("--threads", type=int, default=2, help="torch threads per worker (default 2)")
     r.add_argument("--scheduler", metavar="ADDRESS", help="join a running Dask cluster (e.g. tcp://host:8786)")

@@ -106,10 +106,14 @@ def compare_tables(a: str | Path, b: str | Path) -> dict:
                              "count": np.concatenate([x, y])})
         try:
             icc = pg.intraclass_corr(data=long, targets="scan", raters="rater", ratings="count").set_index("Type")
-            for key, typ in (("icc21", "ICC2"), ("icc31", "ICC3")):
+            ci_col = "CI95%" if "CI95%" in icc.columns else "CI95"
+            # pingouin names ICC(2,1) "ICC2" (older) or "ICC(A,1)" (absolute agreement), and
+            # ICC(3,1) "ICC3" or "ICC(C,1)" (consistency)
+            for key, names in (("icc21", ("ICC2", "ICC(A,1)")), ("icc31", ("ICC3", "ICC(C,1)"))):
+                typ = next(n for n in names if n in icc.index)
                 res[key] = float(icc.loc[typ, "ICC"])
-                res[f"{key}_ci95"] = [float(v) for v in icc.loc[typ, "CI95%"]]
-        except (ValueError, AssertionError, ZeroDivisionError):
+                res[f"{key}_ci95"] = [float(v) for v in icc.loc[typ, ci_col]]
+        except (ValueError, AssertionError, ZeroDivisionError, StopIteration):
             for key in ("icc21", "icc31"):
                 res[key], res[f"{key}_ci95"] = None, None
         ga = [ta[k][f"{region}_grade"] for k in common]

@@ -25,12 +25,17 @@ class CohortConfig:
         Rating slab thickness (mm) for thin-slice scans (0: the rating slice alone).
     registration : str
         ``"affine"`` or ``"classical"`` atlas registration.
+    registration_grid_mm : float
+        Working grid of the atlas registration (mm; 2 by default, coarser is faster).
     qc_min_similarity : float
         Flag the placement when the registration's final Mattes mutual information is
         above this (it is negative; -0.52 on patient04 of open_ms). Default -0.25.
     qc_scale_range : tuple of float
         Flag the placement when the template-to-subject scale (cube root of the affine's
         determinant) lies outside this range.
+    brain_ml_range : tuple of float
+        A scan whose brain mask is outside this volume (mL) is not taken for a brain: the
+        scan fails (a phantom, another organ, noise, a partial scan).
     lacune_width_mm : float
         Objects at least this wide are flagged as possible lacunes (STRIVE: 3 mm).
     torch_threads : int
@@ -42,8 +47,10 @@ class CohortConfig:
     agreement: bool = False
     slab_mm: float = 0.0
     registration: str = "affine"
+    registration_grid_mm: float = 2.0
     qc_min_similarity: float = -0.25
     qc_scale_range: tuple[float, float] = (0.75, 1.5)
+    brain_ml_range: tuple[float, float] = (500.0, 2500.0)
     lacune_width_mm: float = 3.0
     torch_threads: int = 2
 
@@ -55,10 +62,12 @@ class CohortConfig:
         if self.slab_mm < 0 or self.torch_threads < 1:
             raise ValueError("slab_mm must be >= 0 and torch_threads >= 1")
         object.__setattr__(self, "qc_scale_range", tuple(float(v) for v in self.qc_scale_range))
+        object.__setattr__(self, "brain_ml_range", tuple(float(v) for v in self.brain_ml_range))
 
     def settings(self) -> dict:
         """What decides the outputs (the thread count does not)."""
         d = dataclasses.asdict(self)
         d.pop("torch_threads")
         d["qc_scale_range"] = list(d["qc_scale_range"])
+        d["brain_ml_range"] = list(d["brain_ml_range"])
         return d

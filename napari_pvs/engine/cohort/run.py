@@ -181,6 +181,8 @@ def run_cohort_job(source: str | Path | list[CohortScan], out_root: str | Path, 
         raise PVSInputError("no scans to process", None if isinstance(source, list) else source)
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
+    for stale in out_root.rglob(".*.part*"):      # temporary files of a run killed while writing
+        stale.unlink(missing_ok=True)
     msha = model_sha256(config.checkpoint)
     write_dataset_description(out_root, model_sha256=msha, model_name=Path(config.checkpoint).name
                               if config.checkpoint else "default",

@@ -55,12 +55,22 @@ ROW_COLUMNS = {
     "n_possible_lacunes": "objects at least 3 mm wide (possible lacunes, STRIVE)",
     "registration_metric": "final Mattes mutual information of the atlas registration (lower is better)",
     "registration_scale": "template-to-subject scale (cube root of the affine's determinant)",
-    "qc_flags": "what to check: registration_weak, registration_scale, no_brain, lacunes; empty when none",
+    "qc_flags": "what to check: registration_weak, registration_scale, lacunes; empty when none",
     "seconds_total": "seconds for the scan (all stages)",
 }
 
 
 _MODELS: dict[str, object] = {}
+_ATLAS: list = []
+
+
+def _atlas():
+    """The MNI template and Allen labels, read once per worker process."""
+    from ..registration.atlas import load_atlas
+
+    if not _ATLAS:
+        _ATLAS.append(load_atlas())
+    return _ATLAS[0]
 
 
 def _model(checkpoint: str | None):
@@ -191,6 +201,13 @@ def _process(scan, out_root, config, row, sidecar, in_sha, model_sha, settings, 
     seconds = {}
     t = time.perf_counter()
     image = load_volume(scan.path)
+
+    brain = find_brain_mask(image)
+    brain_ml = float(brain.sum() * np.prod(image.voxel_size)) / 1000.0 if brain is not None else 0.0
+    lo_ml, hi_ml = config.brain_ml_range
+    if not lo_ml <= brain_ml <= hi_ml:
+        raise PVSInputError(f"not a brain scan: the brain mask holds {brain_ml:.0f} mL (expected {lo_ml:.0f}-"
+                            f"{hi_ml:.0f} mL)", scan.path)
     seconds["read"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -201,7 +218,8 @@ def _process(scan, out_root, config, row, sidecar, in_sha, model_sha, settings, 
 
     t = time.perf_counter()
     last = {}
-    placement = run_to_end(place_rating_slices_job(image, method=config.registration),
+    placement = run_to_end(place_rating_slices_job(image, method=config.registration, atlas=_atlas(),
+                                                   grid_mm=config.registration_grid_mm),
                            lambda ev: last.update(metric=getattr(ev, "metric", float("nan"))))
     rs = placement.slices
     metric = float(last.get("metric", float("nan")))
@@ -214,7 +232,6 @@ def _process(scan, out_root, config, row, sidecar, in_sha, model_sha, settings, 
     counts = count_rating(mask_vol, rs.bg, rs.cso, regions=placement.regions, midline=rs.midline,
                           slab_mm=config.slab_mm)
     bg_area, wm_area = rating_areas(placement.regions, image.voxel_size)
-    brain = find_brain_mask(image)
     vox_mm3 = float(np.prod(image.voxel_size))
     shapes = pvs_shapes(mask_vol, lacune_width_mm=config.lacune_width_mm, regions=placement.regions,
                         region_of=_regions_of(placement.regions, image, rs.lv_top_mm[2], bg_area, wm_area))
@@ -227,8 +244,6 @@ def _process(scan, out_root, config, row, sidecar, in_sha, model_sha, settings, 
     lo, hi = config.qc_scale_range
     if not lo <= scale <= hi:
         flags.append("registration_scale")
-    if brain is None:
-        flags.append("no_brain")
     n_lacunes = sum(r["possible_lacune"] for r in shapes)
     if n_lacunes:
         flags.append("lacunes")
