@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test install-gui demo test benchmark benchmark-speed benchmark-real benchmark-rating-slices benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare wheel-check clean
+.PHONY: venv install install-test install-gui demo test benchmark benchmark-speed benchmark-real benchmark-rating-slices benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare wheel-check benchmark-cohort clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -126,6 +126,11 @@ screenshots-registration: install
 screenshots-compare: install
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) scripts/screenshots_compare.py --out screenshots \
 		$(foreach c,$(CKPTS),--checkpoint $(c))
+
+## benchmark-cohort: scans per hour in one process and on the local Dask cluster, seconds per stage,
+## Dask's overhead per task, an estimate for 10,000 scans (N BIDS entries from the shared T2s, default 20)
+benchmark-cohort: install
+	$(PY) benchmarks/cohort.py --data $(DATA) --n $(or $(N),20)
 
 ## wheel-check: build the wheel and sdist, install the wheel in a fresh venv outside the repository,
 ## run segment and locate-slices on a shared T2 there (prints the wheel's and the environment's size)
