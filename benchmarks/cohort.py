@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--gpu-speedup", type=float, default=50.0,
                     help="assumed speed-up of segmentation on a GPU for the estimate (not measured here)")
     ap.add_argument("--skip-dask-run", action="store_true", help="skip step 3 (the cohort on the local cluster)")
+    ap.add_argument("--keep", type=Path, help="work here and keep the outputs (default: a temporary folder)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cohort")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -76,7 +77,8 @@ def main(argv=None) -> int:
     os.environ["NAPARI_PVS_DATA"] = str(args.data)
     results: dict = {"n_scans": args.n, "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+        tmp = Path(tmp) if args.keep is None else args.keep
+        tmp.mkdir(parents=True, exist_ok=True)
         bids = build_bids(args.data, tmp, args.n)
         scans = discover_scans(bids)
         config = CohortConfig()

@@ -99,9 +99,9 @@ def test_cohort_run_bids_table_report_derivative_and_failed_rows(scans, ref_run,
         assert 0 <= int(x["bg_grade"]) <= 4 and float(x["registration_scale"]) > 0.5
     anat = out / "sub-01" / "ses-2" / "anat"
     names = sorted(p.name for p in anat.iterdir())
-    assert names == sorted(f"sub-01_ses-2_desc-pvs_{k}" for k in (
+    assert names == sorted([f"sub-01_ses-2_desc-pvs_{k}" for k in (
         "mask.nii.gz", "probseg.nii.gz", "counts.tsv", "counts.json", "objects.tsv", "objects.json", "qc.png",
-        "summary.json"))
+        "summary.json")] + ["sub-01_ses-2_desc-atlas_dseg.nii.gz"])
     summary = json.loads((anat / "sub-01_ses-2_desc-pvs_summary.json").read_text())
     from napari_pvs.engine.data import sha256_file
 
@@ -202,3 +202,27 @@ def test_cohort_compare_of_two_tables(tmp_path):
     assert len(stats["bg"]["icc21_ci95"]) == 2 and stats["cso"]["kappa_weighted"] > 0.5
     html = out.read_text()
     assert "ICC(2,1)" in html and html.count("data:image/png;base64,") == 2
+
+
+def test_cohort_widget_runs_a_small_cohort_and_opens_a_row(make_napari_viewer, qtbot, scans, tmp_path):
+    pytest.importorskip("napari")
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{scans['paths'][3]}\n{scans['corrupt']}\n")
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget("napari-pvs", "Cohort (whole study)")
+    w.input.value = str(lst)
+    w.output.value = tmp_path / "out"
+    w.checkpoint.value = scans["ckpt"]
+    w.workers.value = 1
+    w.grid_mm.value = 6.0
+    assert w.start()
+    assert w.table.rowCount() == 2 and w.table.item(0, 1).text() == "queued"
+    qtbot.waitUntil(lambda: w.worker is None, timeout=180_000)
+    assert [w.table.item(i, 1).text() for i in range(2)] == ["ok", "failed"], w.status.text()
+    assert "corrupt.nii.gz" in w.table.item(1, 6).text() and "1 failed" in w.status.text()
+    w.open_row(0)
+    names = [ly.name for ly in viewer.layers]
+    assert names == ["sub-03 T2", "sub-03 atlas regions", "sub-03 PVS mask"]
+    assert viewer.layers["sub-03 PVS mask"].data.shape == viewer.layers["sub-03 T2"].data.shape
+    assert w.qc.pixmap() is not None and not w.qc.pixmap().isNull()
+    assert w.report_button.isEnabled() and (tmp_path / "out" / "report.html").is_file()

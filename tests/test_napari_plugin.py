@@ -40,12 +40,13 @@ def test_manifest_validates_and_names_all_contributions():
                    "napari-pvs.make_train_widget", "napari-pvs.make_segment_widget",
                    "napari-pvs.make_count_widget", "napari-pvs.make_annotate_widget",
                    "napari-pvs.make_active_learning_widget",
-                   "napari-pvs.make_registration_widget", "napari-pvs.make_compare_widget"}
+                   "napari-pvs.make_registration_widget", "napari-pvs.make_compare_widget",
+                   "napari-pvs.make_cohort_widget"}
     for cmd in mf.contributions.commands:
         assert callable(import_python_name(cmd.python_name)), cmd.python_name
     assert {w.display_name for w in mf.contributions.widgets} == {
         "Train PVS model", "Segment PVS", "Count PVS (BG/CSO)", "Annotate PVS", "Active learning",
-        "Register images", "Compare models"}
+        "Register images", "Compare models", "Cohort (whole study)"}
     (reader,) = mf.contributions.readers
     assert set(reader.filename_patterns) >= {"*.nii", "*.nii.gz", "*.mgz", "*.dcm"} and reader.accepts_directories
     labels_writer, image_writer = mf.contributions.writers
@@ -56,7 +57,7 @@ def test_manifest_validates_and_names_all_contributions():
     menus = {m: [item.command for item in items] for m, items in mf.contributions.menus.items()}
     assert "napari-pvs.make_segment_widget" in menus["napari/layers/segment"]
     assert "napari-pvs.make_annotate_widget" in menus["napari/layers/annotate"]
-    assert menus["napari/layers/measure"] == ["napari-pvs.make_count_widget"]
+    assert menus["napari/layers/measure"] == ["napari-pvs.make_count_widget", "napari-pvs.make_cohort_widget"]
     (sample,) = mf.contributions.sample_data
     assert sample.key == "t2_simulated_pvs"
     # the installed distribution exposes the same manifest through its entry point

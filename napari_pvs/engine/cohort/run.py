@@ -64,6 +64,7 @@ class CohortEvent:
     elapsed_s: float = 0.0
     eta_s: float | None = None
     dashboard: str = ""
+    row: dict | None = None
 
     @property
     def fraction(self) -> float:
@@ -216,7 +217,7 @@ def run_cohort_job(source: str | Path | list[CohortScan], out_root: str | Path, 
             computed = done - skipped
             eta = (elapsed / computed) * (len(scans) - done) if computed else None
             yield CohortEvent(done, len(scans), failed, skipped, scan.scan_id, row.get("status", ""), elapsed, eta,
-                              dashboard)
+                              dashboard, row)
     finally:
         if own:
             client.close()

@@ -259,6 +259,9 @@ def _process(scan, out_root, config, row, sidecar, in_sha, model_sha, settings, 
     written = seg.write_derivative(out_root, source=None, entities=e)
     written.append(ScanRating(counts, placement, placement.regions).write_derivative(out_root, entities=e))
     write_tsv_with_sidecar(derivative_path(out_root, e, "objects"), shapes, SHAPE_COLUMNS)
+    from ..io import save_volume
+
+    written.append(save_volume(derivative_path(out_root, e, "regions"), placement.regions, image, dtype="uint8"))
     ckpt = getattr(model, "path", None)
     row.update({
         "status": "ok", "error": "", "model": f"{model.name} ({Path(ckpt).name if ckpt else 'built in'})",

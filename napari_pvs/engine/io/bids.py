@@ -8,7 +8,9 @@ BIDS derivative dataset: ``dataset_description.json`` (``DatasetType: derivative
 
 * ``sub-XX[/ses-YY]/anat/sub-XX[_ses-YY][_acq-..][_run-..]_desc-pvs_mask.nii.gz`` (uint8),
 * ``..._desc-pvs_probseg.nii.gz`` (float32 probability),
-* ``..._desc-pvs_counts.tsv`` with its ``.json`` sidecar describing each column.
+* ``..._desc-pvs_counts.tsv`` with its ``.json`` sidecar describing each column,
+* from cohort runs: ``_desc-pvs_objects.tsv`` (per-PVS shape), ``_desc-pvs_qc.png``,
+  ``_desc-pvs_summary.json`` and ``_desc-atlas_dseg.nii.gz`` (the atlas regions on the scan).
 
 Refer to: Gorgolewski K. J. et al., "The brain imaging data structure", Scientific Data 3,
 2016, doi:10.1038/sdata.2016.44; BIDS specification, "Derivatives" (common data types,
@@ -38,10 +40,11 @@ __all__ = ["BidsEntities", "bids_entities", "is_bids_root", "find_bids_scans", "
 
 #: BIDS anatomical suffix -> the role of the image in napari-pvs
 ROLE_OF_SUFFIX = {"T2w": "T2", "T1w": "T1", "FLAIR": "FLAIR"}
-#: derivative kind -> (suffix, extension)
-DERIVATIVE_KINDS = {"mask": ("mask", ".nii.gz"), "probseg": ("probseg", ".nii.gz"),
-                    "agreement": ("agreement", ".nii.gz"), "counts": ("counts", ".tsv"),
-                    "objects": ("objects", ".tsv"), "summary": ("summary", ".json"), "qc": ("qc", ".png")}
+#: derivative kind -> the end of its file name (after ``sub-XX[_ses-YY][_acq-..][_run-..]_``)
+DERIVATIVE_KINDS = {"mask": "desc-pvs_mask.nii.gz", "probseg": "desc-pvs_probseg.nii.gz",
+                    "agreement": "desc-pvs_agreement.nii.gz", "counts": "desc-pvs_counts.tsv",
+                    "objects": "desc-pvs_objects.tsv", "summary": "desc-pvs_summary.json", "qc": "desc-pvs_qc.png",
+                    "regions": "desc-atlas_dseg.nii.gz"}
 
 
 @dataclass(frozen=True)
@@ -146,8 +149,7 @@ def derivative_path(root: str | Path, entities: BidsEntities, kind: str) -> Path
         raise PVSInputError("a BIDS derivative needs a BIDS-named input (sub-XX[_ses-YY]_..._T2w.nii.gz)")
     if kind not in DERIVATIVE_KINDS:
         raise PVSInputError(f"unknown derivative {kind!r}; expected one of {', '.join(DERIVATIVE_KINDS)}")
-    suffix, ext = DERIVATIVE_KINDS[kind]
-    return Path(root) / entities.folder / f"{entities.prefix}_desc-pvs_{suffix}{ext}"
+    return Path(root) / entities.folder / f"{entities.prefix}_{DERIVATIVE_KINDS[kind]}"
 
 
 def write_dataset_description(root: str | Path, *, model_sha256: str | None = None, model_name: str = "",
