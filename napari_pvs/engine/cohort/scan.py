@@ -62,6 +62,28 @@ ROW_COLUMNS = {
 
 _MODELS: dict[str, object] = {}
 _ATLAS: list = []
+_MALLOC_TUNED: list = []
+
+
+def _tune_malloc() -> None:
+    """Undo Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` for this worker process (glibc only).
+
+    Dask's nanny starts workers with that setting, which fixes glibc's mmap threshold at
+    128 KiB: every large array is then mapped and unmapped anew. On a 20-slice crop of the
+    stroke T2 the default model took 33.2 s in such a worker against 14.5 s in a plain
+    process; with the thresholds raised here (``mallopt``) 12.4 s.
+    """
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED.append(True)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 64 * 1024 * 1024)      # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 256 * 1024 * 1024)     # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):            # not glibc: nothing to undo
+        pass
 
 
 def _atlas():
@@ -197,6 +219,7 @@ def _process(scan, out_root, config, row, sidecar, in_sha, model_sha, settings, 
     from ..usecases import count_rating, place_rating_slices_job, segment_job
 
     torch.set_num_threads(config.torch_threads)
+    _tune_malloc()
     e = scan.entities
     seconds = {}
     t = time.perf_counter()
