@@ -74,7 +74,7 @@ class CohortWidget(JobWidget):
         self.table.setHorizontalHeaderLabels([h for _, h in COLUMNS])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setMinimumHeight(160)
+        self.table.setMinimumHeight(240)
         self.table.cellClicked.connect(lambda row, _col: self.open_row(row))
         self.report_button = QPushButton("Open report")
         self.report_button.setEnabled(False)
@@ -144,6 +144,8 @@ class CohortWidget(JobWidget):
             return
         row = self.rows.get(self.order[i])
         if row is None or row.get("status") not in ("ok", "skipped"):
+            self.qc.setMinimumHeight(0)
+            self.qc.setWordWrap(True)
             self.qc.setText(f"{self.order[i]}: {row.get('error') if row else 'not finished'}")
             return
         scan = self.scans[self.order[i]]
@@ -167,8 +169,11 @@ class CohortWidget(JobWidget):
             self.viewer.dims.set_point(range(3), tuple(self.viewer.layers[f"{name} T2"].data_to_world(centre)))
         png = self.out / row["qc_figure"] if row.get("qc_figure") else None
         if png is not None and png.is_file():
-            pix = QPixmap(str(png))
-            self.qc.setPixmap(pix.scaledToWidth(max(200, self.table.width() - 10), Qt.TransformationMode.SmoothTransformation))
+            pix = QPixmap(str(png)).scaledToWidth(max(200, self.table.width() - 10),
+                                                  Qt.TransformationMode.SmoothTransformation)
+            self.qc.setWordWrap(False)          # a word-wrapped QLabel lays a pixmap out 0 px high
+            self.qc.setMinimumHeight(pix.height())
+            self.qc.setPixmap(pix)
         self.status.setText(f"{name}: BG {row.get('bg_total')} (grade {row.get('bg_grade')}), CSO "
                             f"{row.get('cso_total')} (grade {row.get('cso_grade')}); QC: {row.get('qc_flags') or 'no flag'}")
 
