@@ -148,7 +148,7 @@ def test_failed_write_leaves_no_half_file(tmp_path, lps_affine, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(nib, "save", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(PVSInputError, match=r"out.nii.gz: cannot write \(disk full\); nothing was written"):
         save_volume(target, np.zeros((5, 12, 10), np.uint8), ref)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.nii.gz"]

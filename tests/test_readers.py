@@ -122,7 +122,7 @@ def test_bad_dicom_and_mgz_input_is_one_line(tmp_path):
     cases.append((dup, "duplicated slice position"))
     bad_mgz = tmp_path / "bad.mgz"
     bad_mgz.write_bytes(b"\x00" * 100)
-    cases.append((bad_mgz, "bad.mgz: cannot read as MGH"))
+    cases.append((bad_mgz, "bad.mgz: named .mgz but not gzip-compressed"))
     folder_named_nifti = tmp_path / "scan.nii.gz"
     folder_named_nifti.mkdir()
     cases.append((folder_named_nifti, "is a directory"))

@@ -29,7 +29,7 @@ def _network(args):
 
 def cmd_count(args) -> int:
     from ..engine.errors import PVSInputError
-    from ..engine.io import load_mask, load_volume
+    from ..engine.io import check_scan, load_mask, load_volume
     from ..engine.rating import write_counts_csv
     from ..engine.usecases import rate_scan_job
 
@@ -37,13 +37,13 @@ def cmd_count(args) -> int:
         raise PVSInputError(f"--slab-mm must be >= 0 (mm), got {args.slab_mm}", args.mask)
     if args.csv and not str(args.csv).lower().endswith(".csv"):
         raise PVSInputError("the count table must be a .csv file", args.csv)
-    mask = load_mask(args.mask)
+    mask = load_mask(args.mask, any_label=True)   # an agreement map (0..n) counts what any member finds
     regions = load_volume(args.regions) if args.regions else None
     need_image = args.bg_slice is None or args.cso_slice is None
     if need_image and not args.image:
         raise PVSInputError("give --bg-slice and --cso-slice, or --image to place them by atlas registration",
                             args.mask)
-    image = load_volume(args.image, series=args.series) if args.image else None
+    image = check_scan(load_volume(args.image, series=args.series)) if args.image else None
     gen = rate_scan_job(mask, image, bg_slice=args.bg_slice, cso_slice=args.cso_slice, regions=regions,
                         whole_slice=args.whole_slice, midline_x_mm=args.midline_x_mm, slab_mm=args.slab_mm,
                         method=args.method, network=_network(args))
@@ -72,12 +72,13 @@ def cmd_count(args) -> int:
 
 
 def cmd_locate_slices(args) -> int:
-    from ..engine.io import load_volume, save_volume
+    from ..engine.io import check_output_paths, check_scan, load_volume, save_volume
     from ..engine.usecases import place_rating_slices_job
 
     if args.output:
         check_nifti_out(args.output, "the regions image")
-    image = load_volume(args.image, series=args.series)
+    check_output_paths([args.output], [args.image])
+    image = check_scan(load_volume(args.image, series=args.series))
     placement = run_with_progress(place_rating_slices_job(image, method=args.method, grid_mm=args.grid_mm,
                                                           network=_network(args), with_regions=bool(args.output)),
                                   "registering the atlas")

@@ -10,7 +10,7 @@ __all__ = ["add_parsers"]
 
 def cmd_segment(args) -> int:
     from ..engine.errors import PVSInputError
-    from ..engine.io import load_volume
+    from ..engine.io import check_output_paths, load_scan
     from ..engine.usecases import load_segmenter, segment_job
 
     if not args.output and not args.derivative:
@@ -21,7 +21,8 @@ def cmd_segment(args) -> int:
         check_nifti_out(args.prob, "probability map")
     if args.agreement:
         check_nifti_out(args.agreement, "member agreement map")
-    image = load_volume(args.image, series=args.series)
+    check_output_paths([args.output, args.prob, args.agreement], [args.image, args.checkpoint])
+    image = load_scan(args.image, series=args.series)
     loaded = load_segmenter(args.checkpoint, device=args.device)
     if args.agreement and loaded.name != "ensemble":
         raise PVSInputError(f"--agreement needs an ensemble checkpoint, this one is a {loaded.name!r} model",

@@ -8,10 +8,10 @@ __all__ = ["add_parsers"]
 
 
 def cmd_simulate(args) -> int:
-    from ..engine.io import load_mask, load_volume, save_volume
+    from ..engine.io import check_scan, load_mask, load_volume, save_volume
     from ..engine.synth import SimulationConfig, simulate_pvs, write_table_csv
 
-    image = load_volume(args.image)
+    image = check_scan(load_volume(args.image))
     lesion = load_mask(args.lesion_mask, reference=image) if args.lesion_mask else None
     cfg = SimulationConfig(**{k: v for k, v in (("n_bg", args.n_bg), ("n_cso", args.n_cso)) if v is not None})
     res = simulate_pvs(image, seed=args.seed, lesion_mask=lesion, config=cfg)

@@ -34,7 +34,7 @@ def _config(args):
 
 def cmd_train(args) -> int:
     from ..engine.errors import PVSInputError
-    from ..engine.io import load_mask, load_volume
+    from ..engine.io import check_output_paths, check_scan, load_mask, load_volume
     from ..engine.usecases import TrainRequest, train_job
 
     images, masks = args.image or [], args.mask or []
@@ -45,7 +45,8 @@ def cmd_train(args) -> int:
     if len(images) != len(masks):
         raise PVSInputError(f"{len(images)} --image but {len(masks)} --mask; give one --mask after each --image")
     cfg = _config(args)
-    vols = [load_volume(p) for p in images]
+    check_output_paths([args.output], [*images, *masks, args.init_from])
+    vols = [check_scan(load_volume(p)) for p in images]
     mvols = [load_mask(m, reference=v) for m, v in zip(masks, vols, strict=True)]
     project = None
     if args.project:

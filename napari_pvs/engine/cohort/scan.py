@@ -213,7 +213,7 @@ def _process(scan, out_root, config, row, sidecar, in_sha, model_sha, settings, 
     import torch
 
     from ..anatomy import find_brain_mask
-    from ..io import load_volume
+    from ..io import load_scan
     from ..progress import run_to_end
     from ..registration.atlas import rating_areas
     from ..usecases import count_rating, place_rating_slices_job, segment_job
@@ -223,7 +223,7 @@ def _process(scan, out_root, config, row, sidecar, in_sha, model_sha, settings, 
     e = scan.entities
     seconds = {}
     t = time.perf_counter()
-    image = load_volume(scan.path)
+    image = load_scan(scan.path)
 
     brain = find_brain_mask(image)
     brain_ml = float(brain.sum() * np.prod(image.voxel_size)) / 1000.0 if brain is not None else 0.0

@@ -13,6 +13,7 @@ file under the final name.
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import tempfile
 import zlib
@@ -24,6 +25,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import PVSInputError
+from .checks import READ_BYTES_PER_VOXEL, check_memory
 from .volume import Volume, check_same_grid
 
 __all__ = ["load_volume", "load_mask", "save_volume", "atomic_path", "is_nifti_name", "is_mgh_name",
@@ -102,8 +104,14 @@ def load_volume(path: str | Path, *, allow_nan: bool = False, series: str | int 
         raise PVSInputError("not a readable scan: expected NIfTI (.nii, .nii.gz), FreeSurfer (.mgz, .mgh), "
                             "a DICOM file or a folder of DICOM files", path)
     kind = "MGH" if is_mgh_name(path) else "NIfTI"
+    if path.stat().st_size == 0:
+        raise PVSInputError(f"file is empty (0 bytes), expected a {kind} image", path)
+    if path.name.lower().endswith((".gz", ".mgz")) and not _is_gzip(path):
+        hint = " (an uncompressed NIfTI: rename it to .nii)" if _is_plain_nifti(path) else ""
+        raise PVSInputError(f"named {path.suffix} but not gzip-compressed{hint}", path)
     try:
-        img = nib.load(str(path))
+        with _quiet_nibabel():
+            img = nib.load(str(path))
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for bad files
         raise PVSInputError(f"cannot read as {kind} ({type(exc).__name__}: {' '.join(str(exc).split())})",
                             path) from None
@@ -118,6 +126,8 @@ def load_volume(path: str | Path, *, allow_nan: bool = False, series: str | int 
             f"image has {len(img.shape)} dimensions {tuple(img.shape)}, expected a 3D volume", path)
     if min(shape) < 1:
         raise PVSInputError(f"image has an empty dimension {tuple(shape)}", path)
+    _check_header(img, kind, path)
+    check_memory(shape, img.get_data_dtype().itemsize + READ_BYTES_PER_VOXEL, "reading", path)
     try:
         raw = np.asanyarray(img.dataobj)
     except (EOFError, OSError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
@@ -136,11 +146,82 @@ def load_volume(path: str | Path, *, allow_nan: bool = False, series: str | int 
     return _checked(raw.transpose(2, 1, 0), affine, header, path, allow_nan, meta=meta)
 
 
+@contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """nibabel logs header repairs (e.g. "pixdim[1,2,3] should be positive") to stderr; our
+    checks report what matters in one line, so its log is held back while a header is read."""
+    log = logging.getLogger("nibabel")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _is_plain_nifti(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(348)
+    return len(head) == 348 and head[344:347] in (b"n+1", b"ni1")
+
+
+#: largest disagreement between qform and sform (mm, at the corners of the grid) that is accepted
+QFORM_SFORM_TOLERANCE_MM = 1.0
+
+
+def _check_header(img, kind: str, path: Path) -> None:
+    """Refuse headers whose data or geometry cannot be trusted, before the data is read:
+    complex or RGB data, zero or negative voxel sizes, qform and sform that disagree."""
+    dtype = img.get_data_dtype()
+    if dtype.fields is not None or dtype.kind == "V":
+        raise PVSInputError(f"RGB or structured data ({dtype}), expected one intensity per voxel", path)
+    if dtype.kind == "c":
+        raise PVSInputError(f"complex data ({dtype}), expected real intensities (a magnitude image)", path)
+    if kind != "NIfTI":
+        return
+    hdr = img.header
+    try:   # nibabel silently repairs zero or negative pixdim on load: look at the stored values
+        from nibabel.openers import ImageOpener
+
+        with ImageOpener(str(path)) as fh:
+            stored = type(hdr).from_fileobj(fh, check=False)
+    except Exception:  # noqa: BLE001 - the header was read once already; keep nibabel's view
+        stored = hdr
+    zooms = np.asarray(stored["pixdim"][1:4], dtype=np.float64)
+    if not np.isfinite(zooms).all() or (zooms <= 0).any():
+        raise PVSInputError(f"voxel size (pixdim) {tuple(float(z) for z in zooms)} in the header, expected "
+                            "positive sizes in mm", path)
+    if int(hdr["qform_code"]) > 0 and int(hdr["sform_code"]) > 0:
+        q, s = hdr.get_qform(), hdr.get_sform()
+        if not (np.isfinite(q).all() and np.isfinite(s).all()):
+            raise PVSInputError("image has a singular or non-finite affine", path)
+        n = np.asarray(img.shape[:3], dtype=np.float64) - 1
+        corners = np.array([[i, j, k, 1.0] for i in (0, n[0]) for j in (0, n[1]) for k in (0, n[2])])
+        gap = float(np.abs((corners @ q.T - corners @ s.T)[:, :3]).max())
+        if gap > QFORM_SFORM_TOLERANCE_MM:
+            raise PVSInputError(f"qform and sform disagree by up to {gap:.1f} mm: the orientation is ambiguous "
+                                "(tools differ in which they use); make them equal, e.g. "
+                                "'fslorient -copysform2qform'", path)
+
+
 def _checked(data_zyx: np.ndarray, affine: np.ndarray, header, path: Path, allow_nan: bool,
              meta: dict | None = None) -> Volume:
     """The checks every reader shares (finite values and affine), then the Volume."""
     raw = data_zyx
+    if raw.dtype.kind == "c" or raw.dtype.fields is not None:
+        raise PVSInputError(f"{'complex' if raw.dtype.kind == 'c' else 'RGB or structured'} data ({raw.dtype}), "
+                            "expected real intensities", path)
     if raw.dtype == np.float64:  # scaled integers come back as float64: float32 is plenty
+        finite = raw[np.isfinite(raw)]
+        big = float(np.abs(finite).max()) if finite.size else 0.0
+        if big > float(np.finfo(np.float32).max):
+            raise PVSInputError(f"values up to {big:.3g} overflow 32-bit floats: check the header's scaling "
+                                "(scl_slope, scl_inter)", path)
         raw = raw.astype(np.float32)
     if raw.dtype.kind == "f" and not allow_nan and not np.isfinite(raw).all():
         n_bad = int((~np.isfinite(raw)).sum())
@@ -151,25 +232,45 @@ def _checked(data_zyx: np.ndarray, affine: np.ndarray, header, path: Path, allow
     return Volume(data=np.ascontiguousarray(raw), affine=affine, header=header, path=path, meta=dict(meta or {}))
 
 
-def load_mask(path: str | Path, reference: Volume | None = None) -> Volume:
+def load_mask(path: str | Path, reference: Volume | None = None, *, any_label: bool = False) -> Volume:
     """Read a binary mask (any voxel > 0 is foreground) as ``uint8`` ``(Z, Y, X)``.
 
     Parameters
     ----------
     path : str or Path
-        Mask file (NIfTI, MGH/MGZ, or a DICOM series).
+        Mask file (NIfTI, MGH/MGZ, or a DICOM series): background 0 and one foreground value
+        (1, or e.g. 255).
     reference : Volume, optional
         If given, the mask must be on the same grid (shape and affine).
+    any_label : bool
+        Accept several foreground values (e.g. an ensemble's agreement map 0..n) and
+        non-integer values: everything above 0 is foreground. Default: refuse them.
 
     Raises
     ------
     PVSInputError
-        Anything :func:`load_volume` raises, or a grid that differs from ``reference``.
+        Anything :func:`load_volume` raises; a grid that differs from ``reference``; several
+        foreground labels (a label map); non-integer values (a probability map); negative values.
     """
     vol = load_volume(path)
     if reference is not None:
         check_same_grid(reference, vol)
-    return vol.with_data((vol.data > 0).astype(np.uint8))
+    data = vol.data
+    if any_label:
+        return vol.with_data((data > 0).astype(np.uint8))
+    if data.dtype.kind == "f":
+        frac = data[(data != np.floor(data))]
+        if frac.size:
+            raise PVSInputError(f"mask holds non-integer values ({float(frac.min()):.3g}..{float(frac.max()):.3g}): "
+                                "probabilities? threshold them first (a mask holds 0 and 1)", path)
+    labels = np.unique(data[data != 0])
+    if labels.size > 1:
+        shown = ", ".join(str(v) for v in labels[:5].tolist()) + (", ..." if labels.size > 5 else "")
+        raise PVSInputError(f"mask holds {labels.size} labels ({shown}): a label map, not a binary mask; "
+                            "extract the PVS label first", path)
+    if labels.size and labels[0] < 0:
+        raise PVSInputError(f"mask holds the negative value {labels[0]}, expected 0 and 1", path)
+    return vol.with_data((data > 0).astype(np.uint8))
 
 
 @contextmanager
@@ -180,18 +281,33 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     onto ``path`` (``os.replace``: atomic on one file system); when it raises, the
     temporary file is removed. Either way no half-written file ever carries the final
     name. Parent folders are created.
+
+    Raises
+    ------
+    PVSInputError
+        ``path`` is a folder, or it cannot be written (no permission, a full disk, a
+        file-size limit): one line, and nothing is left behind.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise PVSInputError("is a folder, expected a file name to write", path)
     suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    except OSError as exc:
+        raise PVSInputError(f"cannot write here ({exc.strerror or exc or type(exc).__name__})", path) from None
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:   # a full disk, a file-size limit, permissions
+            raise PVSInputError(f"cannot write ({exc.strerror or exc or type(exc).__name__}); nothing was written",
+                                path) from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -4,11 +4,14 @@ helpers of the store: sha256, folder fsync, names, slice masks and ranges."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import PVSInputError
 
 __all__ = ["ImageRecord", "VersionRecord", "Problem", "slices_mask", "common_labelled_slices",
            "format_slices"]
@@ -40,10 +43,23 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+#: a subject or rater name: letters (any script), digits, spaces, ``_``, ``-`` and ``.``, starting
+#: with a letter or digit, at most 64 characters; no path, quote or SQL characters
+NAME_PATTERN = re.compile(r"\w[\w .-]{0,63}")
+
+
 def _safe_name(text: str, what: str) -> str:
+    """``text`` stripped, if it is a safe subject or rater name (:data:`NAME_PATTERN`).
+
+    Raises
+    ------
+    PVSInputError
+        A name with path characters (``/``, ``..``), quotes, ``;`` or other punctuation.
+    """
     name = str(text).strip()
-    if not name or any(c in name for c in '/\\:*?"<>|') or name.startswith("."):
-        raise ValueError(f"{what} must be a non-empty name without path characters, got {text!r}")
+    if not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise PVSInputError(f"{what} name {text!r} is not allowed: use letters, digits, spaces, '_', '-' and '.' "
+                            "(at most 64, starting with a letter or digit)")
     return name
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import sqlite3
 from contextlib import contextmanager
@@ -244,6 +245,8 @@ class Project(VersionsMixin, RunsMixin, ChecksMixin):
                 break
         if entities is not None and entities.is_bids:
             subject, role = subject or entities.subject_id, role or entities.role
+        if not subject:   # a name taken from the file: characters a name may not hold become '_'
+            name = re.sub(r"[^\w .-]", "_", name).replace("..", "_").lstrip(" ._-")[:64] or "subject"
         subject = _safe_name(subject or name, "subject")
         role = _safe_name(role or "T2", "role")
         copy = is_nifti_name(src) and src.is_file()

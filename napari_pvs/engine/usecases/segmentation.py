@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PVSInputError
-from ..io import Volume, is_nifti_name, load_volume, save_volume
+from ..io import Volume, check_memory, check_scan, is_nifti_name, load_scan, save_volume
 from ..progress import run_to_end
 
 __all__ = ["Segmentation", "load_segmenter", "segment_job", "segment"]
@@ -194,15 +194,22 @@ def segment_job(image: Volume | str | Path, model=None, *, threshold: float = 0.
     Raises
     ------
     PVSInputError
-        Unreadable image or checkpoint; a threshold outside ``(0, 1)``; ``members`` with a
-        single model.
+        Unreadable image or checkpoint; an image that cannot be a scan or would not fit in
+        memory (:func:`~napari_pvs.engine.io.checks.check_scan`, ``check_memory``); a
+        threshold outside ``(0, 1)``; ``members`` with a single model.
     """
     from ..inference import segment_iter
 
     if not 0.0 < float(threshold) < 1.0:
         raise PVSInputError(f"the probability threshold must be within (0, 1), got {threshold}")
     loaded = model if hasattr(model, "model") and hasattr(model, "spacing_mm") else load_segmenter(model, device=device)
-    volume = image if isinstance(image, Volume) else load_volume(image)
+    if isinstance(image, Volume):
+        from ..io.checks import SEGMENT_BYTES_PER_VOXEL
+
+        check_memory(image.shape, SEGMENT_BYTES_PER_VOXEL, "segmenting", image.path)
+        volume = check_scan(image)
+    else:
+        volume = load_scan(image)
     is_ensemble = loaded.name == "ensemble"
     if members and not is_ensemble:
         raise PVSInputError(f"member agreement needs an ensemble checkpoint, this one is a {loaded.name!r} model",
