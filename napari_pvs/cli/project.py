@@ -49,7 +49,11 @@ def cmd_import_mask(args) -> int:
 
     from ..engine.errors import PVSInputError
     from ..engine.io import load_mask
+    from ..engine.project.records import safe_name
 
+    safe_name(args.rater, "rater")     # before the image is added
+    if args.subject:
+        safe_name(args.subject, "subject")
     with _open(args) as proj:
         if Path(args.image_or_subject).exists() and args.image_or_subject not in proj.subjects():
             rec = proj.add_image(args.image_or_subject, subject=args.subject)

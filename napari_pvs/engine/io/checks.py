@@ -150,14 +150,15 @@ def check_output_paths(outputs, inputs) -> None:
 def _header_shape(path: Path) -> tuple[int, ...] | None:
     """Shape from a NIfTI/MGH header without reading the data (None for other formats or
     unreadable headers: :func:`load_volume` will say what is wrong)."""
-    from .nifti import is_mgh_name, is_nifti_name
+    from .nifti import _quiet_nibabel, is_mgh_name, is_nifti_name
 
     if not (path.is_file() and (is_nifti_name(path) or is_mgh_name(path))):
         return None
     import nibabel as nib
 
     try:
-        return tuple(int(n) for n in nib.load(str(path)).shape)
+        with _quiet_nibabel():
+            return tuple(int(n) for n in nib.load(str(path)).shape)
     except Exception:  # noqa: BLE001 - load_volume reports it with the right message
         return None
 

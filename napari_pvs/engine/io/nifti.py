@@ -91,7 +91,11 @@ def load_volume(path: str | Path, *, allow_nan: bool = False, series: str | int 
     ((36, 448, 406), ('L', 'P', 'S'))
     """
     path = Path(path)
-    if not path.exists():
+    try:
+        found = path.exists()
+    except OSError as exc:    # e.g. a folder on the way that this user may not enter
+        raise PVSInputError(f"cannot be read ({exc.strerror or exc})", path) from None
+    if not found:
         raise PVSInputError("file not found", path)
     from .dicom import is_dicom_file, load_dicom
 
@@ -273,6 +277,19 @@ def load_mask(path: str | Path, reference: Volume | None = None, *, any_label: b
     return vol.with_data((data > 0).astype(np.uint8))
 
 
+def _umask() -> int:
+    """This process's umask (read from /proc on Linux; elsewhere set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Context manager yielding a temporary path beside ``path``.
@@ -289,10 +306,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         file-size limit): one line, and nothing is left behind.
     """
     path = Path(path)
-    if path.is_dir():
-        raise PVSInputError("is a folder, expected a file name to write", path)
     suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
     try:
+        if path.is_dir():
+            raise PVSInputError("is a folder, expected a file name to write", path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
     except OSError as exc:
@@ -304,6 +321,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             yield tmp
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())    # mkstemp makes 0600; give the mode a plain open() would
             os.replace(tmp, path)
         except OSError as exc:   # a full disk, a file-size limit, permissions
             raise PVSInputError(f"cannot write ({exc.strerror or exc or type(exc).__name__}); nothing was written",

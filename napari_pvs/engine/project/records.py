@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import PVSInputError
 
 __all__ = ["ImageRecord", "VersionRecord", "Problem", "slices_mask", "common_labelled_slices",
-           "format_slices"]
+           "format_slices", "safe_name", "NAME_PATTERN"]
 
 
 def slices_mask(shape: tuple[int, int, int], axial_axis: int, slices) -> np.ndarray:
@@ -61,6 +61,10 @@ def _safe_name(text: str, what: str) -> str:
         raise PVSInputError(f"{what} name {text!r} is not allowed: use letters, digits, spaces, '_', '-' and '.' "
                             "(at most 64, starting with a letter or digit)")
     return name
+
+
+#: public name of the subject/rater name check
+safe_name = _safe_name
 
 
 @dataclass(frozen=True)
