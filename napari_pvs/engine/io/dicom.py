@@ -118,6 +118,12 @@ def _split_by_number(uid: str, files) -> list[DicomSeries]:
             for number, g in groups.items()]
 
 
+def _gdcm_text(exc: BaseException) -> str:
+    """The informative end of a GDCM/SimpleITK exception, on one line."""
+    text = " ".join(str(exc).split())
+    return text[-160:]
+
+
 def list_series(folder: str | Path) -> list[DicomSeries]:
     """The DICOM series of a folder (GDCM's series discovery, split by series number), each
     with its files in slice order.
@@ -131,12 +137,15 @@ def list_series(folder: str | Path) -> list[DicomSeries]:
     folder = Path(folder)
     if not folder.is_dir():
         raise PVSInputError("not a folder", folder)
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not ids:
-        raise PVSInputError("no DICOM image in this folder", folder)
-    out = []
-    for uid in ids:
-        out += _split_by_number(uid, sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+    try:
+        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        if not ids:
+            raise PVSInputError("no DICOM image in this folder", folder)
+        out = []
+        for uid in ids:
+            out += _split_by_number(uid, sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+    except RuntimeError as exc:     # GDCM throws on files whose pixel description is impossible
+        raise PVSInputError(f"damaged DICOM files in this folder ({_gdcm_text(exc)})", folder) from None
     if not out:
         raise PVSInputError("no readable DICOM image in this folder", folder)
     return sorted(out, key=lambda s: (int(s.number) if s.number.isdigit() else 1 << 30, s.uid))
@@ -181,14 +190,22 @@ def _check_series(files: tuple[str, ...], where: Path) -> None:
     iop = _tag(infos[0], "0020|0037")
     if not iop:
         raise PVSInputError("DICOM files without Image Orientation (Patient): the slice order is unknown", files[0])
-    row, col = (np.asarray([float(v) for v in iop.split("\\")][:3]), np.asarray([float(v) for v in iop.split("\\")][3:6]))
+    values = [float(v) for v in iop.split("\\")]
+    if len(values) != 6:
+        raise PVSInputError(f"Image Orientation (Patient) holds {len(values)} values, expected 6", files[0])
+    row, col = np.asarray(values[:3]), np.asarray(values[3:6])
     normal = np.cross(row, col)
+    if not np.isfinite(normal).all() or np.linalg.norm(normal) < 1e-3:
+        raise PVSInputError(f"Image Orientation (Patient) {iop} does not give two directions", files[0])
     pos = []
     for f, r in zip(files, infos, strict=True):
         ipp = _tag(r, "0020|0032")
         if not ipp:
             raise PVSInputError("DICOM file without Image Position (Patient)", f)
-        pos.append(float(np.dot(normal, [float(v) for v in ipp.split("\\")[:3]])))
+        xyz = [float(v) for v in ipp.split("\\")]
+        if len(xyz) != 3:
+            raise PVSInputError(f"Image Position (Patient) holds {len(xyz)} values, expected 3", f)
+        pos.append(float(np.dot(normal, xyz)))
     pos = np.sort(np.asarray(pos))
     steps = np.diff(pos)
     median = float(np.median(steps)) if steps.size else 0.0
@@ -231,6 +248,9 @@ def _volume_from_sitk(img, path: Path, meta: dict):
     data = np.ascontiguousarray(arr)
     if data.dtype == np.float64:
         data = data.astype(np.float32)
+    if max(data.shape) > 32767:
+        raise PVSInputError(f"DICOM image of {data.shape[::-1]} voxels: a dimension above 32767 (NIfTI-1's "
+                            "limit); damaged Rows/Columns tags?", path)
     hdr = nib.Nifti1Image(data.transpose(2, 1, 0), affine).header   # geometry only: no patient data
     hdr.set_qform(affine, code=1)
     hdr.set_sform(affine, code=1)
@@ -281,7 +301,12 @@ def load_dicom(path: str | Path, *, series: str | int | None = None):
     else:
         chosen = _choose(list_series(path), series, path)
         where = path
-    _check_series(chosen.files, where)
+    try:
+        _check_series(chosen.files, where)
+    except PVSInputError:
+        raise
+    except (ValueError, IndexError, TypeError) as exc:   # tags with too few or non-numeric values
+        raise PVSInputError(f"malformed DICOM geometry or frame tags ({type(exc).__name__}: {exc})", where) from None
     try:
         if len(chosen.files) == 1:
             img = sitk.ReadImage(chosen.files[0])

@@ -201,7 +201,10 @@ def _check_header(img, kind: str, path: Path) -> None:
         raise PVSInputError(f"voxel size (pixdim) {tuple(float(z) for z in zooms)} in the header, expected "
                             "positive sizes in mm", path)
     if int(hdr["qform_code"]) > 0 and int(hdr["sform_code"]) > 0:
-        q, s = hdr.get_qform(), hdr.get_sform()
+        try:
+            q, s = hdr.get_qform(), hdr.get_sform()
+        except (ValueError, np.linalg.LinAlgError) as exc:    # e.g. a quaternion longer than 1
+            raise PVSInputError(f"invalid qform ({exc})", path) from None
         if not (np.isfinite(q).all() and np.isfinite(s).all()):
             raise PVSInputError("image has a singular or non-finite affine", path)
         n = np.asarray(img.shape[:3], dtype=np.float64) - 1
