@@ -62,6 +62,11 @@ def cmd_train(args) -> int:
         if project is not None:
             project.close()
     print(outcome.summary())
+    if outcome.result.diverged:       # the last good checkpoint is kept; say so and fail the command
+        import sys
+
+        print("napari-pvs: error: training diverged; kept the last good checkpoint", file=sys.stderr)
+        return 1
     return 0
 
 

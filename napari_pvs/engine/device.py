@@ -8,7 +8,7 @@ import torch
 
 from .errors import PVSInputError
 
-__all__ = ["pick_device", "autocast", "amp_dtype"]
+__all__ = ["pick_device", "autocast", "amp_dtype", "is_out_of_memory", "free_cached_memory"]
 
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -45,3 +45,18 @@ def autocast(device: torch.device, enabled: bool = True):
     if not enabled or dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for an accelerator's out-of-memory error (``torch.OutOfMemoryError``, or a
+    RuntimeError saying "out of memory" from older torch or other backends)."""
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def free_cached_memory(device: torch.device) -> None:
+    """Give the CUDA caching allocator's free blocks back (after an out-of-memory error)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -26,3 +26,9 @@ class PVSInputError(ValueError):
         if self.path is not None:
             text = f"{self.path}: {text}"
         super().__init__(text)
+
+
+class TrainingDiverged(PVSInputError):
+    """Training stopped because the loss became NaN or infinite before any checkpoint was
+    written (a learning rate too high, or broken masks). When a checkpoint had been written,
+    training ends normally instead, with ``TrainResult.diverged`` set and that checkpoint kept."""

@@ -38,7 +38,8 @@ from ..io import Volume
 from ..preprocess import (axial_stack, from_axial_stack, inplane_spacing, normalize_percentile,
                           resample_stack, resampled_hw, slice_context)
 from ..progress import map_events, run_to_end
-from ..device import autocast, pick_device
+from ..device import autocast, free_cached_memory, is_out_of_memory, pick_device
+from ..errors import PVSInputError
 
 __all__ = ["Prediction", "InferenceProgress", "segment_iter", "predict_volume", "predict_stack",
            "head_box", "BACKGROUND_LEVEL", "BRAIN_MARGIN_MM", "WINDOWS_PER_PASS"]
@@ -213,10 +214,15 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
     ``(S, H, W)`` float32 (CPU), or with ``members`` ``(1 + n_members, S, H, W)``: the
     ensemble's probability, then each member's.
 
+    Out of accelerator memory, the same slices are predicted again with half the windows a
+    pass (the result is the same), down to one window.
+
     Raises
     ------
     ValueError
         ``members`` with a model that is not an ensemble.
+    PVSInputError
+        Out of memory even with one window a pass.
     """
     if members and not hasattr(loaded.model, "forward_members"):
         raise ValueError(f"members=True needs an ensemble checkpoint, got a {loaded.name!r} model")
@@ -267,9 +273,21 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
         idx = torch.as_tensor(todo[start:start + batch_size])
         batch = slice_context(stack, idx, context)[:, :, rows, cols].to(device)
         kwargs = {} if roi_mask is None else {"condition": roi_mask[idx][:, None, rows, cols].to(device)}
-        with torch.inference_mode(), autocast(device):
-            logits = sliding_window_inference(batch, tuple(loaded.roi_size), per_pass, predictor,
-                                              overlap=overlap, mode="gaussian", **kwargs)
+        while True:
+            try:
+                with torch.inference_mode(), autocast(device):
+                    logits = sliding_window_inference(batch, tuple(loaded.roi_size), per_pass, predictor,
+                                                      overlap=overlap, mode="gaussian", **kwargs)
+                break
+            except RuntimeError as exc:      # out of GPU memory: fewer windows at a time, same result
+                if not is_out_of_memory(exc):
+                    raise
+                free_cached_memory(device)
+                if per_pass == 1:
+                    raise PVSInputError(f"out of {device.type} memory even with one window at a time "
+                                        f"({tuple(loaded.roi_size)}); run on the CPU (--device cpu)") from None
+                per_pass = max(1, per_pass // 2)
+                log.warning("out of %s memory: now %d windows a pass", device.type, per_pass)
         channels = logits[:, ::loaded.config.out_channels].float()  # channel 0 of each map
         out[:, idx, rows, cols] = torch.sigmoid(channels).transpose(0, 1).cpu()
         yield n if start + batch_size >= todo.size else int(idx[-1]) + 1

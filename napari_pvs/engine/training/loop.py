@@ -16,6 +16,7 @@ the checkpoint contents.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from ..models.checkpoint import checkpoint_config, read_checkpoint, trainable_checkpoint
-from ..errors import PVSInputError
+from ..errors import PVSInputError, TrainingDiverged
 from ..device import amp_dtype, autocast, pick_device
 from ..progress import format_seconds
 
@@ -190,6 +191,9 @@ class TrainResult:
         ``"finished"`` or why training stopped early.
     history : list of dict
         Per epoch: ``epoch, step, loss, val_metric, elapsed_s``.
+    diverged : bool
+        Training stopped because the loss became NaN or infinite; ``checkpoint`` is the
+        last one written before (the weights after the bad step are not saved).
     """
 
     checkpoint: Path | None
@@ -201,6 +205,7 @@ class TrainResult:
     val_seconds: float
     stop_reason: str
     history: list[dict] = field(default_factory=list)
+    diverged: bool = False
 
     @property
     def val_share(self) -> float:
@@ -355,6 +360,7 @@ def run_training(task: TrainingTask, config: LoopConfig, checkpoint_path: str | 
         yield event("epoch", val_metric=val, message="starting weights")
     model.train()
     stop_reason = "finished"
+    diverged = False
     for epoch in range(1, cfg.epochs + 1):
         losses = []
         for _ in range(cfg.steps_per_epoch):
@@ -371,12 +377,22 @@ def run_training(task: TrainingTask, config: LoopConfig, checkpoint_path: str | 
             opt.zero_grad(set_to_none=True)
             with autocast(device, use_amp):
                 loss = task.loss(model(batch), batch)
+            value = float(loss.detach())
+            if not math.isfinite(value):     # diverged: keep the last good checkpoint, save nothing new
+                diverged = True
+                stop_reason = (f"stopped: the loss became {value} at step {step + 1} (epoch {epoch}); "
+                               + (f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept"
+                                  if saved is not None else "no checkpoint had been written")
+                               + "; try a lower learning rate or check the masks")
+                break
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
             step += 1
-            losses.append(float(loss.detach()))
+            losses.append(value)
             yield event("step", loss=losses[-1])
+        if diverged:
+            break
         if not losses:  # budget spent right after the previous validation: nothing new to validate
             epoch -= 1
             break
@@ -388,6 +404,8 @@ def run_training(task: TrainingTask, config: LoopConfig, checkpoint_path: str | 
     seconds = time.perf_counter() - t0
     last = history[-1]["val_metric"] if history else None
     yield event("done", val_metric=last, message=stop_reason)
+    if diverged and saved is None:
+        raise TrainingDiverged(stop_reason, ckpt_path)
     return TrainResult(checkpoint=saved, best_val_metric=None if saved is None else float(best),
                        metric_name=name, epochs_done=epoch, steps_done=step, seconds=seconds,
-                       val_seconds=val_total, stop_reason=stop_reason, history=history)
+                       val_seconds=val_total, stop_reason=stop_reason, history=history, diverged=diverged)
