@@ -88,3 +88,43 @@ def test_out_of_memory_with_one_window_is_one_line(tmp_path):
     loaded, _ = _oom_model(tmp_path, max_windows=0)
     with pytest.raises(PVSInputError, match=r"out of cpu memory even with one window at a time"):
         run_to_end(segment_iter(loaded, vol, crop_to_head=False, windows_per_pass=4))
+
+
+WIDGETS = ["Train PVS model", "Segment PVS", "Count PVS (BG/CSO)", "Annotate PVS", "Active learning",
+           "Register images", "Compare models", "Cohort (whole study)"]
+
+
+def test_an_exception_in_any_widget_job_is_one_notification_and_the_viewer_lives(make_napari_viewer, qtbot,
+                                                                                 monkeypatch):
+    """Every job panel of every widget (the composed ones' panels included) gets a job that
+    raises half-way; each gives exactly one napari error notification, re-enables its start
+    button, and the viewer goes on working."""
+    from napari.utils.notifications import notification_manager
+
+    from napari_pvs.widgets._job import JobPanel
+
+    received = []
+    monkeypatch.setattr(notification_manager, "receive_error",
+                        lambda exctype, value, tb=None, thread=None: received.append((exctype, str(value))))
+    viewer = make_napari_viewer()
+    tried = []
+    for name in WIDGETS:
+        _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", name)
+        panels = widget.findChildren(JobPanel) or ([widget.job] if getattr(widget, "job", None) else [])
+        assert panels, name
+        for panel in panels:
+            def job(label=f"{name}/{panel.name}"):
+                yield None
+                raise RuntimeError(f"injected fault in {label}")
+
+            monkeypatch.setattr(panel, "_prepare", lambda job=job: (job, "faulty job"))
+            before = len(received)
+            assert panel.start()
+            qtbot.waitUntil(lambda p=panel: p.worker is None, timeout=30_000)
+            assert len(received) == before + 1, (name, panel.name, received[before:])
+            assert received[-1][0] is RuntimeError and "injected fault" in received[-1][1]
+            assert panel.start_button.isEnabled() and panel.status.text().startswith("failed: RuntimeError")
+            tried.append(f"{name}/{panel.name}")
+    assert len(tried) >= 9, tried            # 8 widgets, Active learning has two panels
+    layer = viewer.add_image(np.zeros((4, 8, 8), np.float32))     # the viewer lives
+    assert layer in viewer.layers and viewer.dims.ndim == 3
