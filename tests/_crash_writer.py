@@ -1,8 +1,10 @@
 """Crash-test driver for the project store (run by tests/test_project.py, not by pytest).
 
-``python _crash_writer.py PROJECT TRIALS SEED``: imports the store once, then for each
+``python _crash_writer.py PROJECT TRIALS SEED [MODE]``: imports the store once, then for each
 trial forks a writer that opens the project and saves versions in a loop (a random
-mask each time; after each completed save it appends ``<version id> <sha256 of the mask>``
+mask each time; MODE ``store`` calls ``Project.save_annotation``, ``session`` paints into an
+``AnnotationSession`` (what the Annotate widget edits) and autosaves it, ``import-mask``
+writes a mask file and runs ``napari-pvs project import-mask`` in the process; after each completed save it appends ``<version id> <sha256 of the mask>``
 to ``PROJECT/../written.log`` and fsyncs it), kills the writer with SIGKILL after a random
 delay, and checks the project as a newly started process would: it reopens it, runs
 ``PRAGMA integrity_check``, checks every version's file against its sha256 and mask content,
@@ -45,6 +47,55 @@ def writer(root: Path, log: Path, seed: int) -> None:  # runs in the forked chil
             os.fsync(fh.fileno())
 
 
+def session_writer(root: Path, log: Path, seed: int) -> None:  # the Annotate widget's autosave path
+    from napari_pvs.engine.project import AnnotationSession
+
+    rng = np.random.default_rng(seed)
+    proj = Project.open(root, wait_s=10.0, verify=False)
+    session = AnnotationSession.start(proj, "s1", "crash", autosave_s=0.0)
+    shape = session.mask.shape
+    with open(log, "a") as fh:
+        while True:
+            z, y, x = (int(rng.integers(0, n)) for n in shape)
+            session.mask[z, max(0, y - 1):y + 2, max(0, x - 1):x + 2] = rng.integers(0, 2)   # a brush stroke
+            session.set_status(z, "in_progress")
+            v = session.maybe_autosave()
+            if v is not None:
+                fh.write(f"{v.id} {mask_digest(session.mask)}\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+
+
+def import_writer(root: Path, log: Path, seed: int) -> None:  # `napari-pvs project import-mask` in a loop
+    import contextlib
+    import io
+
+    from napari_pvs.cli import main
+    from napari_pvs.engine.io import save_volume
+
+    rng = np.random.default_rng(seed)
+    with Project.open(root, wait_s=10.0, verify=False) as proj:
+        ref = proj.load_image(proj.image("s1").id)
+    masks = root.parent / "masks"
+    masks.mkdir(exist_ok=True)
+    with open(log, "a") as fh:
+        for i in range(10 ** 6):
+            mask = (rng.random(ref.shape) > 0.995).astype(np.uint8)
+            path = save_volume(masks / f"m{seed}_{i}.nii.gz", mask, ref)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                code = main(["project", "import-mask", str(root), "s1", str(path), "--rater", "crash"])
+            if code != 0:
+                raise SystemExit(f"import-mask exited {code}")
+            vid = int(out.getvalue().split()[1].rstrip(":"))
+            fh.write(f"{vid} {mask_digest(mask)}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+WRITERS = {"store": writer, "session": session_writer, "import-mask": import_writer}
+
+
 def check(root: Path, log: Path, checked: set) -> dict:
     done = {}
     if log.exists():
@@ -71,6 +122,12 @@ def check(root: Path, log: Path, checked: set) -> dict:
 
 def main() -> None:
     root, trials, seed = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    mode = sys.argv[4] if len(sys.argv) > 4 else "store"
+    run = WRITERS[mode]
+    if mode == "import-mask":          # imported once here, so that each forked writer starts at once
+        import napari_pvs.cli.project  # noqa: F401
+        from napari_pvs.cli import main  # noqa: F401
+    longest = 1.0 if mode == "import-mask" else 0.3
     log = root.parent / "written.log"
     rnd = random.Random(seed)
     checked: set = set()
@@ -78,10 +135,10 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:
             try:
-                writer(root, log, seed * 1000 + trial)
+                run(root, log, seed * 1000 + trial)
             finally:
                 os._exit(0)
-        time.sleep(rnd.uniform(0.02, 0.3))
+        time.sleep(rnd.uniform(0.02, longest))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         print(json.dumps({"trial": trial, **check(root, log, checked)}), flush=True)
