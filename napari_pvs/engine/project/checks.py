@@ -6,13 +6,18 @@ Mixed into :class:`~napari_pvs.engine.project.store.Project`.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from ..data import sha256_file
 from ..errors import PVSInputError
 from .records import Problem
 
-__all__ = ["ChecksMixin"]
+__all__ = ["ChecksMixin", "HASH_CACHE"]
+
+#: where a project remembers the files it has hashed: relative path -> [size, mtime_ns, sha256]
+HASH_CACHE = Path(".cache") / "verified.json"
 
 
 class ChecksMixin:
@@ -27,7 +32,8 @@ class ChecksMixin:
                                 "(edited or replaced outside napari-pvs)", path)
 
     def verify(self) -> list[Problem]:
-        """Check every catalogued file (exists, sha256) and look for orphans (files under
+        """Check every catalogued file (exists, sha256; a file whose size and modification
+        time match :data:`HASH_CACHE` is not hashed again) and look for orphans (files under
         ``annotations/`` or ``predictions/`` that no row references: left by a save that
         was interrupted before its commit). Returns the problems found (empty: all well)."""
         problems: list[Problem] = []
@@ -35,17 +41,51 @@ class ChecksMixin:
         for table in ("images", "versions", "predictions"):
             for r in self._db.execute(f"SELECT path, sha256 FROM {table}"):
                 known[self.root / r[0]] = r[1]
+        cache = self._read_hash_cache()
+        fresh: dict[str, list] = {}
         for path, sha in known.items():
-            if not path.is_file():
+            try:
+                st = path.stat()
+            except OSError:
                 problems.append(Problem("missing", path, "listed in the catalogue but not on disk"))
-            elif sha256_file(path) != sha:
+                continue
+            rel = path.relative_to(self.root).as_posix()
+            stamp = [st.st_size, st.st_mtime_ns]
+            hit = cache.get(rel)
+            actual = hit[2] if hit is not None and hit[:2] == stamp else sha256_file(path)
+            fresh[rel] = [*stamp, actual]
+            if actual != sha:
                 problems.append(Problem("altered", path, "sha256 differs from the catalogue's"))
+        if fresh != cache:
+            self._write_hash_cache(fresh)
         for sub in ("images", "annotations", "predictions"):
             for p in sorted((self.root / sub).rglob("*")) if (self.root / sub).is_dir() else []:
                 if p.is_file() and p not in known:
                     problems.append(Problem("orphan", p, "no catalogue row references it "
                                             "(an interrupted save); it is ignored"))
         return problems
+
+    def _read_hash_cache(self) -> dict:
+        """The sha256 of files hashed before, by size and modification time (a file whose
+        size and mtime are unchanged is not hashed again when the project is opened)."""
+        try:
+            data = json.loads((self.root / HASH_CACHE).read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def _write_hash_cache(self, entries: dict) -> None:
+        """Write the cache atomically; a read-only project or folder just goes without it."""
+        if getattr(self, "readonly", False):
+            return
+        path = self.root / HASH_CACHE
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            path.parent.mkdir(exist_ok=True)
+            tmp.write_text(json.dumps(entries, separators=(",", ":")))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check`` of the catalogue (``"ok"`` when whole)."""
