@@ -618,7 +618,7 @@ def _(root, ctx):
     return {"input": folder, "argv": _segment(ctx, img, folder), "api": api}
 
 
-@case("output folder without write permission", "output", "Permission denied")
+@case("output folder without write permission", "output", "cannot write here")
 def _(root, ctx):
     img = good_scan(root)
     locked = root / "out" / "locked"
@@ -711,19 +711,36 @@ def file_size_limit(nbytes: int):
         signal.signal(signal.SIGXFSZ, old_sig)
 
 
+def _chattr(folder: Path, flag: str) -> bool:
+    import subprocess
+
+    exe = shutil.which("chattr")
+    if exe is None:
+        return False
+    return subprocess.run([exe, flag, str(folder)], capture_output=True).returncode == 0
+
+
 @contextlib.contextmanager
-def _no_write_permission(folder: Path):
-    """``folder`` read-only for this process: chmod 0555, and as root an effective uid of nobody."""
+def _no_write_permission(folder: Path, *, allow_seteuid: bool = True):
+    """``folder`` not writable for this process: chmod 0555; as root (who ignores modes) the
+    folder is also made immutable (``chattr +i``), or else the effective uid becomes nobody."""
     mode = folder.stat().st_mode
     folder.chmod(0o555)
     root = hasattr(os, "geteuid") and os.geteuid() == 0
+    immutable = root and _chattr(folder, "+i")
+    switched = False
     try:
-        if root:
+        if root and not immutable:
+            if not allow_seteuid:
+                raise RuntimeError("running as root without chattr: cannot take write permission away")
             os.seteuid(65534)
+            switched = True
         yield
     finally:
-        if root:
+        if switched:
             os.seteuid(0)
+        if immutable:
+            _chattr(folder, "-i")
         folder.chmod(mode)
 
 
@@ -734,6 +751,8 @@ def fingerprint(folder: Path) -> dict[str, str]:
         return out
     for p in sorted(folder.rglob("*")):
         rel = str(p.relative_to(folder))
+        if p.name == ".writer.json":       # the writer lock's note (pid, host, time), not an output
+            continue
         out[rel] = "<dir>" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
@@ -817,19 +836,12 @@ def run_cli_subprocess(case_: Case, root: Path, ctx: Context, python: str, timeo
 
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
-    elif kind == "no_write_permission":
-        spec["locked"].chmod(0o555)
-        if os.geteuid() == 0:
-            def pre():
-                os.setgid(65534)
-                os.setuid(65534)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    try:
+    locked = _no_write_permission(spec["locked"], allow_seteuid=False) if kind == "no_write_permission" \
+        else contextlib.nullcontext()
+    with locked:
         proc = subprocess.run([python, "-m", "napari_pvs.cli", *spec["argv"]], capture_output=True, text=True,
                               timeout=timeout, preexec_fn=pre, env=env)
-    finally:
-        if kind == "no_write_permission":
-            spec["locked"].chmod(0o755)
     return _check(case_, spec, root, b_in, b_out, proc.returncode, proc.stderr, None, cli=True)
 
 

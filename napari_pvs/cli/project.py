@@ -29,7 +29,11 @@ def cmd_init(args) -> int:
 
 def cmd_add(args) -> int:
     from ..engine.io.bids import is_bids_root
+    from ..engine.project.records import safe_name
 
+    for value, what in ((args.subject, "subject"), (args.role, "role")):
+        if value:
+            safe_name(value, what)     # refused before the project is opened
     with _open(args) as proj:
         if Path(args.image).is_dir() and is_bids_root(args.image):
             records = proj.add_bids(args.image)
