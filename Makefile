@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test install-gui demo test benchmark benchmark-speed benchmark-real benchmark-rating-slices benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare wheel-check benchmark-cohort clean
+.PHONY: venv install install-test install-gui demo test benchmark benchmark-speed benchmark-real benchmark-rating-slices benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare wheel-check benchmark-cohort benchmark-reliability benchmark-event-loop clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -131,6 +131,15 @@ screenshots-compare: install
 ## Dask's overhead per task, an estimate for 10,000 scans (N BIDS entries from the shared T2s, default 20)
 benchmark-cohort: install
 	$(PY) benchmarks/cohort.py --data $(DATA) --n $(or $(N),20)
+
+## benchmark-reliability: the bad-input corpus table (CLI, API, napari), fuzzing x10, 100 SIGKILLs per writer,
+## a 200-subject 10,000-version project opened, a cohort of 200 small volumes with 10 % bad
+benchmark-reliability: install
+	$(PY) benchmarks/reliability.py --data $(DATA)
+
+## benchmark-event-loop: napari's event loop (10 ms timer) while the widgets segment, train, place slices and count
+benchmark-event-loop: install
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) benchmarks/event_loop.py --data $(DATA)
 
 ## wheel-check: build the wheel and sdist, install the wheel in a fresh venv outside the repository,
 ## run segment and locate-slices on a shared T2 there (prints the wheel's and the environment's size)

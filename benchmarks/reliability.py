@@ -90,17 +90,16 @@ def fuzz(scale: int) -> dict:
                         "-p", "no:randomly", "--hypothesis-show-statistics"], capture_output=True, text=True, env=env,
                        cwd=ROOT)
     seconds = time.perf_counter() - t
-    counts = {}
+    counts: dict = {}
     current = None
     for line in r.stdout.splitlines():
         s = line.strip()
-        if s.startswith("tests/test_fuzz.py::"):
+        if "test_fuzz.py::" in s:
             current = s.split("::")[1].rstrip(":")
-        elif current and "passing examples" in s and "generate" in s.lower() or (current and s.startswith("- during generate phase")):
-            try:
-                counts[current] = int(s.split("(")[0].split()[-1]) if "(" in s else counts.get(current)
-            except ValueError:
-                pass
+        elif current and "passing example" in s:     # "- 3000 passing examples, 0 failing examples, 4 invalid examples"
+            words = s.lstrip("- ").replace(",", "").split()
+            counts[current] = {"passing": int(words[0]), "failing": int(words[3]),
+                               "invalid": int(words[6]) if len(words) > 6 else 0}
     tail = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr[-300:]
     print(f"\n### Fuzzing (scale {scale}): {tail} in {seconds:.0f} s\n")
     for k, v in counts.items():
