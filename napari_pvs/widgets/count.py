@@ -87,6 +87,7 @@ class CountWidget(QWidget):
         self.last_counts = None
         self.placement = None
         self._placed_on = None
+        self._areas = None          # (regions layer, (bg_area, cso_area)) grown in the placement worker
 
         self.labels = create_widget(annotation="napari.layers.Labels", label="PVS mask")
         self.labels.changed.connect(self._on_layer_changed)
@@ -202,9 +203,10 @@ class CountWidget(QWidget):
                 raise PVSInputError(f"atlas regions '{reg.name}' {tuple(np.shape(reg.data))} are not on the PVS "
                                     f"mask's grid {tuple(mask.shape)}: place the slices on the mask's image, or "
                                     f"clear 'atlas regions'")
+            cached = self._areas[1] if self._areas is not None and self._areas[0] is reg else None
             counts = count_rating(mask, int(self.bg_slice.value), int(self.cso_slice.value),
                                   regions=None if reg is None else np.asarray(reg.data), midline=self._midline(reg),
-                                  slab_mm=float(self.slab_mm.value))
+                                  slab_mm=float(self.slab_mm.value), areas=cached)
         except PVSInputError as exc:
             notify_error(str(exc))
             return None
@@ -271,8 +273,11 @@ class CountWidget(QWidget):
             self.save_csv(path)
 
     # ------------------------------------------------------------------ placement by atlas
+    def _forget_areas(self, *_) -> None:
+        self._areas = None
+
     def _prepare_placement(self):
-        from ..engine.registration.atlas import load_atlas
+        from ..engine.registration.atlas import load_atlas, rating_areas
         from ..engine.usecases import place_rating_slices_job
 
         layer = self.place_image.value
@@ -281,11 +286,16 @@ class CountWidget(QWidget):
         image = layer_to_volume(layer)
         atlas = load_atlas()
         self._placed_on = (layer, image)
-        return (lambda: place_rating_slices_job(image, atlas=atlas),
-                f"registering the atlas to '{layer.name}' ...")
 
-    def _show_placement(self, placement) -> None:
+        def job():   # the counting areas (3D growth of the regions) in the worker too, not at Count
+            placement = yield from place_rating_slices_job(image, atlas=atlas)
+            areas = None if placement.regions is None else rating_areas(placement.regions, image.voxel_size)
+            return placement, areas
+        return job, f"registering the atlas to '{layer.name}' ..."
+
+    def _show_placement(self, result) -> None:
         """Fill the slice boxes, show the atlas regions and the landmarks, go to the BG slice."""
+        placement, areas = result if isinstance(result, tuple) else (result, None)
         self.placement = placement
         rs = placement.slices
         layer, image = self._placed_on
@@ -300,6 +310,9 @@ class CountWidget(QWidget):
         if chosen is not None and chosen in self.viewer.layers:
             self.labels.value = chosen          # the PVS mask stays the one to count, not the regions
         self.regions.value = regions
+        self._areas = None if areas is None else (regions, areas)
+        regions.events.paint.connect(self._forget_areas)      # edited regions: grow them again at Count
+        regions.events.data.connect(self._forget_areas)
         # landmarks: RAS mm -> the image's voxels -> the layer's own world (any storage order)
         ras = np.array([rs.ac_mm, rs.lv_top_mm, rs.cso_mm])
         pts = np.array([np.asarray(layer.data_to_world(image.world_to_voxel(p)), float) for p in ras])

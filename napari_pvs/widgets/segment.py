@@ -91,6 +91,7 @@ class SegmentWidget(JobWidget):
 
     # ------------------------------------------------------------------ job
     def prepare(self):
+        from ..engine.models.checkpoint import check_checkpoint_file
         from ..engine.usecases import load_segmenter, segment_job
         from ..plugin.layers import layer_to_volume
 
@@ -98,12 +99,16 @@ class SegmentWidget(JobWidget):
         if layer is None:
             raise PVSInputError("choose a T2 Image layer to segment")
         volume = layer_to_volume(layer)
-        loaded = load_segmenter(self.checkpoint_path)  # a missing or foreign file is refused here
+        path = self.checkpoint_path
+        if path is not None:
+            check_checkpoint_file(path)    # a missing or foreign file is refused here, on the main thread
         self._source = layer
         threshold, batch = float(self.threshold.value), int(self.batch_size.value)
-        name = loaded.path.name if loaded.path is not None else loaded.name
-        return (lambda: segment_job(volume, loaded, threshold=threshold, batch_size=batch),
-                f"segmenting '{layer.name}' with {name} ({loaded.name}) ...")
+
+        def job():   # the model is loaded in the worker: torch's first import and the read take seconds
+            loaded = load_segmenter(path)
+            return (yield from segment_job(volume, loaded, threshold=threshold, batch_size=batch))
+        return job, f"segmenting '{layer.name}' with {path.name if path else 'the default model'} ..."
 
     def on_result(self, result) -> None:
         self.prediction = result.prediction

@@ -211,6 +211,16 @@ def _check_header(img, kind: str, path: Path) -> None:
         corners = np.array([[i, j, k, 1.0] for i in (0, n[0]) for j in (0, n[1]) for k in (0, n[2])])
         gap = float(np.abs((corners @ q.T - corners @ s.T)[:, :3]).max())
         if gap > QFORM_SFORM_TOLERANCE_MM:
+            # a sheared sform has no exact qform: accept the qform that is its closest rotation
+            # (what nibabel writes for it); only a qform that says something else is refused
+            try:
+                probe = nib.Nifti1Header()
+                probe.set_qform(s, code=1)
+                nearest = probe.get_qform()
+                gap = float(np.abs((corners @ q.T - corners @ nearest.T)[:, :3]).max())
+            except (ValueError, np.linalg.LinAlgError):
+                pass
+        if gap > QFORM_SFORM_TOLERANCE_MM:
             raise PVSInputError(f"qform and sform disagree by up to {gap:.1f} mm: the orientation is ambiguous "
                                 "(tools differ in which they use); make them equal, e.g. "
                                 "'fslorient -copysform2qform'", path)

@@ -46,7 +46,7 @@ from ..errors import PVSInputError
 from ..io import atomic_path
 from .registry import MODEL_REGISTRY, available_models
 
-__all__ = ["LoadedModel", "save_checkpoint", "load_model", "read_checkpoint", "checkpoint_config",
+__all__ = ["LoadedModel", "save_checkpoint", "load_model", "read_checkpoint", "check_checkpoint_file", "checkpoint_config",
            "update_checkpoint", "ensemble_checkpoint", "trainable_checkpoint", "CHECKPOINT_FORMAT",
            "CHECKPOINT_VERSION", "DEFAULT_PATCH_SIZE"]
 
@@ -172,6 +172,29 @@ def update_checkpoint(path: str | Path, **fields) -> Path:
     ckpt.update(fields)
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
+    return path
+
+
+def check_checkpoint_file(path: str | Path) -> Path:
+    """Cheap checks of a checkpoint file without loading it (no torch import, a few bytes
+    read): it exists and is a ``torch.save`` archive (a zip file, as torch >= 1.6 writes).
+    For front ends that want to refuse a wrong file at once and load it in a worker.
+
+    Raises
+    ------
+    PVSInputError
+        Missing, a folder, unreadable, or not a ``torch.save`` archive.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PVSInputError("checkpoint not found", path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise PVSInputError(f"cannot read the checkpoint ({exc.strerror or exc})", path) from None
+    if head != b"PK\x03\x04":
+        raise PVSInputError("not a readable checkpoint (not a torch.save archive)", path)
     return path
 
 

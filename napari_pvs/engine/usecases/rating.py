@@ -179,7 +179,8 @@ def place_rating_slices_job(image: Volume, *, method: str = "affine", grid_mm: f
 
 
 def count_rating(mask: Volume, bg_slice: int, cso_slice: int, *, regions: np.ndarray | None = None,
-                 midline: MidsagittalPlane | float | None = None, slab_mm: float = 0.0) -> RatingCounts:
+                 midline: MidsagittalPlane | float | None = None, slab_mm: float = 0.0,
+                 areas: tuple[np.ndarray, np.ndarray] | None = None) -> RatingCounts:
     """Count PVS on the BG and CSO rating slices of ``mask``.
 
     Parameters
@@ -196,6 +197,9 @@ def count_rating(mask: Volume, bg_slice: int, cso_slice: int, *, regions: np.nda
         or a world x in RAS mm; default the centre of the field of view.
     slab_mm : float
         Rating slab thickness (mm) for thin-slice scans; 0 counts each slice alone.
+    areas : (bg_area, cso_area), optional
+        :func:`~napari_pvs.engine.registration.atlas.rating_areas` of ``regions`` computed
+        before (it grows the regions in 3D: the costly part); default: computed here.
 
     Returns
     -------
@@ -210,13 +214,15 @@ def count_rating(mask: Volume, bg_slice: int, cso_slice: int, *, regions: np.nda
 
     if slab_mm < 0:
         raise PVSInputError(f"the rating slab must be >= 0 mm, got {slab_mm}", mask.path)
-    areas = {}
     if regions is not None:
         regions = np.asarray(regions)
         if regions.shape != tuple(mask.shape):
             raise PVSInputError(f"atlas regions {regions.shape} are not on the PVS mask's grid {tuple(mask.shape)}",
                                 mask.path)
-        areas = dict(zip(("bg_area", "cso_area"), rating_areas(regions, mask.voxel_size), strict=True))
+        grown = areas if areas is not None else rating_areas(regions, mask.voxel_size)
+        areas = dict(zip(("bg_area", "cso_area"), grown, strict=True))
+    else:
+        areas = {}
     return count_rating_slices(mask, int(bg_slice), int(cso_slice), midline=midline, slab_mm=slab_mm, **areas)
 
 
