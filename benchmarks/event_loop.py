@@ -85,6 +85,9 @@ def main(argv=None) -> int:
     ap.add_argument("--slices", type=int, default=0, help="keep this many axial slices around the middle (0: all)")
     ap.add_argument("--steps", type=int, default=20, help="training steps")
     ap.add_argument("--phases", default="segment,train,place,count")
+    ap.add_argument("--cold", action="store_true",
+                    help="do not import torch and MONAI before measuring (the first job of a session then pays "
+                         "for their import)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "event_loop")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -96,6 +99,9 @@ def main(argv=None) -> int:
     from napari_pvs.engine.io import load_volume
     from napari_pvs.plugin.layers import layer_geometry, volume_metadata
 
+    if not args.cold:     # a session in which a job has run before: torch and MONAI are imported
+        import napari_pvs.engine.inference  # noqa: F401
+        import napari_pvs.engine.training  # noqa: F401
     vol = load_volume(args.data / args.scan)
     if args.slices:        # a crop of the middle slices (same geometry: the origin moves to the first kept slice)
         import dataclasses
@@ -114,7 +120,8 @@ def main(argv=None) -> int:
     wait(lambda: False, 1.0)
     ticker = Ticker()
     phases = [p.strip() for p in args.phases.split(",")]
-    results: dict = {"scan": args.scan, "shape": list(vol.shape), "voxel_size_mm": list(vol.voxel_size)}
+    results: dict = {"scan": args.scan, "shape": list(vol.shape), "voxel_size_mm": list(vol.voxel_size),
+                     "cold": bool(args.cold)}
     print(f"{args.scan}: {vol.shape} voxels of {tuple(round(v, 2) for v in vol.voxel_size)} mm")
 
     def run_job(name, panel, start, timeout_s=3600):

@@ -96,6 +96,12 @@ def test_count_widget_places_rating_slices_by_atlas(make_napari_viewer, qtbot, m
     assert (widget.bg_slice.value, widget.cso_slice.value) == (rs.bg, rs.cso)
     regions = viewer.layers["t2 atlas regions"].data
     assert regions.shape == subject.shape and set(np.unique(regions)) >= {0, 2, 3, 4}
+    # the counting areas were grown in the worker and are used at Count (not grown on the main thread)
+    assert widget._areas is not None and widget._areas[0] is widget.regions.value.data
+    from napari_pvs.engine.registration.atlas import rating_areas
+
+    for cached, fresh in zip(widget._areas[1], rating_areas(regions, widget._placed_on[1].voxel_size), strict=True):
+        np.testing.assert_array_equal(cached, fresh)
     points = viewer.layers["t2 rating-slice landmarks"]
     assert len(points.data) == 3
     # the viewer sits on the BG slice: the AC landmark's S coordinate

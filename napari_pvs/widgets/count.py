@@ -87,7 +87,7 @@ class CountWidget(QWidget):
         self.last_counts = None
         self.placement = None
         self._placed_on = None
-        self._areas = None          # (regions layer, (bg_area, cso_area)) grown in the placement worker
+        self._areas = None          # (regions data, (bg_area, cso_area)) grown in the placement worker
 
         self.labels = create_widget(annotation="napari.layers.Labels", label="PVS mask")
         self.labels.changed.connect(self._on_layer_changed)
@@ -203,7 +203,8 @@ class CountWidget(QWidget):
                 raise PVSInputError(f"atlas regions '{reg.name}' {tuple(np.shape(reg.data))} are not on the PVS "
                                     f"mask's grid {tuple(mask.shape)}: place the slices on the mask's image, or "
                                     f"clear 'atlas regions'")
-            cached = self._areas[1] if self._areas is not None and self._areas[0] is reg else None
+            cached = (self._areas[1] if self._areas is not None and reg is not None and self._areas[0] is reg.data
+                      else None)
             counts = count_rating(mask, int(self.bg_slice.value), int(self.cso_slice.value),
                                   regions=None if reg is None else np.asarray(reg.data), midline=self._midline(reg),
                                   slab_mm=float(self.slab_mm.value), areas=cached)
@@ -310,7 +311,8 @@ class CountWidget(QWidget):
         if chosen is not None and chosen in self.viewer.layers:
             self.labels.value = chosen          # the PVS mask stays the one to count, not the regions
         self.regions.value = regions
-        self._areas = None if areas is None else (regions, areas)
+        # keyed by the data array: the layer napari hands a plugin is a proxy, not the list's object
+        self._areas = None if areas is None else (regions.data, areas)
         regions.events.paint.connect(self._forget_areas)      # edited regions: grow them again at Count
         regions.events.data.connect(self._forget_areas)
         # landmarks: RAS mm -> the image's voxels -> the layer's own world (any storage order)
