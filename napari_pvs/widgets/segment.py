@@ -67,6 +67,7 @@ class SegmentWidget(JobWidget):
         self.prob_layer = None
         self.mask_layer = None
         self.uncertain_layer = None
+        self._uncertain = None      # (threshold, uncertain map, objects) computed in the worker
         self._source = None
         self.image = create_widget(annotation="napari.layers.Image", label="T2 image")
         self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt")
@@ -103,11 +104,16 @@ class SegmentWidget(JobWidget):
         if path is not None:
             check_checkpoint_file(path)    # a missing or foreign file is refused here, on the main thread
         self._source = layer
+        self._uncertain = None
         threshold, batch = float(self.threshold.value), int(self.batch_size.value)
 
         def job():   # the model is loaded in the worker: torch's first import and the read take seconds
             loaded = load_segmenter(path)
-            return (yield from segment_job(volume, loaded, threshold=threshold, batch_size=batch))
+            result = yield from segment_job(volume, loaded, threshold=threshold, batch_size=batch)
+            pred = result.prediction
+            if pred.member_probs is not None:   # the uncertain map and its objects here, not on the main thread
+                self._uncertain = (threshold, *_uncertain_objects(pred, threshold))
+            return result
         return job, f"segmenting '{layer.name}' with {path.name if path else 'the default model'} ..."
 
     def on_result(self, result) -> None:
@@ -130,8 +136,10 @@ class SegmentWidget(JobWidget):
         old = self.uncertain_layer
         self.uncertain_layer = None
         if prediction.member_probs is not None:  # below the mask, which stays on top and selected
+            cached = self._uncertain
+            data = cached[1] if cached is not None and cached[0] == prediction.threshold else prediction.uncertain()
             self.uncertain_layer = put_layer(
-                self.viewer, f"{src.name} PVS uncertain", prediction.uncertain(), geom,
+                self.viewer, f"{src.name} PVS uncertain", data, geom,
                 {**meta, "members": int(prediction.member_probs.shape[0])},
                 lambda d, **kw: self.viewer.add_labels(d, opacity=0.5, **kw))
         elif old is not None and old in self.viewer.layers:  # a single model has no member agreement
@@ -141,12 +149,14 @@ class SegmentWidget(JobWidget):
 
     def _summary(self, threshold: float) -> str:
         """"N PVS voxels at threshold t" and, with an ensemble, the uncertain objects."""
-        from scipy import ndimage as ndi
-
         pred = self.prediction
         text = f"{int((pred.prob >= threshold).sum())} PVS voxels at threshold {threshold:g}"
         if self.uncertain_layer is not None and self.uncertain_layer in self.viewer.layers:
-            n = ndi.label(self.uncertain_layer.data > 0, structure=np.ones((3, 3, 3)))[1]
+            cached = self._uncertain
+            if cached is not None and cached[0] == threshold:
+                n = cached[2]
+            else:
+                n = _uncertain_objects(pred, threshold, self.uncertain_layer.data)[1]
             text += (f"; {n} uncertain object(s) that only some of the {pred.member_probs.shape[0]} members "
                      f"call PVS (layer '{self.uncertain_layer.name}')")
         return text
@@ -162,3 +172,11 @@ class SegmentWidget(JobWidget):
             self.uncertain_layer.data = pred.uncertain(float(value))
             self.uncertain_layer.metadata["threshold"] = float(value)
         self.status.setText(self._summary(float(value)))
+
+
+def _uncertain_objects(pred, threshold: float, uncertain=None) -> tuple:
+    """``(uncertain map, number of its 26-connected objects)`` of an ensemble's prediction."""
+    from scipy import ndimage as ndi
+
+    data = pred.uncertain(threshold) if uncertain is None else uncertain
+    return data, int(ndi.label(np.asarray(data) > 0, structure=np.ones((3, 3, 3)))[1])
