@@ -45,14 +45,25 @@ def time_limit(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
+#: when set, one line per case ("test name, outcome") is appended to this file (the benchmark counts them)
+COUNTS = os.environ.get("PVS_FUZZ_COUNTS")
+
+
 def _read(fn, *args, **kw):
     """``fn`` under the time limit: a volume, or None when refused with PVSInputError."""
-    with time_limit(TIME_LIMIT_S):
-        try:
-            return fn(*args, **kw)
-        except PVSInputError as exc:
-            assert "\n" not in str(exc)
-            return None
+    outcome = "volume"
+    try:
+        with time_limit(TIME_LIMIT_S):
+            try:
+                return fn(*args, **kw)
+            except PVSInputError as exc:
+                assert "\n" not in str(exc)
+                outcome = "refused"
+                return None
+    finally:
+        if COUNTS:
+            with open(COUNTS, "a") as fh:
+                fh.write(f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split('::')[-1].split(' ')[0]}\t{outcome}\n")
 
 
 @settings(FUZZ, max_examples=300 * SCALE)
