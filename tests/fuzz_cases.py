@@ -31,28 +31,33 @@ _DTYPE_CODES = [2, 4, 8, 16, 64, 256, 512, 768, 1024, 1280, 32, 128, 1536, 1792,
 
 @st.composite
 def nifti_files(draw):
-    """A dict describing one NIfTI-1 file: header fields (many out of range), data length,
-    compression."""
-    ndim = draw(st.integers(0, 8))
-    dims = [draw(st.one_of(st.integers(0, 12), st.sampled_from([1, 1, 64, 2 ** 15 - 1, -1, 0])))
-            for _ in range(7)]
+    """A dict describing one NIfTI-1 file: each header field valid, or (one time in three)
+    replaced by a fuzzed value, many out of range; the data whole, cut, missing or with
+    extra bytes; compressed or not. So both the readable path and every refusal are reached."""
+    def field_(valid, fuzzed):
+        return draw(fuzzed) if draw(st.integers(0, 2)) == 0 else valid
+
+    dims = field_([3, 4, 5, 3, 1, 1, 1, 1], st.lists(
+        st.one_of(st.integers(0, 12), st.sampled_from([1, 64, 2 ** 15 - 1, -1, 0])), min_size=8, max_size=8))
     fields = {
-        "dim": [ndim] + dims,
-        "datatype": draw(st.sampled_from(_DTYPE_CODES)),
-        "pixdim": [draw(st.sampled_from([1.0, -1.0, 0.0]))] + [draw(_FLOATS) for _ in range(7)],
-        "qform_code": draw(st.sampled_from([0, 1, 2, 3, 4, 5, -3, 300])),
-        "sform_code": draw(st.sampled_from([0, 1, 2, 3, 4, 5, -3, 300])),
-        "quatern_b": draw(_FLOATS), "quatern_c": draw(_FLOATS), "quatern_d": draw(_FLOATS),
-        "qoffset_x": draw(_FLOATS), "qoffset_y": draw(_FLOATS), "qoffset_z": draw(_FLOATS),
-        "srow_x": [draw(_FLOATS) for _ in range(4)], "srow_y": [draw(_FLOATS) for _ in range(4)],
-        "srow_z": [draw(_FLOATS) for _ in range(4)],
-        "scl_slope": draw(_FLOATS), "scl_inter": draw(_FLOATS),
-        "vox_offset": draw(st.sampled_from([352.0, 348.0, 0.0, 353.0, 1e9, -352.0, float("nan")])),
-        "xyzt_units": draw(st.sampled_from([0, 2, 10, 1, 3, 255])),
-        "magic": draw(st.sampled_from([b"n+1", b"ni1", b"n+2", b"xyz", b""])),
-        "sizeof_hdr": draw(st.sampled_from([348, 348, 348, 540, 0, 1 << 20])),
+        "dim": dims,
+        "datatype": field_(16, st.sampled_from(_DTYPE_CODES)),
+        "pixdim": field_([1.0, 1.0, 1.0, 3.0, 1.0, 0.0, 0.0, 0.0],
+                         st.lists(_FLOATS, min_size=8, max_size=8)),
+        "qform_code": field_(1, st.sampled_from([0, 1, 2, 3, 4, 5, -3, 300])),
+        "sform_code": field_(1, st.sampled_from([0, 1, 2, 3, 4, 5, -3, 300])),
+        "quatern_b": field_(0.0, _FLOATS), "quatern_c": field_(0.0, _FLOATS), "quatern_d": field_(0.0, _FLOATS),
+        "qoffset_x": field_(0.0, _FLOATS), "qoffset_y": field_(0.0, _FLOATS), "qoffset_z": field_(0.0, _FLOATS),
+        "srow_x": field_([1.0, 0.0, 0.0, 0.0], st.lists(_FLOATS, min_size=4, max_size=4)),
+        "srow_y": field_([0.0, 1.0, 0.0, 0.0], st.lists(_FLOATS, min_size=4, max_size=4)),
+        "srow_z": field_([0.0, 0.0, 3.0, 0.0], st.lists(_FLOATS, min_size=4, max_size=4)),
+        "scl_slope": field_(1.0, _FLOATS), "scl_inter": field_(0.0, _FLOATS),
+        "vox_offset": field_(352.0, st.sampled_from([348.0, 0.0, 353.0, 1e9, -352.0, float("nan")])),
+        "xyzt_units": field_(10, st.sampled_from([0, 2, 1, 3, 255])),
+        "magic": field_(b"n+1", st.sampled_from([b"ni1", b"n+2", b"xyz", b""])),
+        "sizeof_hdr": field_(348, st.sampled_from([540, 0, 1 << 20])),
     }
-    keep = draw(st.sampled_from(["all", "all", "half", "none", "extra"]))
+    keep = field_("all", st.sampled_from(["half", "none", "extra"]))
     return {"fields": fields, "data": keep, "gz": draw(st.booleans()), "seed": draw(st.integers(0, 2 ** 16))}
 
 
@@ -70,9 +75,15 @@ def write_fuzzed_nifti(spec: dict, folder: Path) -> Path:
     dims = [max(0, int(d)) for d in np.asarray(arr["dim"])[1:8]]
     ndim = int(np.clip(arr["dim"][0], 0, 7))
     n_vox = int(np.prod(dims[:ndim])) if ndim else 1
-    n_bytes = min(n_vox * 4, 1 << 20)
     rng = np.random.default_rng(spec["seed"])
-    payload = rng.integers(0, 256, n_bytes, dtype=np.uint8).tobytes()
+    try:
+        dtype = np.dtype(nib.nifti1.data_type_codes.numpy_dtype[int(arr["datatype"])])
+    except (KeyError, TypeError, ValueError):
+        dtype = None
+    if dtype is not None and dtype.kind in "iuf" and n_vox * dtype.itemsize <= 1 << 20:
+        payload = (rng.normal(100, 20, n_vox) if dtype.kind == "f" else rng.integers(0, 100, n_vox)).astype(dtype).tobytes()
+    else:
+        payload = rng.integers(0, 256, min(n_vox * 4, 1 << 20), dtype=np.uint8).tobytes()
     if spec["data"] == "half":
         payload = payload[: len(payload) // 2]
     elif spec["data"] == "none":
