@@ -77,7 +77,7 @@ def write_fuzzed_nifti(spec: dict, folder: Path) -> Path:
     n_vox = int(np.prod(dims[:ndim])) if ndim else 1
     rng = np.random.default_rng(spec["seed"])
     try:
-        dtype = np.dtype(nib.nifti1.data_type_codes.numpy_dtype[int(arr["datatype"])])
+        dtype = np.dtype(nib.nifti1.data_type_codes.dtype[int(arr["datatype"])])
     except (KeyError, TypeError, ValueError):
         dtype = None
     if dtype is not None and dtype.kind in "iuf" and n_vox * dtype.itemsize <= 1 << 20:

@@ -21,7 +21,7 @@ from ..errors import PVSInputError
 from .volume import Volume
 
 __all__ = ["MAX_VOXEL_MM", "MIN_VOXEL_MM", "SEGMENT_BYTES_PER_VOXEL", "READ_BYTES_PER_VOXEL", "check_scan",
-           "check_memory", "check_output_paths", "available_memory_bytes", "load_scan"]
+           "check_memory", "check_output_paths", "available_memory_bytes"]
 
 #: thickest voxel (slice) a scan may have, in mm: PVS (1-3 mm wide) vanish in thicker slices
 MAX_VOXEL_MM = 7.0
@@ -145,58 +145,3 @@ def check_output_paths(outputs, inputs) -> None:
         r = Path(out).resolve()
         if r in ins:
             raise PVSInputError("the output would overwrite the input; choose another output path", out)
-
-
-def _header_shape(path: Path) -> tuple[int, ...] | None:
-    """Shape from a NIfTI/MGH header without reading the data (None for other formats or
-    unreadable headers: :func:`load_volume` will say what is wrong)."""
-    from .nifti import _quiet_nibabel, is_mgh_name, is_nifti_name
-
-    if not (path.is_file() and (is_nifti_name(path) or is_mgh_name(path))):
-        return None
-    import nibabel as nib
-
-    try:
-        with _quiet_nibabel():
-            return tuple(int(n) for n in nib.load(str(path)).shape)
-    except Exception:  # noqa: BLE001 - load_volume reports it with the right message
-        return None
-
-
-def load_scan(path: str | Path, *, series: str | int | None = None,
-              bytes_per_voxel: float = SEGMENT_BYTES_PER_VOXEL) -> Volume:
-    """Read a scan to segment: the memory its processing takes is checked from the header
-    first, then :func:`~napari_pvs.engine.io.load_volume`, then :func:`check_scan`.
-
-    Parameters
-    ----------
-    path : str or Path
-        NIfTI, MGH/MGZ or DICOM (file or folder).
-    series : str or int, optional
-        DICOM series number or UID.
-    bytes_per_voxel : float
-        Memory estimate of the work per voxel (default: segmenting).
-
-    Returns
-    -------
-    Volume
-        Data ``(Z, Y, X)``.
-
-    Raises
-    ------
-    PVSInputError
-        What :func:`load_volume`, :func:`check_memory` and :func:`check_scan` raise.
-
-    Example
-    -------
-    >>> t2 = load_scan("open_ms/longitudinal/patient01/study1_T2W.nii.gz")     # doctest: +SKIP
-    """
-    from .nifti import load_volume
-
-    path = Path(path)
-    shape = _header_shape(path)
-    if shape is not None:
-        check_memory(shape[:3], bytes_per_voxel, "segmenting", path)
-    volume = load_volume(path, series=series)
-    check_memory(volume.shape, bytes_per_voxel, "segmenting", path)
-    return check_scan(volume, path)

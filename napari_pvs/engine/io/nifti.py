@@ -25,11 +25,11 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import PVSInputError
-from .checks import READ_BYTES_PER_VOXEL, check_memory
+from .checks import READ_BYTES_PER_VOXEL, SEGMENT_BYTES_PER_VOXEL, check_memory, check_scan
 from .volume import Volume, check_same_grid
 
 __all__ = ["load_volume", "load_mask", "save_volume", "atomic_path", "is_nifti_name", "is_mgh_name",
-           "is_volume_path", "NIFTI_SUFFIXES", "MGH_SUFFIXES"]
+           "is_volume_path", "NIFTI_SUFFIXES", "MGH_SUFFIXES", "load_scan"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 MGH_SUFFIXES = (".mgz", ".mgh")
@@ -218,8 +218,8 @@ def _check_header(img, kind: str, path: Path) -> None:
                 probe.set_qform(s, code=1)
                 nearest = probe.get_qform()
                 gap = float(np.abs((corners @ q.T - corners @ nearest.T)[:, :3]).max())
-            except (ValueError, np.linalg.LinAlgError):
-                pass
+            except (ValueError, np.linalg.LinAlgError, nib.spatialimages.HeaderDataError):
+                pass          # no qform for this sform (singular): the disagreement stands
         if gap > QFORM_SFORM_TOLERANCE_MM:
             raise PVSInputError(f"qform and sform disagree by up to {gap:.1f} mm: the orientation is ambiguous "
                                 "(tools differ in which they use); make them equal, e.g. "
@@ -392,3 +392,54 @@ def save_volume(path: str | Path, data: np.ndarray, reference: Volume, *,
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return path
+
+
+def _header_shape(path: Path) -> tuple[int, ...] | None:
+    """Shape from a NIfTI/MGH header without reading the data (None for other formats or
+    unreadable headers: :func:`load_volume` will say what is wrong)."""
+    if not (path.is_file() and (is_nifti_name(path) or is_mgh_name(path))):
+        return None
+    try:
+        with _quiet_nibabel():
+            return tuple(int(n) for n in nib.load(str(path)).shape)
+    except Exception:  # noqa: BLE001 - load_volume reports it with the right message
+        return None
+
+
+def load_scan(path: str | Path, *, series: str | int | None = None,
+              bytes_per_voxel: float | None = None) -> Volume:
+    """Read a scan to segment: the memory its processing takes is checked from the header
+    first, then :func:`~napari_pvs.engine.io.load_volume`, then :func:`check_scan`.
+
+    Parameters
+    ----------
+    path : str or Path
+        NIfTI, MGH/MGZ or DICOM (file or folder).
+    series : str or int, optional
+        DICOM series number or UID.
+    bytes_per_voxel : float
+        Memory estimate of the work per voxel (default: segmenting).
+
+    Returns
+    -------
+    Volume
+        Data ``(Z, Y, X)``.
+
+    Raises
+    ------
+    PVSInputError
+        What :func:`load_volume`, :func:`check_memory` and :func:`check_scan` raise.
+
+    Example
+    -------
+    >>> t2 = load_scan("open_ms/longitudinal/patient01/study1_T2W.nii.gz")     # doctest: +SKIP
+    """
+    if bytes_per_voxel is None:
+        bytes_per_voxel = SEGMENT_BYTES_PER_VOXEL
+    path = Path(path)
+    shape = _header_shape(path)
+    if shape is not None:
+        check_memory(shape[:3], bytes_per_voxel, "segmenting", path)
+    volume = load_volume(path, series=series)
+    check_memory(volume.shape, bytes_per_voxel, "segmenting", path)
+    return check_scan(volume, path)
