@@ -10,6 +10,7 @@ Used by ``tests/test_fuzz.py`` (a CI-sized number of examples) and ``benchmarks/
 from __future__ import annotations
 
 import gzip
+import math
 import shutil
 import time
 from pathlib import Path
@@ -74,7 +75,7 @@ def write_fuzzed_nifti(spec: dict, folder: Path) -> Path:
             pass
     dims = [max(0, int(d)) for d in np.asarray(arr["dim"])[1:8]]
     ndim = int(np.clip(arr["dim"][0], 0, 7))
-    n_vox = int(np.prod(dims[:ndim])) if ndim else 1
+    n_vox = math.prod(dims[:ndim]) if ndim else 1          # Python ints: no int64 overflow
     rng = np.random.default_rng(spec["seed"])
     try:
         dtype = np.dtype(nib.nifti1.data_type_codes.dtype[int(arr["datatype"])])
