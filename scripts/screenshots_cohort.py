@@ -18,15 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-
-def pump(seconds: float) -> None:
-    from qtpy.QtWidgets import QApplication
-
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        QApplication.instance().processEvents()
-        time.sleep(0.01)
+from screenshots import pump  # noqa: E402 - the scripts' shared Qt helper
 
 
 def main(argv=None) -> int:

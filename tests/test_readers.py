@@ -13,6 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from bad_inputs import structured_report
 from conftest import real_file
 from nibabel.affines import apply_affine
 
@@ -159,31 +160,8 @@ def test_a_multi_echo_series_is_refused(tmp_path):
         load_volume(folder)
 
 
-def _structured_report(path: Path) -> Path:
-    """A minimal DICOM Part-10 file of an enhanced structured report (no pixel data), its
-    bytes written out element by element (explicit VR little endian)."""
-    import struct
-
-    def el(group, elem, vr, value):
-        if isinstance(value, str):
-            value = value.encode()
-            if len(value) % 2:
-                value += b"\0" if vr == "UI" else b" "
-        if vr in ("OB", "OW", "SQ", "UN", "UT"):
-            return struct.pack("<HH2sHI", group, elem, vr.encode(), 0, len(value)) + value
-        return struct.pack("<HH2sH", group, elem, vr.encode(), len(value)) + value
-
-    sr = "1.2.840.10008.5.1.4.1.1.88.22"
-    meta = (el(2, 1, "OB", b"\0\1") + el(2, 2, "UI", sr) + el(2, 3, "UI", "1.2.3.4.5.6.7")
-            + el(2, 0x10, "UI", "1.2.840.10008.1.2.1"))
-    body = (el(8, 0x16, "UI", sr) + el(8, 0x18, "UI", "1.2.3.4.5.6.7") + el(8, 0x60, "CS", "SR")
-            + el(0x20, 0x0D, "UI", "1.2.3.4.5.6.8") + el(0x20, 0x0E, "UI", "1.2.3.4.5.6.9"))
-    path.write_bytes(b"\0" * 128 + b"DICM" + el(2, 0, "UL", struct.pack("<I", len(meta))) + meta + body)
-    return path
-
-
 def test_a_dicom_object_without_an_image_is_refused(tmp_path):
-    report = _structured_report(tmp_path / "report.dcm")
+    report = structured_report(tmp_path / "report.dcm")   # the corpus's builder (tests/bad_inputs.py)
     with pytest.raises(PVSInputError, match="report.dcm: a DICOM object that holds no readable image"):
         load_volume(report)
     with pytest.raises(PVSInputError, match="no DICOM image in this folder"):
