@@ -441,5 +441,6 @@ def load_scan(path: str | Path, *, series: str | int | None = None,
     if shape is not None:
         check_memory(shape[:3], bytes_per_voxel, "segmenting", path)
     volume = load_volume(path, series=series)
-    check_memory(volume.shape, bytes_per_voxel, "segmenting", path)
+    if shape is None:       # DICOM: the shape is known only now
+        check_memory(volume.shape, bytes_per_voxel, "segmenting", path)
     return check_scan(volume, path)
