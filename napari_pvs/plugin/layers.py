@@ -63,16 +63,25 @@ def is_axial_storage(volume: Volume) -> bool:
     return [int(a) for a in io_orientation(volume.affine)[:, 0]] == [0, 1, 2]
 
 
-def layer_geometry(volume: Volume) -> dict:
-    """``scale`` (voxel size in mm, ``(Z, Y, X)``) and ``affine`` (the rest of the mapping)
-    to pass to a napari layer of ``volume``'s data (see the module docstring).
+#: names of the napari-pvs world axes (S, P, L) shown beside the sliders and on the axes
+_WORLD_LABELS = ("I→S", "A→P", "R→L")
+_FLIPPED_LABELS = ("S→I", "P→A", "L→R")
 
-    Volumes not stored axially (coronal, sagittal) get their world axes in data order
-    instead (napari cannot show an axis-swapping affine): they display correctly but do not
-    overlay axial scans in world space; a warning is logged.
+
+def layer_geometry(volume: Volume) -> dict:
+    """``scale`` (voxel size in mm, ``(Z, Y, X)``), ``affine`` (the rest of the mapping),
+    ``units`` (mm) and ``axis_labels`` (the anatomical direction of each world axis, e.g.
+    ``"I→S"``) to pass to a napari layer of ``volume``'s data (see the module docstring).
+
+    Volumes not stored axially (coronal, sagittal; e.g. FreeSurfer ``LIA``) get their world
+    axes in data order instead (napari cannot show an axis-swapping affine), the axis
+    running superior-inferior pointing along its data index (so that its slider counts the
+    data slices): they display correctly but do not overlay axial scans in world space; a
+    warning is logged.
     """
     scale = np.asarray(volume.voxel_size, dtype=float)
     full = napari_affine(volume.affine)
+    labels = list(_WORLD_LABELS)
     if not is_axial_storage(volume):
         log.warning("%s is not stored axially (%s): shown in its own axis order, not aligned in world "
                     "space with axial scans", volume.path or "volume", "".join(volume.orientation))
@@ -80,8 +89,14 @@ def layer_geometry(volume: Volume) -> dict:
         perm = np.eye(4)
         perm[:3, :3] = np.eye(3)[order]                   # world axis order[a] -> a
         full = perm @ full
+        labels = [_WORLD_LABELS[w] for w in order]
+        a = int(np.argmax(order == 0))                    # the data axis along S
+        if full[a, a] < 0:                                # S falls with the index: count along I
+            full[a] = -full[a]
+            labels[a] = _FLIPPED_LABELS[0]
     rest = full @ np.diag([*(1.0 / scale), 1.0])
-    return {"scale": tuple(float(s) for s in scale), "affine": rest}
+    return {"scale": tuple(float(s) for s in scale), "affine": rest, "units": ("mm", "mm", "mm"),
+            "axis_labels": tuple(labels)}
 
 
 def header_fits(header, shape_zyx: tuple[int, ...]) -> bool:

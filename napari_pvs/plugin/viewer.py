@@ -3,18 +3,25 @@ placed on a source layer's grid. Public napari API only."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["source_geometry", "put_layer", "shown_index", "go_to_slice"]
+__all__ = ["source_geometry", "put_layer", "shown_index", "go_to_slice", "follow_slices", "follow_default_layer",
+           "followed_layer", "prepare_viewer", "axial_axis_of"]
 
 
 def source_geometry(src) -> dict:
     """The data-to-world keywords (``scale``, ``translate``, ``rotate``, ``shear``,
-    ``affine``) of layer ``src``, to place a derived layer on the same grid."""
-    return {"scale": tuple(src.scale), "translate": tuple(src.translate), "rotate": np.asarray(src.rotate),
+    ``affine``, ``units``, ``axis_labels``) of layer ``src``, to place a derived layer on the same grid."""
+    geom = {"scale": tuple(src.scale), "translate": tuple(src.translate), "rotate": np.asarray(src.rotate),
             "shear": np.asarray(src.shear), "affine": np.asarray(src.affine.affine_matrix)}
+    units = getattr(src, "units", None)
+    if units is not None:
+        geom["units"] = tuple(str(u) for u in units)
+        geom["axis_labels"] = tuple(src.axis_labels)
+    return geom
 
 
 def put_layer(viewer, name: str, data: np.ndarray, geom: dict, meta: dict, add: Callable):
@@ -79,3 +86,186 @@ def go_to_slice(viewer, layer, k: int, axis: int = 0) -> int:
     drawn = np.array([_drawn_index_at(viewer, layer, axis, dim, w) for w in worlds])
     viewer.dims.set_current_step(dim, int(np.argmin(np.abs(drawn - k))))
     return int(round(shown_index(viewer, layer, axis)))
+
+
+# --------------------------------------------------------------------------- slider = slice
+#: viewers whose slider follows a layer's slices: viewer -> _SliceSync
+_SYNCS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def axial_axis_of(layer) -> int:
+    """Data axis of a 3D layer that runs closest to the head's superior-inferior axis,
+    from the NIfTI affine in its metadata (napari-pvs layers) or else 0."""
+    affine = (getattr(layer, "metadata", None) or {}).get("affine")
+    if affine is None or getattr(layer, "ndim", 0) != 3:
+        return 0
+    a = np.asarray(affine, float)[:3, :3]           # columns: NIfTI i, j, k in RAS
+    col = int(np.argmax(np.abs(a[2, :])))            # the voxel axis with the largest S part
+    return 2 - col                                    # data (Z, Y, X) = (k, j, i)
+
+
+class _SliceSync:
+    """Keeps one slider stepping through the data slices of ``layer`` along ``axis``,
+    numbered as the data indices (see :func:`follow_slices`)."""
+
+    def __init__(self, viewer, layer, axis: int):
+        self.viewer = weakref.ref(viewer)
+        self.layer = weakref.ref(layer)
+        self.axis = int(axis)
+        self.dim: int | None = None
+        self.reversed = False
+        self._busy = False
+        viewer.dims.events.range.connect(self.apply)
+        viewer.dims.events.ndisplay.connect(self.apply)
+        viewer.layers.events.removed.connect(self._on_removed)
+
+    def disconnect(self) -> None:
+        viewer = self.viewer()
+        if viewer is None:
+            return
+        for ev, cb in ((viewer.dims.events.range, self.apply), (viewer.dims.events.ndisplay, self.apply),
+                       (viewer.layers.events.removed, self._on_removed)):
+            try:
+                ev.disconnect(cb)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+
+    def _on_removed(self, event=None) -> None:
+        viewer, layer = self.viewer(), self.layer()
+        if viewer is not None and (layer is None or layer not in viewer.layers):
+            self.disconnect()
+            _SYNCS.pop(viewer, None)
+            follow_default_layer(viewer)
+
+    def target(self):
+        """``(dim, RangeTuple)`` the slider of the followed axis should have, or None."""
+        from napari.components.dims import RangeTuple
+
+        viewer, layer = self.viewer(), self.layer()
+        if viewer is None or layer is None or layer not in viewer.layers or viewer.dims.ndim < layer.ndim:
+            return None
+        dim = self.axis + viewer.dims.ndim - layer.ndim
+        n = int(layer.data.shape[self.axis])
+        f0 = _drawn_index_at(viewer, layer, self.axis, dim, 0.0)
+        f1 = _drawn_index_at(viewer, layer, self.axis, dim, 1.0)
+        slope = f1 - f0                                   # data slices per world mm
+        if n < 2 or not np.isfinite(slope) or abs(slope) < 1e-9:
+            return None
+        step = 1.0 / abs(slope)
+        w_first, w_last = -f0 / slope, (n - 1 - f0) / slope   # world of slices 0 and n-1
+        self.reversed = slope < 0
+        start = min(w_first, w_last)
+        # napari counts int((stop - start) / step) + 1 steps: keep that n under rounding
+        return dim, RangeTuple(start, start + step * (n - 1 + 1e-6), step)
+
+    def apply(self, event=None) -> None:
+        """(Re)impose the range of the followed slider after napari recomputed it (a layer
+        was added or removed, a layer's data or transform changed)."""
+        viewer = self.viewer()
+        if self._busy or viewer is None:
+            return
+        self._busy = True
+        try:
+            got = self.target()
+            if got is None:
+                return
+            dim, rng = got
+            self.dim = dim
+            if viewer.dims.ndisplay == 2 and dim in viewer.dims.displayed:
+                order = [d for d in viewer.dims.order if d != dim]
+                viewer.dims.order = tuple(order[:-2] + [dim] + order[-2:])
+            old = viewer.dims.range[dim]
+            if not np.allclose([old.start, old.stop, old.step], list(rng), rtol=0, atol=1e-9):
+                ranges = list(viewer.dims.range)
+                ranges[dim] = rng
+                point = float(viewer.dims.point[dim])
+                viewer.dims.range = tuple(ranges)
+                # stay on the slice shown before (snapped to the new grid)
+                s = int(np.clip(round((point - rng.start) / rng.step), 0, round((rng.stop - rng.start) / rng.step)))
+                viewer.dims.set_current_step(dim, s)
+        finally:
+            self._busy = False
+
+
+def follow_slices(viewer, layer, axis: int | None = None) -> None:
+    """Make the slider that moves through ``layer``'s ``axis`` (default: its axial axis,
+    :func:`axial_axis_of`) take one step per data slice, numbered as the data index: the
+    number on napari's slider is then the slice number the widgets show and take.
+
+    On an oblique scan napari's slider otherwise steps on a world grid that starts at the
+    corner of the rotated bounding box (slider 18 draws slice 16), and adding a Points layer
+    (1 mm steps) makes it step in mm. A coronally stored scan (e.g. FreeSurfer ``LIA``)
+    gets its axial axis put on the slider (``dims.order``), so its slices are axial. The
+    range is re-imposed whenever napari recomputes it (layers added or removed); it is
+    dropped when ``layer`` is removed (another napari-pvs scan is then followed).
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+    layer : napari layer, 3D
+    axis : int, optional
+        Data axis (0-based, of ``(Z, Y, X)``).
+
+    Examples
+    --------
+    >>> follow_slices(viewer, t2_layer)          # doctest: +SKIP
+    >>> viewer.dims.current_step[0]               # doctest: +SKIP
+    16
+    """
+    old = _SYNCS.pop(viewer, None)
+    if old is not None:
+        old.disconnect()
+    if layer is None or getattr(layer, "ndim", 0) < 3:
+        return
+    sync = _SYNCS[viewer] = _SliceSync(viewer, layer, axial_axis_of(layer) if axis is None else axis)
+    sync.apply()
+
+
+def follow_default_layer(viewer) -> None:
+    """Follow (:func:`follow_slices`) the bottom-most 3D layer opened by napari-pvs (one
+    with a NIfTI ``affine`` in its metadata), unless one is followed already."""
+    current = _SYNCS.get(viewer)
+    if current is not None and current.layer() is not None and current.layer() in viewer.layers:
+        return
+    for layer in viewer.layers:
+        if getattr(layer, "ndim", 0) == 3 and (layer.metadata or {}).get("affine") is not None:
+            follow_slices(viewer, layer)
+            return
+
+
+def followed_layer(viewer):
+    """The layer whose slices the slider follows, or None."""
+    sync = _SYNCS.get(viewer)
+    return None if sync is None else sync.layer()
+
+
+def prepare_viewer(viewer) -> None:
+    """What every napari-pvs widget sets up in its viewer (idempotent): the slider follows
+    the napari-pvs scans (:func:`follow_slices`: the first one open, then the first one
+    added when none is followed), and the scale bar (in the layers' units, mm for scans
+    napari-pvs opened) is shown."""
+    if viewer in _PREPARED:
+        return
+    _PREPARED.add(viewer)
+    viewer.scale_bar.visible = True
+    viewer.scale_bar.ticks = True
+    viewer.layers.events.inserted.connect(lambda event: _on_inserted(viewer, event))
+    follow_default_layer(viewer)
+
+
+def _on_inserted(viewer, event) -> None:
+    """A layer added without units (napari's default, pixels) among napari-pvs scans (mm)
+    is in the same world: give it mm too, so the scale bar and the status bar keep their
+    units; then follow a scan if none is followed."""
+    layer = getattr(event, "value", None)
+    try:
+        units = [str(u) for u in layer.units]
+        others = {str(u) for lyr in viewer.layers if lyr is not layer for u in lyr.units}
+        if units and all(u == "pixel" for u in units) and others == {"millimeter"}:
+            layer.units = ("mm",) * len(units)
+    except (AttributeError, TypeError, ValueError):
+        pass
+    follow_default_layer(viewer)
+
+
+_PREPARED: "weakref.WeakSet" = weakref.WeakSet()

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QScro
 
 from ..engine.errors import PVSInputError
 from ..plugin.jobs import JobRunner, notify_error, notify_info
+from ..plugin.viewer import prepare_viewer
 
 if TYPE_CHECKING:
     import napari
@@ -236,14 +237,13 @@ class JobWidget(QWidget):
         self.viewer = napari_viewer
         self.job: JobPanel | None = None
         self._form: Container | None = None
+        prepare_viewer(napari_viewer)
 
     def _build(self, form: "Container", extra: list[QWidget] | None = None) -> None:
         self._form = form
         self.job = JobPanel(self.job_name, self.start_text, prepare=self.prepare, on_result=self.on_result,
                             on_event=self.on_event, on_cancelled=self.on_cancelled, form=form, extra=extra)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.job)
-        layout.addStretch(1)
+        scroll_column(self, (self.job,))
 
     # the job's state and controls are the panel's
     worker = property(lambda self: self.job.worker, doc="The running worker (None when idle).")

@@ -37,6 +37,7 @@ from qtpy.QtWidgets import QAbstractItemView, QLabel, QTableWidget, QTableWidget
 
 from ..engine.errors import PVSInputError
 from ..engine.progress import format_seconds
+from ..plugin.viewer import prepare_viewer
 from ._job import JobPanel, notify_error, notify_info, optional_path, scroll_column
 from .annotation_state import annotation_state
 from .active_learning_history import HistoryPlot
@@ -74,6 +75,7 @@ class ActiveLearningWidget(QWidget):
         from ..engine.active_learning import SAMPLERS, STRATEGIES
 
         self.viewer = napari_viewer
+        prepare_viewer(napari_viewer)
         self.queue: list = []
         self.scores = None
         self._maps: dict = {}

@@ -13,16 +13,24 @@ state calls :class:`~napari_pvs.engine.project.Project` and the session object
   the subject; the T2 (and the subject's T1/FLAIR, aligned in world space) and a PVS labels
   layer open. After a crash the rater's newest autosave is offered (loaded, with a
   notification). Brush size is set in mm.
-* **Slices**: *Done* (key ``d``) / *Reviewed* (key ``r``) mark the slice on screen, *Next
-  unfinished* (key ``n``) jumps to the next slice not done (then to the next subject not
+* **Slices**: *Done* (key ``Shift+D``) / *Reviewed* (``Shift+R``) mark the slice on screen,
+  *Next unfinished* (``N``) jumps to the next slice not done (then to the next subject not
   finished); the progress line shows which slices are done and reviewed, by this rater
-  and by the others. *Save* (key ``Ctrl+S`` is napari's; here ``v``) writes a
+  and by the others. *Save version* (``Shift+S``; ``Ctrl+S`` is napari's) writes a
   version; autosave writes one every N seconds and on a slice or subject change, only when
-  something changed.
+  something changed. The slice numbers are the slider's (:func:`~napari_pvs.plugin.viewer.follow_slices`).
 * **Suggest**: candidate proposals on the slice on screen or the whole volume, from the
   vesselness filter or a model (a worker through the shared job lifecycle); *Accept*
-  (``a``), *Reject* (``x``), *Skip* (``s``) go through them one by one with the camera on
-  each; accepted ones merge into the mask; decisions are stored with the next version.
+  (``K``, keep), *Reject* (``J``, junk), *Skip* (``W``, wait) go through them one by one with
+  the camera centred and zoomed on each (the candidate drawn in its own colour); accepted
+  ones merge into the mask; decisions are stored with the next version.
+* **Keys** (:data:`~.annotation_state.KEYS`) are bound on the viewer while this widget is
+  shown, so they work whatever layer is selected (the T2 picked to change its contrast,
+  say); none is one of napari's own shortcuts. napari 0.9 lists no plugin keys in its
+  shortcut settings (it drops npe2 keybinding contributions).
+* **Undo** (``Ctrl+Z``): paint strokes, candidate decisions (an accepted candidate leaves
+  the mask and comes back under review), consensus decisions and *Load version* share one
+  stack, newest first.
 * **Versions**: the list of versions (rater, time, kind, note); load one, or show what
   changed between the selected one and the one loaded (components added / removed).
 * **Agreement**: compare with another rater (voxel DSC, detection F1, BG/CSO slice counts),
@@ -41,8 +49,9 @@ from qtpy.QtWidgets import QLabel, QWidget
 
 from ..engine.errors import PVSInputError
 from ..engine.project.records import format_slices
+from ..plugin.viewer import prepare_viewer
 from ._job import notify_error, notify_info, optional_path, scroll_column
-from .annotation_state import annotation_state
+from .annotation_state import KEYS, annotation_state, key_label
 from .annotate_agreement import AgreementPanel
 from .annotate_candidates import CandidatesPanel
 from .annotate_versions import VersionsPanel
@@ -79,21 +88,25 @@ class AnnotateWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.state = st = annotation_state(napari_viewer)
+        prepare_viewer(napari_viewer)
         self.folder = FileEdit(label="project folder", mode="d")
         self.rater = LineEdit(label="rater", value=getpass.getuser() or "rater")
         self.subject = ComboBox(label="subject", choices=[])
         self.brush_mm = FloatSpinBox(label="brush (mm)", value=1.0, min=0.2, max=20.0, step=0.2)
         self.autosave_s = SpinBox(label="autosave (s)", value=30, min=5, max=3600)
         b = {name: PushButton(text=name) for name in (
-            "Open", "Create", "Add T2 on screen", "Load subject", "Done (d)", "Reviewed (r)",
-            "Next unfinished (n)", "Save version (v)")}
+            "Open", "Create", "Add T2 on screen", "Load subject", "Done", "Reviewed", "Next unfinished",
+            "Save version")}
+        for name, what in (("Done", "done"), ("Reviewed", "reviewed"), ("Next unfinished", "next"),
+                           ("Save version", "save")):
+            b[name].text = f"{name} ({key_label(what)})"
         self.buttons = b
         form = Container(widgets=[
             self.folder, Container(widgets=[b["Open"], b["Create"]], layout="horizontal", labels=False),
             self.rater, b["Add T2 on screen"], self.subject, b["Load subject"], self.brush_mm, self.autosave_s,
-            Container(widgets=[b["Done (d)"], b["Reviewed (r)"], b["Next unfinished (n)"]], layout="horizontal",
+            Container(widgets=[b["Done"], b["Reviewed"], b["Next unfinished"]], layout="horizontal",
                       labels=False),
-            b["Save version (v)"]])
+            b["Save version"]])
         self.progress_label = QLabel("no project")
         self.progress_label.setWordWrap(True)
         self.candidates = CandidatesPanel(st, guarded)
@@ -103,9 +116,9 @@ class AnnotateWidget(QWidget):
                              QLabel("<b>Versions</b>"), self.versions, QLabel("<b>Agreement</b>"),
                              self.agreement_panel))
         actions = {"Open": self.open_project, "Create": self.create_project, "Add T2 on screen": self.add_image,
-                   "Load subject": self.load_subject, "Done (d)": lambda: self.mark("done"),
-                   "Reviewed (r)": lambda: self.mark("reviewed"), "Next unfinished (n)": self.next_unfinished,
-                   "Save version (v)": self.save}
+                   "Load subject": self.load_subject, "Done": lambda: self.mark("done"),
+                   "Reviewed": lambda: self.mark("reviewed"), "Next unfinished": self.next_unfinished,
+                   "Save version": self.save}
         for name, fn in actions.items():
             b[name].changed.connect(guarded(fn))
         self.brush_mm.changed.connect(lambda *_: self._apply_brush())
@@ -113,6 +126,7 @@ class AnnotateWidget(QWidget):
         self.timer.timeout.connect(guarded(self.autosave))
         self.timer.start(1000)
         self._others: list[str] = []
+        self._keys_bound = False
         st.views.add(self)
         st.rater = self.rater.value
         self.rater.changed.connect(lambda value: setattr(st, "rater", str(value).strip()))
@@ -200,12 +214,39 @@ class AnnotateWidget(QWidget):
             pix = float(sum(v for a, v in enumerate(vs) if a != s.image.axial_axis) / 2)
             layer.brush_size = max(1, int(round(float(self.brush_mm.value) / pix)))
 
+    def _key_actions(self) -> dict:
+        return {"done": lambda: self.mark("done"), "reviewed": lambda: self.mark("reviewed"),
+                "next": self.next_unfinished, "save": self.save, "accept": lambda: self.state.decide("accept"),
+                "reject": lambda: self.state.decide("reject"), "skip": lambda: self.state.decide("skip"),
+                "undo": self.state.undo}
+
     def _bind_keys(self) -> None:
-        keys = {"d": lambda: self.mark("done"), "r": lambda: self.mark("reviewed"), "n": self.next_unfinished,
-                "v": self.save, "a": lambda: self.state.decide("accept"),
-                "x": lambda: self.state.decide("reject"), "s": lambda: self.state.decide("skip")}
-        for key, fn in keys.items():
-            self.labels_layer.bind_key(key, lambda _layer, fn=fn: guarded(fn)(), overwrite=True)
+        """Bind :data:`KEYS` on the viewer (they work whatever layer is selected: no napari
+        layer binds them) while this widget is shown and a subject is open."""
+        if self._keys_bound or self.session is None:
+            return
+        actions = self._key_actions()
+        for what, key in KEYS.items():
+            self.viewer.bind_key(key, lambda _viewer, fn=actions[what]: guarded(fn)(), overwrite=True)
+        self._keys_bound = True
+
+    def _unbind_keys(self) -> None:
+        if not self._keys_bound:
+            return
+        for key in KEYS.values():
+            try:
+                self.viewer.bind_key(key, None)
+            except (KeyError, ValueError):
+                pass
+        self._keys_bound = False
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().showEvent(event)
+        self._bind_keys()
+
+    def hideEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self._unbind_keys()
+        super().hideEvent(event)
 
     # ------------------------------------------------------------------ slices and saving
     def mark(self, status: str) -> None:
@@ -260,6 +301,7 @@ class AnnotateWidget(QWidget):
         self.state.autosave(force, interval_s=float(self.autosave_s.value))
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        self._unbind_keys()
         self.timer.stop()
         self.candidates.suggest.cancel()
         try:

@@ -107,8 +107,17 @@ class AgreementPanel(QWidget):
         if ag is None or self.cursor < 0:
             raise PVSInputError("go to a disagreement first (Next disagreement)")
         idx = ag.disagreements[self.cursor].index
+        cursor, was = self.cursor, idx in self.accepted
         (self.accepted.add if accept else self.accepted.discard)(idx)
         self.next_disagreement()
+
+        def revert():
+            if self.agreement is ag:
+                (self.accepted.add if was else self.accepted.discard)(idx)
+                self.cursor = cursor - 1
+                self.next_disagreement()            # back on the disagreement just decided
+
+        self.state.push_undo(f"{'accept' if accept else 'reject'} disagreement {idx + 1}", revert)
 
     def save_consensus(self) -> None:
         from ..engine.project import common_labelled_slices, consensus_mask

@@ -12,6 +12,7 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..engine.errors import PVSInputError
 from ._job import JobPanel, optional_path
+from .annotation_state import key_label
 
 __all__ = ["CandidatesPanel"]
 
@@ -41,9 +42,13 @@ class CandidatesPanel(QWidget):
         self.suggest = JobPanel("suggestion", "Suggest", prepare=self._prepare, on_result=self._on_result,
                                 form=Container(widgets=[self.method, self.scope, self.checkpoint]))
         self.suggest.scope = self.scope       # the scope picker, reachable from the job (scripts, tests)
-        self.buttons = {name: PushButton(text=name) for name in ("Accept (a)", "Reject (x)", "Skip (s)")}
-        for name, decision in (("Accept (a)", "accept"), ("Reject (x)", "reject"), ("Skip (s)", "skip")):
+        self.buttons = {name: PushButton(text=f"{name} ({key_label(name.lower())})")
+                        for name in ("Accept", "Reject", "Skip")}
+        self.buttons["Undo"] = PushButton(text=f"Undo ({key_label('undo')})",
+                                          tooltip="undo the newest decision, paint stroke or version load")
+        for name, decision in (("Accept", "accept"), ("Reject", "reject"), ("Skip", "skip")):
             self.buttons[name].changed.connect(guard(lambda d=decision: state.decide(d)))
+        self.buttons["Undo"].changed.connect(guard(state.undo))
         self.label = QLabel("no candidates")
         self.label.setWordWrap(True)
         layout = QVBoxLayout(self)

@@ -32,15 +32,26 @@ import numpy as np
 from qtpy.QtCore import QObject, Signal
 
 from ..engine.errors import PVSInputError
-from ..plugin.viewer import go_to_slice, shown_index
+from ..plugin.viewer import follow_slices, go_to_slice, shown_index, source_geometry
 from ._state import open_project, release_project
 
-__all__ = ["AnnotationState", "annotation_state", "CANDIDATE_FIELD_MM"]
+__all__ = ["AnnotationState", "annotation_state", "CANDIDATE_FIELD_MM", "KEYS", "key_label"]
 
 log = logging.getLogger(__name__)
 
+#: the Annotate keys (napari key names), bound on the viewer while the Annotate PVS widget is
+#: shown: none is one of napari's own shortcuts (napari binds D, R, S, A, X, V to other
+#: actions), so they work whatever layer is selected and take nothing from napari
+KEYS = {"done": "Shift-D", "reviewed": "Shift-R", "next": "N", "save": "Shift-S",
+        "accept": "K", "reject": "J", "skip": "W", "undo": "Control-Z"}
+
 #: field of view (mm across the canvas) when the camera jumps to a candidate or a disagreement
 CANDIDATE_FIELD_MM = 70.0
+
+
+def key_label(what: str) -> str:
+    """How a key of :data:`KEYS` is written on a button (``"Shift+D"``, ``"K"``)."""
+    return KEYS[what].replace("-", "+").replace("Control", "Ctrl")
 
 
 class AnnotationState(QObject):
@@ -73,6 +84,7 @@ class AnnotationState(QObject):
         self.rater = ""
         self.views: weakref.WeakSet = weakref.WeakSet()
         self._last_slice: int | None = None
+        self._undo: list[tuple[str, object]] = []    # (what, revert callable or None for a paint stroke)
         viewer.dims.events.current_step.connect(self._on_step)
 
     # ------------------------------------------------------------------ basics
@@ -94,8 +106,10 @@ class AnnotationState(QObject):
         return int(np.clip(round(k), 0, s.n_slices - 1))
 
     def overlay_geometry(self) -> dict:
-        """``scale`` and ``affine`` of the PVS labels layer, for layers drawn over it."""
-        return {"scale": tuple(self.labels_layer.scale), "affine": np.asarray(self.labels_layer.affine.affine_matrix)}
+        """``scale``, ``affine``, ``units`` and ``axis_labels`` of the PVS labels layer, for
+        layers drawn over it."""
+        geom = source_geometry(self.labels_layer)
+        return {k: geom[k] for k in ("scale", "affine", "units", "axis_labels") if k in geom}
 
     def put_layer(self, name: str, data, kind: str = "labels", **kw):
         """(Re)create layer ``name`` (labels or image) and keep the PVS labels layer selected."""
@@ -183,6 +197,10 @@ class AnnotationState(QObject):
         s.mask = self.labels_layer.data            # the session edits the layer's own array
         self.labels_layer.mode = "paint"
         self.viewer.layers.selection.active = self.labels_layer
+        follow_slices(self.viewer, self.labels_layer, s.image.axial_axis)   # slider number = slice number
+        self._undo = []
+        self.labels_layer.events.paint.connect(self._on_paint)
+        self.labels_layer.bind_key("Control-Z", lambda _layer: self.undo(), overwrite=True)
         self._last_slice = None
         self.session_changed.emit()
         self.slices_changed.emit()
@@ -196,9 +214,19 @@ class AnnotationState(QObject):
             self.autosave(force=True)
         new = AnnotationSession.start(self.project, s.image.subject, s.rater, version=version_id,
                                       autosave_s=s.autosave_s)
-        self.labels_layer.data = new.mask
-        new.mask = self.labels_layer.data
-        self.session = new
+        old_mask, old_stack = np.array(s.mask, copy=True), list(self._undo)
+        self._swap_session(new, new.mask)
+
+        def revert():
+            self._swap_session(s, old_mask)
+            self._undo = old_stack
+
+        self._undo = [(f"load version {version_id}", revert)]
+
+    def _swap_session(self, session, mask) -> None:
+        self.labels_layer.data = mask          # napari resets the layer's own paint history here
+        session.mask = self.labels_layer.data
+        self.session = session
         self.session_changed.emit()
         self.slices_changed.emit()
 
@@ -281,14 +309,58 @@ class AnnotationState(QObject):
         self.candidate_changed.emit(cand)
 
     def decide(self, decision: str) -> None:
-        """``"accept"`` (merge into the mask), ``"reject"`` or ``"skip"`` the current candidate."""
+        """``"accept"`` (merge into the mask), ``"reject"`` or ``"skip"`` the current
+        candidate; undone by :meth:`undo` (Ctrl+Z), which brings the candidate back."""
         s = self.need_session()
         if s.proposals is None:
             raise PVSInputError("no candidates: press Suggest first")
+        cur, cursor, n_decisions = s.current, s.cursor, len(s.decisions)
+        added = None
+        if decision == "accept" and cur is not None:
+            added = np.nonzero((s.proposals.labels == cur["id"]) & (s.mask == 0))
         nxt = s.decide(decision)
         self.labels_layer.refresh()
         self._show_candidate(nxt)
         self.slices_changed.emit()
+        if cur is None:
+            return
+        proposals = s.proposals
+
+        def revert():
+            if added is not None:
+                s.mask[added] = 0
+                self.labels_layer.refresh()
+            if s.proposals is proposals:
+                s.cursor = cursor
+                del s.decisions[n_decisions:]
+                self._show_candidate(s.current)
+            self.slices_changed.emit()
+
+        self.push_undo(f"{decision} candidate {cur['id']}", revert)
+
+    # ------------------------------------------------------------------ undo
+    def push_undo(self, what: str, revert) -> None:
+        """Put an annotation action on the undo stack that Ctrl+Z walks, in order with the
+        paint strokes of the PVS labels layer (napari's own history)."""
+        self._undo.append((what, revert))
+
+    def _on_paint(self, event=None) -> None:
+        self._undo.append(("paint", None))
+
+    def undo(self) -> str | None:
+        """Undo the newest action while annotating (Ctrl+Z): a paint stroke (napari's Labels
+        undo), a candidate decision, a consensus decision or a version load. Returns what
+        was undone (None when nothing was)."""
+        if not self._undo:
+            if self.labels_layer is not None:
+                self.labels_layer.undo()
+            return None
+        what, revert = self._undo.pop()
+        if revert is None:
+            self.labels_layer.undo()
+        else:
+            revert()
+        return what
 
 
 _STATES: "weakref.WeakKeyDictionary[object, AnnotationState]" = weakref.WeakKeyDictionary()

@@ -33,14 +33,14 @@ from pathlib import Path
 import numpy as np
 from magicgui.widgets import Container, FloatSpinBox, SpinBox, create_widget
 from qtpy.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QPushButton, QTableWidget,
-                            QTableWidgetItem, QVBoxLayout, QWidget)
+                            QTableWidgetItem, QWidget)
 
 from typing import TYPE_CHECKING
 
 from ..engine.errors import PVSInputError
 from ..plugin.layers import geometry_metadata, layer_to_volume
-from ..plugin.viewer import put_layer, shown_index, source_geometry
-from ._job import JobPanel, notify_error, notify_info
+from ..plugin.viewer import prepare_viewer, put_layer, shown_index, source_geometry
+from ._job import JobPanel, notify_error, notify_info, scroll_column
 
 if TYPE_CHECKING:
     import napari
@@ -84,6 +84,7 @@ class CountWidget(QWidget):
     def __init__(self, napari_viewer: "napari.viewer.Viewer"):
         super().__init__()
         self.viewer = napari_viewer
+        prepare_viewer(napari_viewer)
         self.last_counts = None
         self.placement = None
         self._placed_on = None
@@ -127,20 +128,16 @@ class CountWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
-        here = QHBoxLayout()
-        here.addWidget(self.bg_here)
-        here.addWidget(self.cso_here)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.count_button)
-        buttons.addWidget(self.save_button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self._form.native)
-        layout.addLayout(here)
-        layout.addWidget(self.place)
-        layout.addLayout(buttons)
-        layout.addWidget(self.table)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        here, buttons = QWidget(), QWidget()
+        row = QHBoxLayout(here)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.bg_here)
+        row.addWidget(self.cso_here)
+        row = QHBoxLayout(buttons)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.count_button)
+        row.addWidget(self.save_button)
+        scroll_column(self, (self._form.native, here, self.place, buttons, self.table, self.status))
         self._on_layer_changed(self.labels.value)
 
     def reset_choices(self, *_):
