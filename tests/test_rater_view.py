@@ -179,16 +179,19 @@ def test_undo_accept_reject_and_version_load(make_napari_viewer, tmp_path):
     st.show_proposals(SimpleNamespace(labels=labels, table=table, method="test", n=2))
     assert s.current["id"] == 1
     st.decide("accept")
-    assert s.mask[4, 10:12, 10:13].all() and s.current["id"] == 2 and len(s.decisions) == 1
+    assert s.mask[4, 10:12, 10:13].all() and s.current["id"] == 2
     w.labels_layer.paint((6, 30, 30), 1)                     # a paint stroke after the accept
     assert s.mask[6, 30, 30] == 1
     assert st.undo() == "paint" and s.mask[6, 30, 30] == 0
     assert st.undo() == "accept candidate 1"
-    assert not s.mask.any() and s.current["id"] == 1 and s.decisions == []
+    assert not s.mask.any() and s.current["id"] == 1
+    assert st.candidates_layer.selected_label == 1 and w.current_slice() == 4     # shown again
     assert st.labels_layer.data is s.mask and not st.labels_layer.data.any()
     st.decide("reject")
     assert s.current["id"] == 2
-    assert st.undo() == "reject candidate 1" and s.current["id"] == 1 and s.decisions == []
+    assert s.decisions[-1]["decision"] == "reject"
+    assert st.undo() == "reject candidate 1" and s.current["id"] == 1
+    assert not any(d["candidate"] == 1 and d["decision"] == "reject" for d in s.decisions)
     # load version, undone: the unsaved mask comes back
     st.decide("accept")
     v = st.save()

@@ -314,7 +314,7 @@ class AnnotationState(QObject):
         s = self.need_session()
         if s.proposals is None:
             raise PVSInputError("no candidates: press Suggest first")
-        cur, cursor, n_decisions = s.current, s.cursor, len(s.decisions)
+        cur, cursor = s.current, s.cursor
         added = None
         if decision == "accept" and cur is not None:
             added = np.nonzero((s.proposals.labels == cur["id"]) & (s.mask == 0))
@@ -332,7 +332,12 @@ class AnnotationState(QObject):
                 self.labels_layer.refresh()
             if s.proposals is proposals:
                 s.cursor = cursor
-                del s.decisions[n_decisions:]
+                # a decision not saved yet is withdrawn; one an autosave already stored
+                # stays in the history, and the new decision on the candidate follows it
+                for i in range(len(s.decisions) - 1, -1, -1):
+                    if s.decisions[i]["candidate"] == cur["id"]:
+                        del s.decisions[i]
+                        break
                 self._show_candidate(s.current)
             self.slices_changed.emit()
 
