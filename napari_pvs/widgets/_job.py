@@ -44,6 +44,22 @@ def optional_path(value):
     return None if value is None or str(value) in ("", ".") else Path(value).expanduser()
 
 
+def color_key(entries) -> str:
+    """Rich text of a colour key: ``[(colour, label), ...]`` as coloured squares and words,
+    for a QLabel (the same colours as the layer it explains)."""
+    return " &nbsp; ".join(f'<span style="color:{c}">&#9632;</span>&nbsp;{label}' for c, label in entries)
+
+
+def show_canvas_key(viewer, text: str) -> None:
+    """Show ``text`` (a colour key in words) in the canvas's bottom-right corner (napari's
+    text overlay); an empty text hides it."""
+    overlay = viewer.text_overlay
+    overlay.text = text
+    overlay.position = "bottom_right"
+    overlay.font_size = 10
+    overlay.visible = bool(text)
+
+
 def scroll_column(owner: QWidget, widgets) -> None:
     """Lay ``widgets`` out in one scrollable column filling ``owner`` (a dock widget taller
     than the window stays usable)."""

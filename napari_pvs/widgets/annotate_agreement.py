@@ -9,8 +9,11 @@ from magicgui.widgets import ComboBox, Container, PushButton
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..engine.errors import PVSInputError
-from ._job import notify_info
+from ._job import color_key, notify_info, show_canvas_key
 from .annotation_state import CANDIDATE_FIELD_MM
+
+#: colours of the disagreement layer: what only this rater marked, what only the other did
+RATER_COLORS = ("#ff9900", "#00ccff")
 
 __all__ = ["AgreementPanel"]
 
@@ -52,6 +55,8 @@ class AgreementPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(form.native)
         layout.addWidget(self.label)
+        self.key = QLabel("")
+        layout.addWidget(self.key)
         state.project_changed.connect(self.refresh_raters)
         state.session_changed.connect(self.refresh_raters)
         state.versions_changed.connect(self.refresh_raters)
@@ -83,7 +88,13 @@ class AgreementPanel(QWidget):
         for d in ag.disagreements:
             lab = ag.labels_a if d.rater == "A" else ag.labels_b
             dis[lab == d.label] = 1 if d.rater == "A" else 2
-        st.put_layer(f"disagreements {s.rater} (1) / {other} (2)", dis, opacity=0.8, **st.overlay_geometry())
+        from napari.utils.colormaps import DirectLabelColormap
+
+        colors = {0: "transparent", 1: RATER_COLORS[0], 2: RATER_COLORS[1], None: "transparent"}
+        st.put_layer(f"disagreements {s.rater} (1) / {other} (2)", dis, opacity=0.8,
+                     colormap=DirectLabelColormap(color_dict=colors), **st.overlay_geometry())
+        self.key.setText(color_key([(RATER_COLORS[0], f"only {s.rater}"), (RATER_COLORS[1], f"only {other}")]))
+        show_canvas_key(st.viewer, f"orange: only {s.rater} · cyan: only {other}")
         c = ag.counts["slice on screen"]
         self.label.setText(
             f"{s.rater} vs {other} (v{vb.id}): DSC {ag.dsc:.2f}, detection F1 {ag.detection_f1:.2f} "

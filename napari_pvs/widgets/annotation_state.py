@@ -304,8 +304,13 @@ class AnnotationState(QObject):
 
     def _show_candidate(self, cand) -> None:
         if cand is not None:
+            # the candidate under review is the one drawn (napari's "show selected label"),
+            # centred, at a zoom showing about CANDIDATE_FIELD_MM of the slice
             self.candidates_layer.selected_label = cand["id"]
+            self.candidates_layer.show_selected_label = True
             self.go_to(cand["centre"], field_mm=CANDIDATE_FIELD_MM)
+        elif self.candidates_layer is not None and self.candidates_layer in self.viewer.layers:
+            self.candidates_layer.show_selected_label = False
         self.candidate_changed.emit(cand)
 
     def decide(self, decision: str) -> None:

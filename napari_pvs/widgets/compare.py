@@ -30,7 +30,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSlide
 from qtpy.QtWidgets import QAbstractItemView, QLabel, QPushButton, QTableWidget, QTableWidgetItem
 
 from ..engine.errors import PVSInputError
-from ._job import JobWidget, notify_info, optional_path
+from ._job import JobWidget, color_key, notify_info, optional_path, show_canvas_key
 from ..plugin.viewer import shown_index, source_geometry
 
 if TYPE_CHECKING:
@@ -98,13 +98,15 @@ class CompareWidget(JobWidget):
         self.threshold = FloatSlider(label="threshold", value=0.5, min=0.05, max=0.95, step=0.05)
         self.three_d = CheckBox(label="3D", value=False)
         self.threshold.changed.connect(lambda *_: self.refresh())
-        self.errors.changed.connect(lambda *_: self.refresh())
+        self.errors.changed.connect(lambda *_: (self.refresh(), self._show_key()))
         self.three_d.changed.connect(self._on_3d)
         self.metrics_table = QTableWidget(0, len(_TABLE_COLUMNS))
         self.metrics_table.setHorizontalHeaderLabels([h for _, h in _TABLE_COLUMNS])
         self.metrics_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.metrics_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.metrics_table.cellClicked.connect(lambda row, _col: self.select_model(row))
+        self.key_label = QLabel("")
+        self.key_label.setWordWrap(True)
         self.components_label = QLabel("errors of the selected model (click to jump)")
         self.components_table = QTableWidget(0, 4)
         self.components_table.setHorizontalHeaderLabels(["kind", "slice", "(y, x)", "voxels"])
@@ -115,7 +117,7 @@ class CompareWidget(JobWidget):
         self.stop_button.clicked.connect(self.stop_comparing)
         self._build(Container(widgets=[self.image, self.checkpoints, self.frangi, self.reference, self.errors,
                                        self.threshold, self.three_d]),
-                    extra=[self.metrics_table, self.components_label, self.components_table, self.stop_button])
+                    extra=[self.key_label, self.metrics_table, self.components_label, self.components_table, self.stop_button])
         self.compare_button = self.start_button
         self.viewer.dims.events.current_step.connect(self._on_step)
 
@@ -180,9 +182,23 @@ class CompareWidget(JobWidget):
                 lab.colormap = DirectLabelColormap(color_dict=ERROR_COLORS)
             for k, ly in enumerate((t2, lab)):
                 self.viewer.layers.move(self.viewer.layers.index(ly), 2 * j + k)
+            lab.name_overlay.visible = True          # the cell's title: the model's name
             self.model_layers.append(lab)
         self.viewer.grid.stride = 2
         self.viewer.grid.enabled = True
+        self._show_key()
+
+    def _show_key(self) -> None:
+        """The colour key, in the widget and in the canvas."""
+        comp = self.comparison
+        if comp is None or comp.reference is None:
+            self.key_label.setText("each cell: one model's PVS mask over the T2 (title: the model)")
+            show_canvas_key(self.viewer, "")
+            return
+        unit = "components (IoU > 0.1)" if self.errors.value == "components" else "voxels"
+        self.key_label.setText(color_key([(ERROR_COLORS[1], "true positive"), (ERROR_COLORS[2], "false positive"),
+                                          (ERROR_COLORS[3], "false negative")]) + f" &nbsp; ({unit})")
+        show_canvas_key(self.viewer, f"green: true positive · red: false positive · blue: false negative ({unit})")
 
     def stop_comparing(self, *_) -> None:
         """Remove the comparison layers, leave grid mode and show the hidden layers again."""
@@ -194,6 +210,8 @@ class CompareWidget(JobWidget):
             if ly in self.viewer.layers:
                 ly.visible = True
         self._hidden, self.model_layers, self.comparison, self._masks = [], [], None, []
+        show_canvas_key(self.viewer, "")
+        self.key_label.setText("")
         self.metrics_table.setRowCount(0)
         self.components_table.setRowCount(0)
 

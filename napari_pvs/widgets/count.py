@@ -41,6 +41,7 @@ from ..engine.errors import PVSInputError
 from ..plugin.layers import geometry_metadata, layer_to_volume
 from ..plugin.viewer import prepare_viewer, put_layer, shown_index, source_geometry
 from ._job import JobPanel, notify_error, notify_info, scroll_column
+from .plots import CountsChart
 
 if TYPE_CHECKING:
     import napari
@@ -137,7 +138,8 @@ class CountWidget(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.count_button)
         row.addWidget(self.save_button)
-        scroll_column(self, (self._form.native, here, self.place, buttons, self.table, self.status))
+        self.chart = CountsChart(napari_viewer)
+        scroll_column(self, (self._form.native, here, self.place, buttons, self.table, self.chart, self.status))
         self._on_layer_changed(self.labels.value)
 
     def reset_choices(self, *_):
@@ -210,6 +212,9 @@ class CountWidget(QWidget):
             return None
         self.last_counts = counts
         self._fill(counts.rows())
+        self.chart.set_counts([(f"BG {counts.bg.slice_index}", counts.bg.left, counts.bg.right, counts.bg.grade),
+                               (f"CSO {counts.cso.slice_index}", counts.cso.left, counts.cso.right,
+                                counts.cso.grade)])
         self.save_button.setEnabled(True)
         geometry = "file affine" if (layer.metadata or {}).get("affine") is not None else \
             "layer scale (no NIfTI geometry: left/right assumes +x = subject's right)"

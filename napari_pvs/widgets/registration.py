@@ -14,6 +14,12 @@ layer's grid (:func:`napari_pvs.engine.registration.register`):
   contraction, red >1 expansion; <= 0 would be folding), with SDlogJ and the folding
   share in the status line.
 
+**QC views** (*QC view*, once registered): *overlay* (the warped image in magenta over the
+fixed one), *checkerboard* (10 mm squares alternating fixed and warped, both scaled to their
+99.5th percentile: edges that jump at the squares' borders are misaligned), *edges* (the
+fixed image's edges, in-plane Sobel, in cyan over the warped image) and *flicker* (fixed and
+warped shown in turn every 0.5 s).
+
 *Warp labels* carries a Labels layer drawn on the moving grid (e.g. a lesion mask on the
 FLAIR, or last visit's PVS) onto the fixed grid with the last transform (nearest
 neighbour), as a new Labels layer saved on the fixed image's geometry.
@@ -25,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, create_widget
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QPushButton
 
 from ..engine.errors import PVSInputError
@@ -36,7 +43,39 @@ from ..plugin.viewer import put_layer, source_geometry
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["RegistrationWidget"]
+__all__ = ["RegistrationWidget", "QC_VIEWS", "checkerboard", "edge_map"]
+
+#: the registration QC views
+QC_VIEWS = ("overlay", "checkerboard", "edges", "flicker")
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    hi = float(np.percentile(a[a > 0], 99.5)) if (a > 0).any() else 1.0
+    return np.clip(a / max(hi, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def checkerboard(fixed: np.ndarray, warped: np.ndarray, voxel_size, square_mm: float = 10.0) -> np.ndarray:
+    """Squares of ``square_mm`` alternating ``fixed`` and ``warped`` (both ``(Z, Y, X)`` on one
+    grid, each scaled to [0, 1] by its 99.5th percentile); float32, same shape. In-plane
+    squares (axes Y, X), the same pattern on every slice."""
+    if fixed.shape != warped.shape:
+        raise PVSInputError(f"checkerboard: fixed {fixed.shape} and warped {warped.shape} differ in shape")
+    vy, vx = (float(v) for v in voxel_size[-2:])
+    y = (np.arange(fixed.shape[-2]) * vy // square_mm).astype(int)
+    x = (np.arange(fixed.shape[-1]) * vx // square_mm).astype(int)
+    pick = ((y[:, None] + x[None, :]) % 2).astype(bool)
+    return np.where(pick[None], _unit(warped), _unit(fixed))
+
+
+def edge_map(image: np.ndarray) -> np.ndarray:
+    """In-plane edge strength of ``image`` ``(Z, Y, X)`` (Sobel over Y and X, per slice),
+    scaled to [0, 1] by its 99th percentile; float32."""
+    from scipy import ndimage as ndi
+
+    img = _unit(np.asarray(image, np.float32))
+    mag = np.hypot(ndi.sobel(img, axis=-1), ndi.sobel(img, axis=-2))
+    hi = float(np.percentile(mag, 99)) or 1.0
+    return np.clip(mag / hi, 0, 1).astype(np.float32)
 
 
 class RegistrationWidget(JobWidget):
@@ -72,8 +111,17 @@ class RegistrationWidget(JobWidget):
         self.warp_button.setEnabled(False)
         self.warp_button.clicked.connect(self.warp_labels)
         self._labels_form = Container(widgets=[self.labels])
+        self.qc_view = ComboBox(label="QC view", choices=list(QC_VIEWS), value="overlay",
+                                tooltip="how to judge the alignment: magenta overlay, checkerboard of fixed and "
+                                        "warped, fixed edges over warped, or flicker between them")
+        self.qc_view.changed.connect(lambda value: self.show_qc(str(value)))
+        self._qc_form = Container(widgets=[self.qc_view])
+        self._qc_layers: list = []
+        self._flicker = QTimer(self)
+        self._flicker.setInterval(500)
+        self._flicker.timeout.connect(self._flip)
         self._build(Container(widgets=[self.fixed, self.moving, self.method, self.brain_masks, self.grid_mm]),
-                    extra=[self._labels_form.native, self.warp_button])
+                    extra=[self._qc_form.native, self._labels_form.native, self.warp_button])
 
     def reset_choices(self, *_) -> None:
         super().reset_choices()
@@ -126,6 +174,47 @@ class RegistrationWidget(JobWidget):
         self.warp_button.setEnabled(True)
         self.status.setText(msg)
         notify_info(msg)
+        if self.qc_view.value != "overlay":
+            self.show_qc(str(self.qc_view.value))
+
+    # ------------------------------------------------------------------ QC views
+    def show_qc(self, view: str) -> None:
+        """Show the registration QC ``view`` (one of :data:`QC_VIEWS`)."""
+        self._flicker.stop()
+        for layer in self._qc_layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
+        self._qc_layers = []
+        src, warped = self._fixed_layer, self.warped_layer
+        if self.last is None or src is None or warped is None or warped not in self.viewer.layers:
+            return
+        src.visible = warped.visible = True
+        warped.colormap, warped.blending = "magenta", "additive"
+        if view == "overlay":
+            return
+        geom, meta = source_geometry(src), geometry_metadata(src)
+        fixed = np.asarray(src.data, np.float32)
+        moved = np.asarray(warped.data, np.float32)
+        if view == "checkerboard":
+            board = checkerboard(fixed, moved, self.last.warped.voxel_size)
+            self._qc_layers = [self.viewer.add_image(board, name="checkerboard fixed / warped", colormap="gray",
+                                                     contrast_limits=(0.0, 1.0), metadata=meta, **geom)]
+        elif view == "edges":
+            warped.colormap, warped.blending = "gray", "translucent"
+            self._qc_layers = [self.viewer.add_image(edge_map(fixed), name=f"edges of {src.name}",
+                                                     colormap="cyan", blending="additive",
+                                                     contrast_limits=(0.0, 1.0), metadata=meta, **geom)]
+        elif view == "flicker":
+            warped.colormap, warped.blending = "gray", "translucent"
+            warped.contrast_limits = src.contrast_limits
+            self._flicker.start()
+
+    def _flip(self) -> None:
+        warped = self.warped_layer
+        if warped is None or warped not in self.viewer.layers:
+            self._flicker.stop()
+            return
+        warped.visible = not warped.visible
 
     # ------------------------------------------------------------------ labels
     def warp_labels(self, *_):

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from magicgui.widgets import (ComboBox, Container, FileEdit, FloatSpinBox, LineEdit, PushButton, SpinBox,
                               create_widget)
 
+from .plots import TrainingPlot
 from ._job import JobWidget, notify_info, optional_path
 
 if TYPE_CHECKING:
@@ -125,10 +126,12 @@ class TrainWidget(JobWidget):
         self.plan = None
         self.model.changed.connect(self._on_model_changed)
         self.checkpoint.changed.connect(self._on_checkpoint_edited)
+        self.plot = TrainingPlot(napari_viewer)     # loss and validation DSC, live
         self._build(Container(widgets=[
             self._pairs_box, self.add_pair_button, self.project, self.project_versions, self.model, self.features,
             self.context_slices, self.epochs, self.steps_per_epoch, self.batch_size, self.patch_size, self.learning_rate,
-            self.max_minutes, self.device, self.seed, self.init_from, self.checkpoint]))
+            self.max_minutes, self.device, self.seed, self.init_from, self.checkpoint]),
+            extra=[self.plot])
         self.train_button = self.start_button
 
     # ------------------------------------------------------------------ form
@@ -237,6 +240,9 @@ class TrainWidget(JobWidget):
         plan = self.plan = plan_training(self.request())   # checks the inputs here, on the main thread
         log.info("training %s into %s", plan.config.model, plan.checkpoint)
         return lambda: run_training_plan(plan), f"starting: {plan.description} ..."
+
+    def on_event(self, event) -> None:
+        self.plot.add(event)
 
     def on_result(self, result) -> None:
         from ..engine.usecases import record_training
