@@ -203,3 +203,38 @@ def test_undo_accept_reject_and_version_load(make_napari_viewer, tmp_path):
     assert st.undo() == f"load version {empty.id}"
     assert st.session is s2 and st.labels_layer.data[2, 5, 5] == 1 and st.labels_layer.data[4, 10, 11] == 1
     assert v is not None
+
+
+def test_registration_qc_images():
+    from napari_pvs.widgets.registration import checkerboard, edge_map
+
+    fixed = np.zeros((2, 40, 40), np.float32)
+    warped = np.ones((2, 40, 40), np.float32)
+    fixed[0, 0, 0] = 1.0                                        # 99.5th percentile scaling
+    board = checkerboard(fixed + 0.0, warped, (3.0, 1.0, 1.0), square_mm=10.0)
+    assert board.shape == fixed.shape and board.dtype == np.float32
+    assert board[1, 5, 5] == 0.0 and board[1, 5, 15] == 1.0 and board[1, 15, 15] == 0.0   # 10 mm squares
+    step = np.zeros((1, 20, 20), np.float32)
+    step[:, :, 10:] = 1.0
+    edges = edge_map(step)
+    assert edges[0, 10, 9:11].min() > 0.9 and edges[0, 10, :5].max() == 0.0
+
+
+def test_training_plot_and_counts_chart(qtbot):
+    from napari_pvs.engine.training.loop import TrainEvent
+    from napari_pvs.widgets.plots import CountsChart, TrainingPlot
+
+    plot = TrainingPlot()
+    qtbot.addWidget(plot)
+    plot.add(TrainEvent(kind="start"))
+    for step in range(1, 6):
+        plot.add(TrainEvent(kind="step", epoch=1, step=step, total_steps=10, loss=1.0 / step))
+    plot.add(TrainEvent(kind="epoch", epoch=1, step=5, total_steps=10, loss=0.5, val_metric=0.42))
+    assert plot.steps == [1, 2, 3, 4, 5] and plot.epochs == [(5, 0.42)]
+    ax2 = plot.figure.axes[1]
+    assert ax2.lines[0].get_ydata().tolist() == [0.42]             # drawn at once after an epoch
+    chart = CountsChart()
+    qtbot.addWidget(chart)
+    chart.set_counts([("BG 15", 3, 5, 2), ("CSO 25", 1, 0, 1)])
+    bars = chart.figure.axes[0].patches
+    assert [round(b.get_height()) for b in bars] == [3, 1, 5, 0]

@@ -291,6 +291,7 @@ class CountWidget(QWidget):
         self._placed_on = (layer, image)
 
         def job():   # the counting areas (3D growth of the regions) in the worker too, not at Count
+            import skimage.color  # noqa: F401 - napari's Labels colours need it: imported here, not at the result
             placement = yield from place_rating_slices_job(image, atlas=atlas)
             areas = None if placement.regions is None else rating_areas(placement.regions, image.voxel_size)
             return placement, areas

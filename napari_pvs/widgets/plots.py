@@ -145,7 +145,7 @@ class CountsChart(ThemedPlot):
     with the Potter grade of each slice."""
 
     def __init__(self, viewer=None):
-        super().__init__(viewer, height=150)
+        super().__init__(viewer, height=180)
         self.rows: list[tuple[str, int, int, str]] = []   # (label, left, right, grade)
         self.request(force=True)
 
@@ -168,7 +168,7 @@ class CountsChart(ThemedPlot):
         for i, r in enumerate(self.rows):
             ax.text(i, r[1] + r[2], f"{r[1] + r[2]} (grade {r[3]})", ha="center", va="bottom", fontsize=7,
                     color=c["text"])
-        ax.set_ylim(0, max(1, max(a + b for a, b in zip(left, right, strict=True))) * 1.3)
-        legend = ax.legend(fontsize=7, frameon=False, loc="upper left")
+        ax.set_ylim(0, max(1, max(a + b for a, b in zip(left, right, strict=True))) * 1.6)
+        legend = ax.legend(fontsize=7, frameon=False, loc="upper right", ncol=2)
         for text in legend.get_texts():
             text.set_color(c["text"])
