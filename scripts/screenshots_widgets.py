@@ -37,18 +37,22 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "figures" / "widgets")
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--sizes", nargs="*", default=None, help="e.g. 1600x1000")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     import numpy as np
     import napari
 
-    for w_px, h_px in SIZES:
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes] if args.sizes else SIZES
+    for w_px, h_px in sizes:
         for name in WIDGETS:
             if args.only and slug(name) not in args.only:
                 continue
             viewer = napari.Viewer(title=f"napari-pvs: {name}")
-            viewer.window._qt_window.resize(w_px, h_px)
             viewer.window.show()
+            viewer.window._qt_window.showNormal()
+            viewer.window._qt_window.resize(w_px, h_px)      # after show: napari restores its saved size
+            pump(0.3)
             (t2,) = viewer.open(str(args.data / SCAN), plugin="napari-pvs")
             _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", name)
             if name.startswith("Count"):
@@ -79,6 +83,11 @@ def main(argv=None) -> int:
                 while widget.worker is not None and time.perf_counter() < end:
                     pump(0.5)
                 print("train:", widget.status.text()[:200])
+                from qtpy.QtWidgets import QScrollArea
+
+                bar = widget.findChild(QScrollArea).verticalScrollBar()
+                pump(0.6)
+                bar.setValue(bar.maximum())                   # the live plot, at the bottom
             viewer.dims.set_current_step(0, 15)
             pump(1.5)
             path = args.out / f"{slug(name)}_{w_px}x{h_px}.png"

@@ -72,6 +72,10 @@ def scroll_column(owner: QWidget, widgets) -> None:
     for w in widgets:
         layout.addWidget(w)
     layout.addStretch(1)
+    # ask napari's dock for the content's width (up to 620 px), so that rows of buttons and
+    # pickers are not cut at the right on a 1366-px screen; taller content scrolls
+    bar = scroll.verticalScrollBar().sizeHint().width()
+    owner.setMinimumWidth(min(content.minimumSizeHint().width() + bar + 8, 620))
 
 
 class JobPanel(QWidget):
