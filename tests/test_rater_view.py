@@ -31,6 +31,23 @@ def _scan(tmp_path, storage: str):
     return write_nifti(tmp_path / f"{storage}_T2w.nii.gz", data, AFFINES[storage])
 
 
+def _annotating(make_napari_viewer, tmp_path, storage: str):
+    """A viewer with the Annotate PVS widget, a new project, the ``storage`` phantom added and
+    loaded for rater alice; returns ``(viewer, widget)``."""
+    from napari_pvs.widgets.annotate import AnnotateWidget
+
+    viewer = make_napari_viewer()
+    w = AnnotateWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.folder.value = tmp_path / "proj"
+    w.rater.value = "alice"
+    w.create_project()
+    viewer.open(str(_scan(tmp_path, storage)), plugin="napari-pvs")
+    w.add_image()
+    w.load_subject()
+    return viewer, w
+
+
 def _slice_labels(layer, axis: int) -> np.ndarray:
     """Labels whose value is the data index along ``axis`` + 1 (what napari draws tells the slice)."""
     lab = np.zeros(layer.data.shape, np.int32)
@@ -60,18 +77,8 @@ def _check_slider(viewer, labels, axis: int, widgets: dict) -> None:
 
 @pytest.mark.parametrize("storage", ["axial", "oblique", "coronal"])
 def test_slider_number_is_the_slice_number(make_napari_viewer, tmp_path, storage):
-    from napari_pvs.widgets.annotate import AnnotateWidget
 
-    path = _scan(tmp_path, storage)
-    viewer = make_napari_viewer()
-    w = AnnotateWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    w.folder.value = tmp_path / "proj"
-    w.rater.value = "alice"
-    w.create_project()
-    viewer.open(str(path), plugin="napari-pvs")
-    w.add_image()
-    w.load_subject()
+    viewer, w = _annotating(make_napari_viewer, tmp_path, storage)
     axis = w.session.image.axial_axis
     assert axis == (1 if storage == "coronal" else 0) == axial_axis_of(w.labels_layer)
     assert followed_layer(viewer) is w.labels_layer
@@ -129,21 +136,13 @@ def test_units_scale_bar_and_axis_labels(make_napari_viewer, tmp_path):
 def test_annotate_keys_are_free_and_bound_on_the_viewer(make_napari_viewer, tmp_path):
     from napari.utils.shortcuts import default_shortcuts
 
-    from napari_pvs.widgets.annotate import AnnotateWidget
     from napari_pvs.widgets.annotation_state import KEYS
 
     napari_keys = {str(k).replace("+", "-").lower() for keys in default_shortcuts.values() for k in keys}
     for what, key in KEYS.items():
         if what != "undo":                            # Ctrl+Z is napari's Labels undo, extended here
             assert key.lower() not in napari_keys, key
-    viewer = make_napari_viewer()
-    w = AnnotateWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    w.folder.value = tmp_path / "proj"
-    w.create_project()
-    viewer.open(str(_scan(tmp_path, "axial")), plugin="napari-pvs")
-    w.add_image()
-    w.load_subject()
+    viewer, w = _annotating(make_napari_viewer, tmp_path, "axial")
     viewer.layers.selection.active = w.image_layer           # the rater picked the T2 (contrast)
     bound = {str(k) for k in viewer.keymap}
     assert all(any(key.split("-")[-1] in b for b in bound) for key in KEYS.values())
@@ -158,17 +157,8 @@ def test_annotate_keys_are_free_and_bound_on_the_viewer(make_napari_viewer, tmp_
 def test_undo_accept_reject_and_version_load(make_napari_viewer, tmp_path):
     from types import SimpleNamespace
 
-    from napari_pvs.widgets.annotate import AnnotateWidget
 
-    viewer = make_napari_viewer()
-    w = AnnotateWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    w.folder.value = tmp_path / "proj"
-    w.rater.value = "alice"
-    w.create_project()
-    viewer.open(str(_scan(tmp_path, "axial")), plugin="napari-pvs")
-    w.add_image()
-    w.load_subject()
+    viewer, w = _annotating(make_napari_viewer, tmp_path, "axial")
     st, s = w.state, w.session
     shape = s.mask.shape
     labels = np.zeros(shape, np.int32)
@@ -195,6 +185,7 @@ def test_undo_accept_reject_and_version_load(make_napari_viewer, tmp_path):
     # load version, undone: the unsaved mask comes back
     st.decide("accept")
     v = st.save()
+    assert v is not None and v.kind == "manual" and v.n_voxels == 6
     s2 = st.session
     s2.mask[2, 5, 5] = 1
     empty = w.project.save_annotation(s2.image, "alice", np.zeros(shape, np.uint8), note="empty")
@@ -202,7 +193,6 @@ def test_undo_accept_reject_and_version_load(make_napari_viewer, tmp_path):
     assert not st.session.mask.any()
     assert st.undo() == f"load version {empty.id}"
     assert st.session is s2 and st.labels_layer.data[2, 5, 5] == 1 and st.labels_layer.data[4, 10, 11] == 1
-    assert v is not None
 
 
 def test_registration_qc_images():
