@@ -31,9 +31,13 @@ sys.path.insert(0, str(ROOT))
 
 
 class Ticker:
-    """A 10 ms QTimer recording when each tick arrives."""
+    """A 10 ms QTimer recording when each tick arrives.
 
-    def __init__(self, interval_ms: int = 10):
+    With ``trace_ms``, a watchdog thread prints the Python stack of every thread once per stall
+    longer than that (the main thread's stack says what froze it when it was busy; when a worker
+    held the GIL in a C call, the watchdog itself wakes late, next to the culprit line)."""
+
+    def __init__(self, interval_ms: int = 10, trace_ms: float = 0.0):
         from qtpy.QtCore import QTimer
 
         self.interval = interval_ms / 1000.0
@@ -41,10 +45,45 @@ class Ticker:
         self.timer = QTimer()
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+        self.trace_s = trace_ms / 1000.0
+        self._watching = False
 
     def start(self):
         self.ticks = [time.perf_counter()]
         self.timer.start()
+        if self.trace_s and not self._watching:
+            import threading
+
+            self._watching = True
+            threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self):
+        import threading
+        import traceback
+
+        reported = None
+        main = threading.main_thread().ident
+        while self._watching:
+            time.sleep(0.02)
+            last = self.ticks[-1] if self.ticks else None
+            try:
+                active = self.timer.isActive()
+            except RuntimeError:           # the viewer (and the timer) closed
+                return
+            if last is None or not active:
+                continue
+            late = time.perf_counter() - last
+            if late > self.trace_s and reported != last:
+                reported = last
+                names = {t.ident: t.name for t in threading.enumerate()}
+                print(f"--- stall of {late * 1000:.0f} ms so far; stacks:", flush=True)
+                for ident, frame in sys._current_frames().items():
+                    if ident == threading.get_ident():
+                        continue
+                    tag = "MAIN" if ident == main else names.get(ident, ident)
+                    stack = traceback.extract_stack(frame)[-6:]
+                    print(f"  [{tag}] " + " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                                                     for f in reversed(stack)), flush=True)
 
     def stop(self) -> np.ndarray:
         self.timer.stop()
@@ -75,7 +114,9 @@ def stalls(ticks: np.ndarray, interval: float, result_at: float | None) -> dict:
             "max_ms": round(float(gaps.max()) * 1000, 1) if gaps.size else 0.0,
             "max_at_s_from_result": None if result_at is None or not gaps.size
             else round(float(ticks[i + 1] - result_at), 2),
-            "over_200ms": int((gaps > 0.2).sum()), "over_50ms": int((gaps > 0.05).sum())}
+            "over_200ms": int((gaps > 0.2).sum()), "over_50ms": int((gaps > 0.05).sum()),
+            "top5": [(round(float(gaps[k]) * 1000), None if result_at is None else round(float(ticks[k + 1] - result_at), 2))
+                     for k in np.argsort(gaps)[::-1][:5]] if gaps.size else []}
 
 
 def main(argv=None) -> int:
@@ -88,6 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cold", action="store_true",
                     help="do not import torch and MONAI before measuring (the first job of a session then pays "
                          "for their import)")
+    ap.add_argument("--trace-stalls", type=float, default=0.0, metavar="MS",
+                    help="print every thread's Python stack during each stall longer than MS (diagnosis)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "event_loop")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -118,23 +161,26 @@ def main(argv=None) -> int:
     viewer.window.show()
     t2 = viewer.add_image(vol.data, name="T2", colormap="gray", metadata=volume_metadata(vol), **layer_geometry(vol))
     wait(lambda: False, 1.0)
-    ticker = Ticker()
+    ticker = Ticker(trace_ms=args.trace_stalls)
     phases = [p.strip() for p in args.phases.split(",")]
     results: dict = {"scan": args.scan, "shape": list(vol.shape), "voxel_size_mm": list(vol.voxel_size),
                      "cold": bool(args.cold)}
     print(f"{args.scan}: {vol.shape} voxels of {tuple(round(v, 2) for v in vol.voxel_size)} mm")
 
     def run_job(name, panel, start, timeout_s=3600):
+        wait(lambda: False, 1.5)     # the dock just opened (scale bar turned on, first text drawn): let it settle
         got = {}
         panel.runner.returned.connect(lambda *_: got.setdefault("t", time.perf_counter()))
         ticker.start()
         t0 = time.perf_counter()
         assert start(), f"{name} did not start: {panel.status.text()}"
+        start_ms = (time.perf_counter() - t0) * 1000     # prepare() on the main thread: the form read and checked
         wait(lambda: panel.worker is None, timeout_s)
         wait(lambda: False, 1.0)                     # one more second: what follows the result
         ticks = ticker.stop()
         res = stalls(ticks, ticker.interval, got.get("t"))
         res["job_s"] = round((got.get("t") or time.perf_counter()) - t0, 1)
+        res["start_ms"] = round(start_ms, 1)
         results[name] = res
         print(f"{name}: {res}", flush=True)
 
@@ -168,6 +214,7 @@ def main(argv=None) -> int:
         if "place" in phases:
             run_job("place slices", cw.place, cw.place.start)
         if "count" in phases and mask_layer is not None:
+            wait(lambda: False, 1.0)
             ticker.start()
             t0 = time.perf_counter()
             from qtpy.QtCore import QTimer

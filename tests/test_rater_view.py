@@ -221,10 +221,19 @@ def test_training_plot_and_counts_chart(qtbot):
         plot.add(TrainEvent(kind="step", epoch=1, step=step, total_steps=10, loss=1.0 / step))
     plot.add(TrainEvent(kind="epoch", epoch=1, step=5, total_steps=10, loss=0.5, val_metric=0.42))
     assert plot.steps == [1, 2, 3, 4, 5] and plot.epochs == [(5, 0.42)]
+    qtbot.waitUntil(lambda: plot.figure is not None and len(plot.figure.axes) == 2 and bool(plot.figure.axes[1].lines),
+                    timeout=10_000)
     ax2 = plot.figure.axes[1]
     assert ax2.lines[0].get_ydata().tolist() == [0.42]             # drawn at once after an epoch
     chart = CountsChart()
     qtbot.addWidget(chart)
     chart.set_counts([("BG 15", 3, 5, 2), ("CSO 25", 1, 0, 1)])
+    # built and rasterised in the plot thread, then shown: the image is the figure, in the theme's background
+    qtbot.waitUntil(lambda: chart.figure is not None and bool(chart.figure.axes[0].patches), timeout=10_000)
     bars = chart.figure.axes[0].patches
     assert [round(b.get_height()) for b in bars] == [3, 1, 5, 0]
+    assert not chart.image.pixmap().isNull()
+    shown = chart.image.pixmap().toImage()
+    assert shown.height() >= 170
+    corner = shown.pixelColor(2, 2)                             # napari's dark canvas colour, #262930
+    assert max(abs(corner.red() - 0x26), abs(corner.green() - 0x29), abs(corner.blue() - 0x30)) <= 8

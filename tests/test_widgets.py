@@ -164,7 +164,9 @@ def test_train_in_thread_cancel_keeps_gui_responsive(make_napari_viewer, qtbot, 
     assert "loss" in widget.status.text()
     step = widget.last_event.step
     assert widget.progress.maximum() == 1000
-    assert 0 < widget.progress.value() < 1000 and widget.progress.value() >= int(1000 * step / planned)
+    # the bar follows the events a few times a second (JobRunner.progress_interval_s)
+    qtbot.waitUntil(lambda: widget.progress.value() >= int(1000 * step / planned), timeout=2_000)
+    assert 0 < widget.progress.value() < 1000
 
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         qtbot.mouseClick(widget.cancel_button, Qt.LeftButton)
@@ -504,7 +506,13 @@ def _blobs(shape, per_slice):
     return lab
 
 
-def test_count_widget_table(make_napari_viewer, tmp_path):
+def _click_count(qtbot, widget) -> None:
+    """Press *Count* (it counts in a worker thread) and wait for the table."""
+    widget.count_button.click()
+    qtbot.waitUntil(lambda: not widget.counting, timeout=30_000)
+
+
+def test_count_widget_table(make_napari_viewer, qtbot, tmp_path):
     import csv
 
     shape = (12, 100, 120)
@@ -518,7 +526,7 @@ def test_count_widget_table(make_napari_viewer, tmp_path):
     assert widget.bg_slice.value == 4  # the viewer's current slice
     assert widget.bg_slice.max == 11
     widget.cso_slice.value = 9
-    widget.count_button.click()
+    _click_count(qtbot, widget)
 
     counts = widget.last_counts
     assert type(counts).__name__ == "RatingCounts", widget.status.text()
@@ -539,7 +547,7 @@ def test_count_widget_table(make_napari_viewer, tmp_path):
     assert rows[2][4] == "22" and rows[2][11] == "66.00"                 # 22 x 4 voxels x 0.75 mm³
     # a 3 mm slab on 3 mm slices is still the one slice
     widget.slab_mm.value = 3.0
-    widget.count_button.click()
+    _click_count(qtbot, widget)
     assert widget.last_counts.bg.slab_slices == 1 and widget.last_counts.bg.total == 8
     widget.slab_mm.value = 0.0
 
@@ -547,7 +555,7 @@ def test_count_widget_table(make_napari_viewer, tmp_path):
     ras = np.diag([0.5, 0.5, 3.0, 1.0])
     ras[:3, 3] = (-30.0, -25.0, -10.0)
     layer.metadata["affine"] = ras
-    widget.count_button.click()
+    _click_count(qtbot, widget)
     assert (widget.last_counts.bg.left, widget.last_counts.bg.right) == (3, 5)
     assert widget.table_values()[1][2:4] == ["12", "2"]
 
@@ -581,16 +589,16 @@ def test_count_widget_uses_the_axial_axis_of_a_coronal_volume(make_napari_viewer
     assert {counts.bg.left, counts.bg.right} == {1}
 
 
-def test_count_widget_slice_out_of_range(make_napari_viewer, errors):
+def test_count_widget_slice_out_of_range(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Count PVS (BG/CSO)")
-    widget.count_button.click()
+    _click_count(qtbot, widget)
     assert "choose a PVS Labels layer" in errors[-1]
     viewer.add_labels(np.zeros((5, 20, 20), np.uint8), name="m")
     assert widget.bg_slice.max == 4
     widget.bg_slice.value = 2
     widget.cso_slice.value = 4
-    widget.count_button.click()
+    _click_count(qtbot, widget)
     assert widget.table_values()[0][4] == "0" and widget.table_values()[2][4] == "0"
 
 

@@ -10,13 +10,17 @@ the panel gives it two callbacks, not itself:
     engine's own checks (bad input is refused before any thread starts, with the CLI's
     one-line message), and returns ``(make_generator, starting_message)``.
 ``on_result(result)``
-    Called on the main thread with the job's result.
+    Called on the main thread with the job's result. When it is a generator function, the
+    runner runs it one step per event-loop turn (``yield`` after each layer added) and the
+    job ends after its last step.
 
 :class:`JobWidget` is a dock widget that *is* one job (Train, Segment, Compare): a form and
 a panel, with :meth:`JobWidget.prepare` and :meth:`JobWidget.on_result` to override.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import logging
 from collections.abc import Callable, Generator
@@ -143,6 +147,7 @@ class JobPanel(QWidget):
         r = self.runner
         r.started.connect(self._started)
         r.yielded.connect(self._yielded)
+        r.progressed.connect(self._progressed)
         r.returned.connect(self._returned)
         r.failed.connect(lambda failed: self.status.setText(f"failed: {failed}"))
         r.cancelled.connect(self._cancelled)
@@ -210,6 +215,11 @@ class JobPanel(QWidget):
         self._set_running(True)
 
     def _yielded(self, event) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _progressed(self, event) -> None:
+        """The bar and the status line, with the newest event (a few times a second)."""
         fraction = getattr(event, "fraction", None)
         if fraction is not None:
             self.progress.setRange(0, 1000)
@@ -217,13 +227,13 @@ class JobPanel(QWidget):
         summary = getattr(event, "summary", None)
         if callable(summary):
             self.status.setText(summary())
-        if self._on_event is not None:
-            self._on_event(event)
 
     def _returned(self, result) -> None:
         self.progress.setRange(0, 1000)
         self.progress.setValue(1000)
-        self._on_result(result)
+        shown = self._on_result(result)
+        if inspect.isgenerator(shown):    # a result shown in steps: one layer per event-loop turn
+            self.runner.show_in_turns(shown)
 
     def _cancelled(self) -> None:
         msg = self._on_cancelled() if self._on_cancelled is not None else f"{self.name} cancelled"
@@ -297,6 +307,8 @@ class JobWidget(QWidget):
         """Called on the main thread with each progress event."""
 
     def on_result(self, result) -> None:  # pragma: no cover - abstract
+        """Show the result (main thread). A generator function is run one step per event-loop
+        turn (``yield`` after adding each layer): the viewer never freezes on a result."""
         raise NotImplementedError
 
     def on_cancelled(self) -> str:

@@ -148,9 +148,11 @@ class CompareWidget(JobWidget):
         return (lambda: compare_job(volume, models, reference=reference),
                 f"comparing {len(models)} models on '{layer.name}' ...")
 
-    def on_result(self, result) -> None:
+    def on_result(self, result):
+        """Show the grid (one layer per event-loop turn: a generator, see
+        :meth:`JobWidget.on_result`), then the metrics."""
         self.comparison = result
-        self._show()
+        yield from self._show()
         self.refresh()
         msg = (f"compared {len(result.predictions)} models on '{self._source.name}'"
                + (" (TP green, FP red, FN blue)" if result.reference is not None else ""))
@@ -161,8 +163,9 @@ class CompareWidget(JobWidget):
     def _comparison_layers(self) -> list:
         return [ly for ly in self.viewer.layers if ly.name.startswith(LAYER_PREFIX)]
 
-    def _show(self) -> None:
-        """Grid mode: (T2, model) pairs at the bottom of the layer list, one cell each."""
+    def _show(self):
+        """Grid mode: (T2, model) pairs at the bottom of the layer list, one cell each; yields
+        after each layer added."""
         from napari.utils.colormaps import DirectLabelColormap
 
         for ly in self._comparison_layers():
@@ -176,6 +179,7 @@ class CompareWidget(JobWidget):
         for j, pred in enumerate(comp.predictions):
             t2 = self.viewer.add_image(src.data, name=f"{LAYER_PREFIX}T2 · {pred.label}", colormap="gray",
                                        contrast_limits=src.contrast_limits, **geom)
+            yield
             lab = self.viewer.add_labels(np.zeros(pred.prob.shape, np.uint8), name=f"{LAYER_PREFIX}{pred.label}",
                                          opacity=0.8, metadata={"model": pred.label}, **geom)
             if comp.reference is not None:
@@ -184,6 +188,7 @@ class CompareWidget(JobWidget):
                 self.viewer.layers.move(self.viewer.layers.index(ly), 2 * j + k)
             lab.name_overlay.visible = True          # the cell's title: the model's name
             self.model_layers.append(lab)
+            yield
         self.viewer.grid.stride = 2
         self.viewer.grid.enabled = True
         self._show_key()

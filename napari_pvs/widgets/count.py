@@ -117,7 +117,8 @@ class CountWidget(QWidget):
         self.cso_here.clicked.connect(lambda *_: self._set_to_current(self.cso_slice))
 
         self.count_button = QPushButton("Count")
-        self.count_button.clicked.connect(self.count)
+        self.count_button.clicked.connect(self.count_in_background)
+        self._counting = None
         self.save_button = QPushButton("Save CSV")
         self.save_button.setEnabled(False)
         self.save_button.clicked.connect(self._save_dialog)
@@ -183,11 +184,70 @@ class CountWidget(QWidget):
 
     # ------------------------------------------------------------------ counting
     def count(self, *_):
-        """Count PVS on the two slices and fill the table (the *Count* button).
+        """Count PVS on the two slices and fill the table (Python and scripts: at once, on the
+        calling thread; the *Count* button counts in a worker thread, :meth:`count_in_background`).
 
         Returns the :class:`~napari_pvs.engine.rating.RatingCounts` (None on error)."""
         from ..engine.usecases import count_rating
 
+        inputs = self._count_inputs()
+        if inputs is None:
+            return None
+        layer, reg, kwargs = inputs
+        try:
+            counts = count_rating(**kwargs)
+        except PVSInputError as exc:
+            notify_error(str(exc))
+            return None
+        self._show_counts(counts, layer, reg)
+        return counts
+
+    def count_in_background(self, *_) -> bool:
+        """The *Count* button: the same count in a napari worker thread (the event loop stays free;
+        the table and chart are filled when it returns). Returns whether it started."""
+        from napari.qt.threading import create_worker
+
+        from ..engine.usecases import count_rating
+
+        if self._counting is not None:
+            return False
+        inputs = self._count_inputs()
+        if inputs is None:
+            return False
+        layer, reg, kwargs = inputs
+
+        def done(result):
+            if isinstance(result, PVSInputError):
+                notify_error(str(result))
+            else:
+                self._show_counts(result, layer, reg)
+
+        def work():
+            try:
+                return count_rating(**kwargs)
+            except PVSInputError as exc:
+                return exc
+
+        worker = create_worker(work, _start_thread=False)
+        worker.returned.connect(done)
+        worker.errored.connect(lambda exc: notify_error(f"counting failed: {exc}"))
+        worker.finished.connect(self._count_finished)
+        self._counting = worker
+        self.count_button.setEnabled(False)
+        worker.start()
+        return True
+
+    @property
+    def counting(self) -> bool:
+        """Whether a *Count* started by the button is still running."""
+        return self._counting is not None
+
+    def _count_finished(self) -> None:
+        self._counting = None
+        self.count_button.setEnabled(True)
+
+    def _count_inputs(self):
+        """``(layer, regions_layer, count_rating kwargs)`` from the form, or None (notified)."""
         layer = self.labels.value
         if layer is None:
             notify_error("choose a PVS Labels layer to count")
@@ -202,14 +262,18 @@ class CountWidget(QWidget):
                 raise PVSInputError(f"atlas regions '{reg.name}' {tuple(np.shape(reg.data))} are not on the PVS "
                                     f"mask's grid {tuple(mask.shape)}: place the slices on the mask's image, or "
                                     f"clear 'atlas regions'")
-            cached = (self._areas[1] if self._areas is not None and reg is not None and self._areas[0] is reg.data
-                      else None)
-            counts = count_rating(mask, int(self.bg_slice.value), int(self.cso_slice.value),
-                                  regions=None if reg is None else np.asarray(reg.data), midline=self._midline(reg),
-                                  slab_mm=float(self.slab_mm.value), areas=cached)
         except PVSInputError as exc:
             notify_error(str(exc))
             return None
+        cached = (self._areas[1] if self._areas is not None and reg is not None and self._areas[0] is reg.data
+                  else None)
+        kwargs = dict(mask=mask, bg_slice=int(self.bg_slice.value), cso_slice=int(self.cso_slice.value),
+                      regions=None if reg is None else np.asarray(reg.data), midline=self._midline(reg),
+                      slab_mm=float(self.slab_mm.value), areas=cached)
+        return layer, reg, kwargs
+
+    def _show_counts(self, counts, layer, reg) -> None:
+        """Fill the table, the chart and the status line with ``counts``."""
         self.last_counts = counts
         self._fill(counts.rows())
         self.chart.set_counts([(f"BG {counts.bg.slice_index}", counts.bg.left, counts.bg.right, counts.bg.grade),
@@ -225,7 +289,6 @@ class CountWidget(QWidget):
         self.status.setText(f"'{layer.name}': BG grade {counts.bg.grade}, CSO grade {counts.cso.grade}; "
                             f"left/right split at the {counts.bg.split_at} midline, hemispheres from the "
                             f"{geometry}{within}{slab}")
-        return counts
 
     @staticmethod
     def _midline(regions_layer):
@@ -287,18 +350,19 @@ class CountWidget(QWidget):
         if layer is None:
             raise PVSInputError("choose the Image layer (T2) to place the rating slices on")
         image = layer_to_volume(layer)
-        atlas = load_atlas()
         self._placed_on = (layer, image)
 
         def job():   # the counting areas (3D growth of the regions) in the worker too, not at Count
             import skimage.color  # noqa: F401 - napari's Labels colours need it: imported here, not at the result
+            atlas = load_atlas()      # read here: 0.2 s of file reading on the main thread froze the viewer
             placement = yield from place_rating_slices_job(image, atlas=atlas)
             areas = None if placement.regions is None else rating_areas(placement.regions, image.voxel_size)
             return placement, areas
         return job, f"registering the atlas to '{layer.name}' ..."
 
-    def _show_placement(self, result) -> None:
-        """Fill the slice boxes, show the atlas regions and the landmarks, go to the BG slice."""
+    def _show_placement(self, result):
+        """Fill the slice boxes, show the atlas regions and the landmarks, go to the BG slice
+        (a generator: one layer per event-loop turn, see :meth:`JobWidget.on_result`)."""
         placement, areas = result if isinstance(result, tuple) else (result, None)
         self.placement = placement
         rs = placement.slices
@@ -310,6 +374,7 @@ class CountWidget(QWidget):
         chosen = self.labels.value
         regions = put_layer(self.viewer, f"{layer.name} atlas regions", placement.regions, source_geometry(layer),
                             meta, lambda d, **kw: self.viewer.add_labels(d, opacity=0.35, **kw))
+        yield
         self.reset_choices()
         if chosen is not None and chosen in self.viewer.layers:
             self.labels.value = chosen          # the PVS mask stays the one to count, not the regions
@@ -318,6 +383,7 @@ class CountWidget(QWidget):
         self._areas = None if areas is None else (regions.data, areas)
         regions.events.paint.connect(self._forget_areas)      # edited regions: grow them again at Count
         regions.events.data.connect(self._forget_areas)
+        yield
         # landmarks: RAS mm -> the image's voxels -> the layer's own world (any storage order)
         ras = np.array([rs.ac_mm, rs.lv_top_mm, rs.cso_mm])
         pts = np.array([np.asarray(layer.data_to_world(image.world_to_voxel(p)), float) for p in ras])
@@ -328,8 +394,10 @@ class CountWidget(QWidget):
         self.viewer.add_points(pts, name=name, size=4, face_color="yellow", features={"landmark": names},
                                text={"string": "{landmark}", "color": "yellow", "size": 9,
                                      "anchor": "upper_left"}, out_of_slice_display=True)
+        yield
         if self.viewer.dims.ndim == 3:
             self.viewer.dims.set_point(range(3), tuple(pts[0]))
+            yield
         msg = (f"BG slice {rs.bg}, CSO slice {rs.cso} on '{layer.name}' ({rs.method} atlas registration, "
                f"{rs.seconds:.0f} s); check them on the atlas regions layer")
         self.place.status.setText(msg)

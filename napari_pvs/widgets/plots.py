@@ -1,6 +1,7 @@
 """Small live plots for the dock widgets: a matplotlib figure in Qt that follows napari's theme
-(background, text and grid colours of ``viewer.theme``) and redraws at most twice a second, so
-a plot fed by every training step never stalls the viewer.
+(background, text and grid colours of ``viewer.theme``) and redraws at most twice a second,
+rasterised in a background thread, so a plot fed by every training step never stalls the
+viewer.
 
 Used by Train (loss and validation DSC while training), Count (PVS per rating slice and
 hemisphere) and Active learning (validation DSC per round).
@@ -8,11 +9,15 @@ hemisphere) and Active learning (validation DSC per round).
 
 from __future__ import annotations
 
+import logging
 import time
 
-from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
+from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 __all__ = ["ThemedPlot", "TrainingPlot", "CountsChart"]
+
+log = logging.getLogger(__name__)
 
 
 def _theme_colors(viewer) -> dict:
@@ -32,31 +37,77 @@ def _theme_colors(viewer) -> dict:
     return colors
 
 
+class _Rendered(QObject):
+    """Carries a figure rendered in the plot thread back to the main thread."""
+
+    done = Signal(int, object)
+
+
+_RENDER_POOL = None
+
+
+def _render_pool():
+    """One background thread for every plot's rasterising (matplotlib's Agg: no Qt in it)."""
+    global _RENDER_POOL
+    if _RENDER_POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..plugin.jobs import lower_thread_priority
+
+        _RENDER_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-pvs-plot",
+                                          initializer=lower_thread_priority)
+    return _RENDER_POOL
+
+
+def _rasterise(figure) -> tuple[bytes, int, int]:
+    """RGBA bytes, width and height of ``figure`` drawn by matplotlib's Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    buf = canvas.buffer_rgba()
+    return bytes(buf), int(buf.shape[1]), int(buf.shape[0])
+
+
 class ThemedPlot(QWidget):
     """One matplotlib axes in a Qt widget, themed like ``viewer`` (see the module docstring).
 
-    Subclasses implement :meth:`draw` (called with fresh axes); :meth:`request` asks for a
-    redraw, done at once or within ``min_interval_s``.
+    Subclasses implement :meth:`snapshot` (a copy of the data, on the main thread) and
+    :meth:`draw` (called with fresh axes and that copy); :meth:`request` asks for a redraw,
+    done at once or within ``min_interval_s``. The figure is built and rasterised in a
+    background thread (about 0.1 s of matplotlib on a slow core, which on the main thread
+    froze the viewer); the image is shown when it is ready, and a render overtaken by a newer
+    one is dropped.
+
+    Attributes
+    ----------
+    figure : matplotlib.figure.Figure or None
+        The figure of the last image shown (its axes hold the plotted data).
+    n_draws, n_shown : int
+        Redraws asked for, and rendered images shown.
     """
 
     min_interval_s = 0.5
 
     def __init__(self, viewer=None, *, height: int = 170):
         super().__init__()
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
         self.viewer = viewer
-        self.figure = Figure(figsize=(3.2, height / 100), dpi=100, tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(height)
-        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.height_px = int(height)
+        self.figure = None
+        self.image = QLabel()
+        self.image.setMinimumHeight(height)
+        self.image.setMinimumWidth(120)
+        self.image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
+        layout.addWidget(self.image)
         self._last = 0.0
         self._pending = False
+        self._token = 0
+        self._rendered = _Rendered(self)
+        self._rendered.done.connect(self._show_image)
         self.n_draws = 0
+        self.n_shown = 0
         if viewer is not None:
             viewer.events.theme.connect(lambda *_: self.request(force=True))
 
@@ -71,32 +122,84 @@ class ThemedPlot(QWidget):
             self._pending = True
             QTimer.singleShot(int(wait * 1000) + 1, self._redraw)
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
+        super().resizeEvent(event)
+        if self.figure is not None and abs(event.size().width() - event.oldSize().width()) > 4:
+            self.request()
+
     def _redraw(self) -> None:
         self._pending = False
         self._last = time.perf_counter()
         c = _theme_colors(self.viewer)
-        self.figure.clear()
-        self.figure.set_facecolor(c["background"])
-        ax = self.figure.add_subplot(111)
+        ratio = max(1.0, float(self.devicePixelRatioF()))
+        size = (max(self.image.width(), 320), self.height_px)
+        data = self.snapshot()            # copies: the main thread goes on appending meanwhile
+        self._token += 1
+        token, rendered, build = self._token, self._rendered, self._build
+
+        def render():
+            try:
+                figure = build(data, c, size, ratio)
+                out = _rasterise(figure)
+            except Exception:  # noqa: BLE001 - a plot that cannot be drawn leaves the last image
+                log.debug("plot rendering failed", exc_info=True)
+                return
+            try:
+                rendered.done.emit(token, (figure, out, ratio))
+            except RuntimeError:   # the widget was closed meanwhile
+                pass
+
+        _render_pool().submit(render)
+        self.n_draws += 1
+
+    def _build(self, data, c: dict, size: tuple[int, int], ratio: float):
+        """The figure for ``data`` (in the plot thread): fixed margins, no tight layout (which
+        draws every text twice)."""
+        from matplotlib.figure import Figure
+
+        width, height = size
+        figure = Figure(figsize=(width / 100, height / 100), dpi=100 * ratio)
+        figure.subplots_adjust(left=48 / width, right=1 - 48 / width, bottom=34 / height, top=1 - 14 / height)
+        figure.set_facecolor(c["background"])
+        ax = figure.add_subplot(111)
         ax.set_facecolor(c["background"])
-        self.draw(ax, c)
-        for axis in self.figure.axes:
+        self.draw(ax, c, data)
+        for axis in figure.axes:
             axis.tick_params(colors=c["text"], labelsize=7)
             for spine in axis.spines.values():
                 spine.set_color(c["grid"])
             axis.xaxis.label.set_color(c["text"])
             axis.yaxis.label.set_color(c["text"])
             axis.title.set_color(c["text"])
-        self.canvas.draw_idle()
-        self.n_draws += 1
+        return figure
 
-    def draw(self, ax, colors: dict) -> None:  # pragma: no cover - abstract
+    def snapshot(self):  # pragma: no cover - abstract
+        """A copy of what :meth:`draw` plots (taken on the main thread)."""
+        raise NotImplementedError
+
+    def _show_image(self, token: int, payload) -> None:
+        if token != self._token:       # a newer figure is on its way
+            return
+        from qtpy.QtGui import QImage, QPixmap
+
+        figure, (data, w, h), ratio = payload
+        self.figure = figure
+        image = QImage(data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+        pixmap = QPixmap.fromImage(image)
+        pixmap.setDevicePixelRatio(ratio)
+        self.image.setPixmap(pixmap)
+        self.n_shown += 1
+
+    def draw(self, ax, colors: dict, data) -> None:  # pragma: no cover - abstract
+        """Plot ``data`` (from :meth:`snapshot`) on ``ax`` (in the plot thread)."""
         raise NotImplementedError
 
 
 class TrainingPlot(ThemedPlot):
     """Training loss per step and validation DSC per epoch, live (fed with
     :class:`~napari_pvs.engine.training.TrainEvent`)."""
+
+    min_interval_s = 1.0     # the curve grows each step: one redraw a second is enough
 
     def __init__(self, viewer=None):
         super().__init__(viewer)
@@ -124,19 +227,23 @@ class TrainingPlot(ThemedPlot):
             return
         self.request(force=kind == "epoch")
 
-    def draw(self, ax, c) -> None:
+    def snapshot(self):
+        return list(self.steps), list(self.losses), list(self.epochs), self.metric
+
+    def draw(self, ax, c, data) -> None:
+        steps, losses, epochs, metric = data
         ax.set_xlabel("step", fontsize=8)
         ax.set_ylabel("training loss", fontsize=8)
         ax.grid(alpha=0.3, color=c["grid"])
-        if self.steps:
-            ax.plot(self.steps, self.losses, color=c["text"], lw=0.8, alpha=0.8, label="loss")
-            ax.set_xlim(0, max(self.steps) + 1)
+        if steps:
+            ax.plot(steps, losses, color=c["text"], lw=0.8, alpha=0.8, label="loss")
+            ax.set_xlim(0, max(steps) + 1)
         ax2 = ax.twinx()
-        ax2.set_ylabel(f"validation {self.metric}", fontsize=8)
+        ax2.set_ylabel(f"validation {metric}", fontsize=8)
         ax2.set_ylim(0, 1)
-        if self.epochs:
-            x, y = zip(*self.epochs, strict=True)
-            ax2.plot(x, y, marker="o", ms=3, color=c["accent"], label=f"validation {self.metric}")
+        if epochs:
+            x, y = zip(*epochs, strict=True)
+            ax2.plot(x, y, marker="o", ms=3, color=c["accent"], label=f"validation {metric}")
         ax2.yaxis.label.set_color(c["accent"])
 
 
@@ -154,18 +261,21 @@ class CountsChart(ThemedPlot):
         self.rows = [(str(a), int(b), int(c), str(d)) for a, b, c, d in rows]
         self.request(force=True)
 
-    def draw(self, ax, c) -> None:
+    def snapshot(self):
+        return list(self.rows)
+
+    def draw(self, ax, c, rows) -> None:
         ax.set_ylabel("PVS", fontsize=8)
         ax.grid(alpha=0.3, axis="y", color=c["grid"])
-        if not self.rows:
+        if not rows:
             ax.set_title("press Count", fontsize=8)
             return
-        labels = [r[0] for r in self.rows]
-        left = [r[1] for r in self.rows]
-        right = [r[2] for r in self.rows]
+        labels = [r[0] for r in rows]
+        left = [r[1] for r in rows]
+        right = [r[2] for r in rows]
         ax.bar(labels, left, color="#ffaa00", label="left")
         ax.bar(labels, right, bottom=left, color="#00b4ff", label="right")
-        for i, r in enumerate(self.rows):
+        for i, r in enumerate(rows):
             ax.text(i, r[1] + r[2], f"{r[1] + r[2]} (grade {r[3]})", ha="center", va="bottom", fontsize=7,
                     color=c["text"])
         ax.set_ylim(0, max(1, max(a + b for a, b in zip(left, right, strict=True))) * 1.6)

@@ -54,6 +54,25 @@ def _unit(a: np.ndarray) -> np.ndarray:
     return np.clip(a / max(hi, 1e-6), 0.0, 1.0).astype(np.float32)
 
 
+def _qc_maps(result) -> dict:
+    """What the registration widget shows besides the warped image, computed in the worker:
+    ``warped_max`` (its 99.5th percentile of the nonzero voxels, the display ceiling) and, for a
+    deformable transform, ``grid`` (deformation grid), ``jacobian`` (the determinant map on the
+    fixed grid), ``sdlogj`` and ``folding`` (fraction of voxels with a determinant <= 0)."""
+    from ..engine.registration import (deformation_grid, folding_fraction, jacobian_determinant, jacobian_map,
+                                       sdlogj)
+
+    data = result.warped.data
+    maps = {"warped_max": float(np.percentile(data[data > 0], 99.5)) if (data > 0).any() else 1.0}
+    if result.transform.ddf is not None:
+        fixed = result.warped
+        maps["grid"] = deformation_grid(fixed, result.transform)
+        j = jacobian_determinant(result.transform.ddf, result.transform.ddf_affine)
+        maps["jacobian"] = jacobian_map(fixed, result.transform, det=j)
+        maps["sdlogj"], maps["folding"] = float(sdlogj(j)), float(folding_fraction(j))
+    return maps
+
+
 def checkerboard(fixed: np.ndarray, warped: np.ndarray, voxel_size, square_mm: float = 10.0) -> np.ndarray:
     """Squares of ``square_mm`` alternating ``fixed`` and ``warped`` (both ``(Z, Y, X)`` on one
     grid, each scaled to [0, 1] by its 99.5th percentile); float32, same shape. In-plane
@@ -139,42 +158,45 @@ class RegistrationWidget(JobWidget):
         fixed, moving = layer_to_volume(f_layer), layer_to_volume(m_layer)
         method, masks, grid = str(self.method.value), bool(self.brain_masks.value), float(self.grid_mm.value)
         self._fixed_layer, self._moving_layer = f_layer, m_layer
-        return (lambda: register(fixed, moving, method=method, brain_masks=masks, grid_mm=grid),
-                f"registering '{m_layer.name}' to '{f_layer.name}' ({method}) ...")
 
-    def on_result(self, result) -> None:
-        from ..engine.registration import (deformation_grid, folding_fraction, jacobian_determinant, jacobian_map,
-                                           sdlogj)
+        def job():   # the QC maps too, in the worker: the result's arrival only adds layers
+            result = yield from register(fixed, moving, method=method, brain_masks=masks, grid_mm=grid)
+            return result, _qc_maps(result)
+        return job, f"registering '{m_layer.name}' to '{f_layer.name}' ({method}) ..."
 
+
+    def on_result(self, result):
+        """Show the warped image, the deformation grid and the Jacobian map, one layer per
+        event-loop turn (a generator: see :meth:`JobWidget.on_result`)."""
+        result, maps = result
         self.last = result
         src, mov = self._fixed_layer, self._moving_layer
         geom = source_geometry(src)
         meta = {**geometry_metadata(src), "registered_from": mov.name}
         data = result.warped.data
-        hi = float(np.percentile(data[data > 0], 99.5)) if (data > 0).any() else 1.0
         self.warped_layer = put_layer(
             self.viewer, f"{mov.name} on {src.name}", data, geom, meta,
             lambda d, **kw: self.viewer.add_image(d, colormap="magenta", blending="additive",
-                                                  contrast_limits=(0.0, hi), **kw))
+                                                  contrast_limits=(0.0, maps["warped_max"]), **kw))
+        yield
         msg = f"'{mov.name}' registered to '{src.name}' ({result.transform.method}) in {format_seconds(result.seconds)}"
-        fixed = result.warped
-        if result.transform.ddf is not None:
-            grid = deformation_grid(fixed, result.transform)
+        if "grid" in maps:
             self.grid_layer = put_layer(
-                self.viewer, "deformation grid", grid, geom, meta,
+                self.viewer, "deformation grid", maps["grid"], geom, meta,
                 lambda d, **kw: self.viewer.add_image(d, colormap="yellow", blending="additive",
                                                       contrast_limits=(0, 1), opacity=0.6, **kw))
-            j = jacobian_determinant(result.transform.ddf, result.transform.ddf_affine)
-            jac = jacobian_map(fixed, result.transform, det=j)
+            yield
             self.jacobian_layer = put_layer(
-                self.viewer, "Jacobian determinant", jac, geom, meta,
+                self.viewer, "Jacobian determinant", maps["jacobian"], geom, meta,
                 lambda d, **kw: self.viewer.add_image(d, colormap="bwr", contrast_limits=(0.5, 1.5),
                                                       visible=False, **kw))
-            msg += f"; SDlogJ {sdlogj(j):.3f}, folding {100 * folding_fraction(j):.2f} %"
+            yield
+            msg += f"; SDlogJ {maps['sdlogj']:.3f}, folding {100 * maps['folding']:.2f} %"
         self.warp_button.setEnabled(True)
         self.status.setText(msg)
         notify_info(msg)
         if self.qc_view.value != "overlay":
+            yield
             self.show_qc(str(self.qc_view.value))
 
     # ------------------------------------------------------------------ QC views

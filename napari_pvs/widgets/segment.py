@@ -117,16 +117,19 @@ class SegmentWidget(JobWidget):
             return result
         return job, f"segmenting '{layer.name}' with {path.name if path else 'the default model'} ..."
 
-    def on_result(self, result) -> None:
+    def on_result(self, result):
+        """Show the probability, uncertain and mask layers, one per event-loop turn, then the
+        summary (a generator: see :meth:`JobWidget.on_result`)."""
         self.prediction = result.prediction
-        self._show(result.prediction)
+        yield from self._show(result.prediction)
         msg = (f"Segmented '{self._source.name}' in {format_seconds(result.prediction.seconds)}: "
                f"{self._summary(result.prediction.threshold)}")
         self.status.setText(msg)
         notify_info(msg)
 
     # ------------------------------------------------------------------ layers
-    def _show(self, prediction) -> None:
+    def _show(self, prediction):
+        """Add or update the result layers; yields after each (one per event-loop turn)."""
         src = self._source
         geom = source_geometry(src)
         meta = {**geometry_metadata(src), "source_layer": src.name, "threshold": prediction.threshold}
@@ -134,6 +137,7 @@ class SegmentWidget(JobWidget):
             self.viewer, f"{src.name} PVS probability", prediction.prob, geom, meta,
             lambda d, **kw: self.viewer.add_image(d, colormap="magma", blending="additive",
                                                   contrast_limits=(0.0, 1.0), opacity=0.7, **kw))
+        yield
         old = self.uncertain_layer
         self.uncertain_layer = None
         if prediction.member_probs is not None:  # below the mask, which stays on top and selected
@@ -143,10 +147,12 @@ class SegmentWidget(JobWidget):
                 self.viewer, f"{src.name} PVS uncertain", data, geom,
                 {**meta, "members": int(prediction.member_probs.shape[0])},
                 lambda d, **kw: self.viewer.add_labels(d, opacity=0.5, **kw))
+            yield
         elif old is not None and old in self.viewer.layers:  # a single model has no member agreement
             self.viewer.layers.remove(old)
         self.mask_layer = put_layer(self.viewer, f"{src.name} PVS mask", prediction.mask, geom, meta,
                                     lambda d, **kw: self.viewer.add_labels(d, opacity=0.6, **kw))
+        yield
 
     def _summary(self, threshold: float) -> str:
         """"N PVS voxels at threshold t" and, with an ensemble, the uncertain objects."""
