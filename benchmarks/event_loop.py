@@ -13,7 +13,9 @@ before or after the job's result arrived). Targets: p99 under 50 ms, longest und
 Phases: *segment* (Segment PVS, the shipped default model, its result layers added),
 *train* (Train PVS model, a small U-Net for ``--steps`` steps on the scan and the mask just
 made), *place slices* (Count: atlas registration in the job runner, the regions layer
-added), *count* (Count: the Count button on the mask).
+added), *count* (Count: the Count button on the mask), and *napari add labels / image* (napari
+alone adding one layer of the scan's grid: the floor of any result's arrival, whatever the
+plugin does; results are shown one layer per event-loop turn).
 """
 
 from __future__ import annotations
@@ -125,7 +127,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scan", default="open_ms/longitudinal/patient01/study1_T2W.nii.gz")
     ap.add_argument("--slices", type=int, default=0, help="keep this many axial slices around the middle (0: all)")
     ap.add_argument("--steps", type=int, default=20, help="training steps")
-    ap.add_argument("--phases", default="segment,train,place,count")
+    ap.add_argument("--phases", default="segment,train,place,count,napari",
+                    help="'napari': napari alone adding one Labels and one Image layer of the scan's grid (the "
+                         "floor of a result's arrival, whatever the plugin does)")
     ap.add_argument("--cold", action="store_true",
                     help="do not import torch and MONAI before measuring (the first job of a session then pays "
                          "for their import)")
@@ -227,9 +231,27 @@ def main(argv=None) -> int:
             res["job_s"] = round(done - t0 - 0.1, 2)
             results["count"] = res
             print(f"count: {res}", flush=True)
+    if "napari" in phases:      # the floor: napari alone adding one Labels and one Image layer of this grid
+        from qtpy.QtCore import QTimer
+
+        for kind in ("labels", "image"):
+            wait(lambda: False, 1.0)
+            ticker.start()
+            t0 = time.perf_counter()
+            data = (vol.data > 0).astype(np.uint8) if kind == "labels" else vol.data.astype(np.float32)
+            add = viewer.add_labels if kind == "labels" else viewer.add_image
+            QTimer.singleShot(100, lambda a=add, d=data, k=kind: a(d, name=f"napari alone: {k}",
+                                                                   **layer_geometry(vol)))
+            wait(lambda k=kind: f"napari alone: {k}" in viewer.layers, 30)
+            done = time.perf_counter()
+            wait(lambda: False, 1.0)
+            res = stalls(ticker.stop(), ticker.interval, done)
+            res["job_s"] = round(done - t0 - 0.1, 2)
+            results[f"napari add {kind}"] = res
+            print(f"napari add {kind}: {res}", flush=True)
     print("\n| phase | job s | ticks | p99 stall ms | longest ms | longest at (s from result) | > 50 ms | > 200 ms |")
     print("|---|---|---|---|---|---|---|---|")
-    for name in ("segment", "train", "place slices", "count"):
+    for name in ("segment", "train", "place slices", "count", "napari add labels", "napari add image"):
         if name in results:
             r = results[name]
             print(f"| {name} | {r['job_s']} | {r['ticks']} | {r['p99_ms']} | {r['max_ms']} | "
