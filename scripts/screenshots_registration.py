@@ -16,7 +16,9 @@ What it does:
 2. opens patient01 visit 1's T2 and T1; the Register images widget registers the T1 to
    the T2 (``--method``, default affine); saves the overlay with
    the deformation grid (``registration.png``), the Jacobian map
-   (``registration_jacobian.png``) and the dock (``registration_widget.png``).
+   (``registration_jacobian.png``), the QC views checkerboard and edges
+   (``registration_checkerboard.png``, ``registration_edges.png``) and the dock
+   (``registration_widget.png``).
 """
 
 from __future__ import annotations
@@ -57,17 +59,28 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--method", default="affine", choices=["affine", "classical"])
     ap.add_argument("--size", type=int, nargs=2, default=(1580, 980))
+    ap.add_argument("--parts", default="rating,registration",
+                    help="which shots: 'rating' (atlas-placed slices), 'registration' (T1 to T2 and its QC views)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    import napari
 
-    from napari_pvs.widgets.count import CountWidget
-    from napari_pvs.widgets.registration import RegistrationWidget
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
 
     # 1. rating slices
+    if "rating" in args.parts:
+        _rating_slices(args, out)
+    if "registration" in args.parts:
+        _registration(args, out)
+    return 0
+
+
+def _rating_slices(args, out: Path) -> None:
+    import napari
+
+    from napari_pvs.widgets.count import CountWidget
+
     viewer = napari.Viewer(title="napari-pvs: rating slices by atlas", show=True)
     viewer.window.resize(*args.size)
     (t2,) = viewer.open(args.data / "open_ms/longitudinal/patient04/study1_T2W.nii.gz", plugin="napari-pvs")
@@ -86,7 +99,7 @@ def main(argv=None) -> int:
     count.place.image.value = t2
     count.place.start()
     wait_worker(count.place, 600)
-    rs = count.place.placed
+    rs = count.placement.slices
     log.info("placed: %s", count.place.status.text())
     counts = count.count()
     log.info("counts: %s", counts)
@@ -99,7 +112,13 @@ def main(argv=None) -> int:
         save_png(out / f"rating_slices_{name}.png", viewer.screenshot(canvas_only=False))
     viewer.close()
 
-    # 2. registration T1 -> T2
+
+def _registration(args, out: Path) -> None:
+    """2. registration T1 -> T2, with the QC views (checkerboard, edges)."""
+    import napari
+
+    from napari_pvs.widgets.registration import RegistrationWidget
+
     viewer = napari.Viewer(title="napari-pvs: register images", show=True)
     viewer.window.resize(*args.size)
     base = args.data / "open_ms/longitudinal/patient01"
@@ -122,9 +141,14 @@ def main(argv=None) -> int:
         reg.grid_layer.visible = False
         close_notifications(viewer)
         save_png(out / "registration_jacobian.png", viewer.screenshot(canvas_only=False))
+        reg.jacobian_layer.visible = False
+    for view in ("checkerboard", "edges"):
+        reg.qc_view.value = view          # the widget's QC view picker
+        pump(0.5)
+        close_notifications(viewer)
+        save_png(out / f"registration_{view}.png", viewer.screenshot(canvas_only=False))
     grab_widget(reg, out / "registration_widget.png")
     viewer.close()
-    return 0
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
+from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from ..engine.errors import PVSInputError
@@ -72,14 +73,44 @@ def scroll_column(owner: QWidget, widgets) -> None:
     scroll = QScrollArea()
     scroll.setWidgetResizable(True)
     scroll.setWidget(content)
-    QVBoxLayout(owner).addWidget(scroll)
+    outer = QVBoxLayout(owner)
+    outer.setContentsMargins(0, 0, 0, 0)      # the scroll area's frame is the margin
+    outer.addWidget(scroll)
     for w in widgets:
         layout.addWidget(w)
     layout.addStretch(1)
     # ask napari's dock for the content's width (up to 620 px), so that rows of buttons and
-    # pickers are not cut at the right on a 1366-px screen; taller content scrolls
-    bar = scroll.verticalScrollBar().sizeHint().width()
-    owner.setMinimumWidth(min(content.minimumSizeHint().width() + bar + 8, 620))
+    # pickers are not cut at the right on a 1366-px screen; taller content scrolls. Asked
+    # again once shown and whenever the content's layout changes: napari's style sheet,
+    # applied when docked, makes the widgets wider than at construction.
+    fit = _FitWidth(owner, content, scroll)
+    content.installEventFilter(fit)
+    owner.installEventFilter(fit)
+    owner._fit_width = fit          # kept alive with the owner
+    fit.update()
+
+
+class _FitWidth(QObject):
+    """Keeps a dock widget's minimum width at its scroll column's content width (<= 620 px)."""
+
+    LIMIT = 620
+
+    def __init__(self, owner: QWidget, content: QWidget, scroll: QScrollArea):
+        super().__init__(owner)
+        self.owner, self.content, self.scroll = owner, content, scroll
+
+    def update(self) -> None:
+        bar = self.scroll.verticalScrollBar().sizeHint().width()
+        frame = 2 * self.scroll.frameWidth()
+        want = min(self.content.minimumSizeHint().width() + bar + frame + 4, self.LIMIT)
+        if want != self.owner.minimumWidth():
+            self.owner.setMinimumWidth(want)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt name)
+        if event.type() in (QEvent.Type.Show, QEvent.Type.LayoutRequest, QEvent.Type.StyleChange,
+                            QEvent.Type.Polish):
+            self.update()
+        return False
 
 
 class JobPanel(QWidget):

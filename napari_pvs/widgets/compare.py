@@ -80,6 +80,7 @@ class CompareWidget(JobWidget):
         self.components: list = []
         self.metrics_rows: list[dict] = []
         self._volume_rows: list[dict] = []
+        self._building = False
         self._masks: list = []
         self._source = None
         self._reference_layer = None
@@ -152,6 +153,7 @@ class CompareWidget(JobWidget):
         """Show the grid (one layer per event-loop turn: a generator, see
         :meth:`JobWidget.on_result`), then the metrics."""
         self.comparison = result
+        self._masks, self._volume_rows = [], []      # no metrics until refresh(): the grid is built first
         yield from self._show()
         self.refresh()
         msg = (f"compared {len(result.predictions)} models on '{self._source.name}'"
@@ -166,6 +168,14 @@ class CompareWidget(JobWidget):
     def _show(self):
         """Grid mode: (T2, model) pairs at the bottom of the layer list, one cell each; yields
         after each layer added."""
+
+        self._building = True
+        try:
+            yield from self._build_grid()
+        finally:
+            self._building = False
+
+    def _build_grid(self):
         from napari.utils.colormaps import DirectLabelColormap
 
         for ly in self._comparison_layers():
@@ -203,7 +213,8 @@ class CompareWidget(JobWidget):
         unit = "components (IoU > 0.1)" if self.errors.value == "components" else "voxels"
         self.key_label.setText(color_key([(ERROR_COLORS[1], "true positive"), (ERROR_COLORS[2], "false positive"),
                                           (ERROR_COLORS[3], "false negative")]) + f" &nbsp; ({unit})")
-        show_canvas_key(self.viewer, f"green: true positive · red: false positive · blue: false negative ({unit})")
+        short = "components" if self.errors.value == "components" else "voxels"
+        show_canvas_key(self.viewer, f"green TP · red FP · blue FN ({short})")
 
     def stop_comparing(self, *_) -> None:
         """Remove the comparison layers, leave grid mode and show the hidden layers again."""
@@ -243,7 +254,7 @@ class CompareWidget(JobWidget):
         from ..engine.comparison import error_map
 
         comp = self.comparison
-        if comp is None:
+        if comp is None or self._building:       # the grid is still being built, one layer per turn
             return
         masks = self._masks = self.masks()
         for layer, mask in zip(self.model_layers, masks, strict=True):
@@ -279,7 +290,8 @@ class CompareWidget(JobWidget):
 
     def _on_step(self, *_) -> None:
         """A new slice on screen: only the slice columns change (the volume's are kept)."""
-        if self.comparison is not None and self.comparison.reference is not None and self._masks:
+        if (self.comparison is not None and self.comparison.reference is not None and self._masks
+                and len(self._masks) == len(self._volume_rows)):
             self._fill_metrics()
 
     def select_model(self, row: int, *, jump: bool = True) -> None:

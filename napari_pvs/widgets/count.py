@@ -392,6 +392,7 @@ class CountWidget(QWidget):
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         self.viewer.add_points(pts, name=name, size=4, face_color="yellow", features={"landmark": names},
+                               units=tuple(layer.units),
                                text={"string": "{landmark}", "color": "yellow", "size": 9,
                                      "anchor": "upper_left"}, out_of_slice_display=True)
         yield

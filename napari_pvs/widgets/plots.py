@@ -104,6 +104,7 @@ class ThemedPlot(QWidget):
         self._last = 0.0
         self._pending = False
         self._token = 0
+        self._width = None            # the width of the last image asked for (px)
         self._rendered = _Rendered(self)
         self._rendered.done.connect(self._show_image)
         self.n_draws = 0
@@ -124,7 +125,11 @@ class ThemedPlot(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt name)
         super().resizeEvent(event)
-        if self.figure is not None and abs(event.size().width() - event.oldSize().width()) > 4:
+        self._follow_width()
+
+    def _follow_width(self) -> None:
+        """Redraw when the widget is no longer as wide as the image asked for."""
+        if self._width is not None and abs(max(self.image.width(), 160) - self._width) > 4:
             self.request()
 
     def _redraw(self) -> None:
@@ -132,7 +137,8 @@ class ThemedPlot(QWidget):
         self._last = time.perf_counter()
         c = _theme_colors(self.viewer)
         ratio = max(1.0, float(self.devicePixelRatioF()))
-        size = (max(self.image.width(), 320), self.height_px)
+        size = (max(self.image.width(), 160), self.height_px)
+        self._width = size[0]
         data = self.snapshot()            # copies: the main thread goes on appending meanwhile
         self._token += 1
         token, rendered, build = self._token, self._rendered, self._build
@@ -189,6 +195,7 @@ class ThemedPlot(QWidget):
         pixmap.setDevicePixelRatio(ratio)
         self.image.setPixmap(pixmap)
         self.n_shown += 1
+        self._follow_width()         # resized while it was being drawn
 
     def draw(self, ax, colors: dict, data) -> None:  # pragma: no cover - abstract
         """Plot ``data`` (from :meth:`snapshot`) on ``ax`` (in the plot thread)."""
