@@ -23,7 +23,7 @@ def cmd_segment(args) -> int:
         check_nifti_out(args.agreement, "member agreement map")
     check_output_paths([args.output, args.prob, args.agreement], [args.image, args.checkpoint])
     image = load_scan(args.image, series=args.series)
-    loaded = load_segmenter(args.checkpoint, device=args.device)
+    loaded = load_segmenter(args.checkpoint, device=args.device, backend=args.backend)
     if args.agreement and loaded.name != "ensemble":
         raise PVSInputError(f"--agreement needs an ensemble checkpoint, this one is a {loaded.name!r} model",
                             loaded.path)
@@ -57,5 +57,8 @@ def add_parsers(sub, parent) -> None:
                         "each voxel PVS (uint8 0..n, .nii.gz; the same pass, no extra run). Voxels > 0 outside "
                         "the mask are the uncertain ones; 'napari-pvs count MAP' counts what any member finds")
     g.add_argument("--batch-size", type=int, default=8, help="slices per forward pass")
+    g.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="run the network with torch (default, the reference) or ONNX Runtime on the CPU "
+                        "(needs napari-pvs[fast]; the ONNX file is made once and cached)")
     add_device_arg(g)
     g.set_defaults(func=cmd_segment)

@@ -47,14 +47,16 @@ _RENDER_POOL = None
 
 
 def _render_pool():
-    """One background thread for every plot's rasterising (matplotlib's Agg: no Qt in it)."""
+    """One background thread for every plot's rasterising (matplotlib's Agg: no Qt in it).
+    It lives as long as the process, idle between plots; its name does not start with
+    ``napari-pvs-``, the prefix of the engine's job threads (which must end with their job)."""
     global _RENDER_POOL
     if _RENDER_POOL is None:
         from concurrent.futures import ThreadPoolExecutor
 
         from ..plugin.jobs import lower_thread_priority
 
-        _RENDER_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-pvs-plot",
+        _RENDER_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plots (napari-pvs)",
                                           initializer=lower_thread_priority)
     return _RENDER_POOL
 

@@ -35,8 +35,18 @@ from ..progress import run_to_end
 __all__ = ["Segmentation", "load_segmenter", "segment_job", "segment"]
 
 
-def load_segmenter(checkpoint: str | Path | None = None, *, device: str = "auto"):
+def load_segmenter(checkpoint: str | Path | None = None, *, device: str = "auto", backend: str = "torch"):
     """The model of ``checkpoint`` (default: the shipped default model) on ``device``.
+
+    Parameters
+    ----------
+    checkpoint : str or Path, optional
+    device : str
+        ``auto``, ``cpu``, ``cuda`` (torch backend).
+    backend : str
+        ``torch`` (the reference) or ``onnx``: the same network run by ONNX Runtime on the
+        CPU (:func:`~napari_pvs.engine.inference.onnx_backend.onnx_model`; probabilities
+        within 1e-3 of torch's).
 
     Returns
     -------
@@ -46,14 +56,21 @@ def load_segmenter(checkpoint: str | Path | None = None, *, device: str = "auto"
     ------
     PVSInputError
         The file is missing, not a napari-pvs checkpoint, or for another task; CUDA asked
-        for on a machine without it.
+        for on a machine without it; an unknown backend; ``onnx`` with ``device="cuda"`` or
+        without onnxruntime installed.
     """
     from ..data import default_checkpoint
     from ..device import pick_device
+    from ..inference.onnx_backend import BACKENDS, onnx_model
     from ..models.checkpoint import load_model
 
+    if backend not in BACKENDS:
+        raise PVSInputError(f"unknown inference backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "onnx" and str(device).startswith("cuda"):
+        raise PVSInputError("the onnx backend runs on the CPU; use the torch backend on cuda")
     path = Path(checkpoint).expanduser() if checkpoint not in (None, "") else default_checkpoint()
-    return load_model(path, device=pick_device(device))
+    loaded = load_model(path, device=pick_device("cpu" if backend == "onnx" else device))
+    return onnx_model(loaded) if backend == "onnx" else loaded
 
 
 @dataclass
