@@ -163,6 +163,8 @@ class OnnxNet(torch.nn.Module):
         opts.intra_op_num_threads = int(threads or torch.get_num_threads())
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no arena: with it ONNX Runtime kept ~800 MB more at peak than torch on a clinical T2
+        opts.enable_cpu_mem_arena = False
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         self.path, self.out_channels = Path(path), int(out_channels)
 
