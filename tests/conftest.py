@@ -128,3 +128,20 @@ def tiny_ensemble(folder: Path, *, n: int = 3, spacing_mm: float = 0.6) -> tuple
                                        model_name="mfnsde", model_config=cfg, spacing_mm=spacing_mm,
                                        percentiles=(0.5, 99.5), patch_size=(32, 32)))
     return ensemble_checkpoint(members, folder / "ensemble.pt"), members
+
+
+def open_annotate(make_napari_viewer, project: Path, scan: Path, rater: str = "alice"):
+    """A shown viewer with the Annotate PVS widget docked, a new project in ``project``, the
+    scan ``scan`` opened, added and loaded for ``rater``; returns ``(viewer, widget)``."""
+    from napari_pvs.widgets.annotate import AnnotateWidget
+
+    viewer = make_napari_viewer()
+    w = AnnotateWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.folder.value = project
+    w.rater.value = rater
+    w.create_project()
+    viewer.open(str(scan), plugin="napari-pvs")
+    w.add_image()
+    w.load_subject()
+    return viewer, w

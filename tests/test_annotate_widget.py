@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from conftest import make_phantom  # noqa: E402
+from conftest import make_phantom, open_annotate  # noqa: E402
 from napari_pvs.engine.io import save_volume  # noqa: E402
 
 
@@ -23,17 +23,7 @@ def phantom_t2(tmp_path):
 
 @pytest.fixture
 def widget(make_napari_viewer, tmp_path, phantom_t2):
-    from napari_pvs.widgets.annotate import AnnotateWidget
-
-    viewer = make_napari_viewer()
-    w = AnnotateWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    w.folder.value = tmp_path / "proj"
-    w.rater.value = "alice"
-    w.create_project()
-    viewer.open(str(phantom_t2), plugin="napari-pvs")
-    w.add_image()
-    w.load_subject()
+    _, w = open_annotate(make_napari_viewer, tmp_path / "proj", phantom_t2)
     yield w
     w.close_project()
 

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("napari")
 
-from conftest import real_file, write_nifti  # noqa: E402
+from conftest import open_annotate, real_file, write_nifti  # noqa: E402
 from napari_pvs.plugin.viewer import axial_axis_of, followed_layer, source_geometry  # noqa: E402
 
 # NIfTI affines (voxel (i, j, k) -> RAS mm) of the three storages
@@ -34,18 +34,7 @@ def _scan(tmp_path, storage: str):
 def _annotating(make_napari_viewer, tmp_path, storage: str):
     """A viewer with the Annotate PVS widget, a new project, the ``storage`` phantom added and
     loaded for rater alice; returns ``(viewer, widget)``."""
-    from napari_pvs.widgets.annotate import AnnotateWidget
-
-    viewer = make_napari_viewer()
-    w = AnnotateWidget(viewer)
-    viewer.window.add_dock_widget(w)
-    w.folder.value = tmp_path / "proj"
-    w.rater.value = "alice"
-    w.create_project()
-    viewer.open(str(_scan(tmp_path, storage)), plugin="napari-pvs")
-    w.add_image()
-    w.load_subject()
-    return viewer, w
+    return open_annotate(make_napari_viewer, tmp_path / "proj", _scan(tmp_path, storage))
 
 
 def _slice_labels(layer, axis: int) -> np.ndarray:

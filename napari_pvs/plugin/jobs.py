@@ -169,6 +169,7 @@ class JobRunner(QObject):
         self._pending = None
         self._showing = None          # the result's display generator, one step per turn
         self._finish_pending = False
+        self._gap_ms = 15
         self._last_progress = 0.0
         self._progress_timer = QTimer(self)
         self._progress_timer.setSingleShot(True)
@@ -188,10 +189,7 @@ class JobRunner(QObject):
         apart (the viewer draws and answers input between two steps). Called from a
         ``returned`` handler; ``finished`` is emitted after the last step. An error in a step
         is one notification with its traceback, and ends the display."""
-        if self._showing is not None:      # a display still running: finish it first
-            for _ in self._showing:
-                pass
-        self._showing = steps
+        self._showing = steps              # start() refuses a job while one is shown: never two
         self._gap_ms = int(gap_ms)
         QTimer.singleShot(0, self._show_step)
 

@@ -21,7 +21,6 @@ a panel, with :meth:`JobWidget.prepare` and :meth:`JobWidget.on_result` to overr
 from __future__ import annotations
 
 import inspect
-
 import logging
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING

@@ -75,11 +75,11 @@ class _WindowsOnly(torch.nn.Module):
 def _model_key(loaded: LoadedModel) -> str:
     """sha256 of the checkpoint file (or of the weights when there is no file), with the
     exporter's settings: the cache key of the ONNX file."""
+    from ..data import sha256_file
+
     h = hashlib.sha256()
     if loaded.path is not None and Path(loaded.path).is_file():
-        with open(loaded.path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        h.update(sha256_file(loaded.path).encode())
     else:
         for name, tensor in loaded.model.state_dict().items():
             h.update(name.encode())
@@ -89,9 +89,11 @@ def _model_key(loaded: LoadedModel) -> str:
 
 
 def _cache_dir() -> Path:
-    from platformdirs import user_cache_dir
+    """``$NAPARI_PVS_CACHE/onnx``, else ``onnx`` in napari-pvs's user cache
+    (:func:`napari_pvs.engine.data.cache_dir`)."""
+    from ..data import cache_dir
 
-    return Path(os.environ.get("NAPARI_PVS_CACHE") or user_cache_dir("napari-pvs")) / "onnx"
+    return Path(os.environ.get("NAPARI_PVS_CACHE") or cache_dir()) / "onnx"
 
 
 def export_onnx(loaded: LoadedModel, path: str | Path) -> Path:
