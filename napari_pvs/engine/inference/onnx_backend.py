@@ -85,7 +85,13 @@ def _model_key(loaded: LoadedModel) -> str:
             h.update(name.encode())
             h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     h.update(f"opset{_OPSET}|roi{tuple(loaded.roi_size)}|torch{torch.__version__}".encode())
+    if _whole_slice(loaded):
+        h.update(b"|dynamic-hw")
     return h.hexdigest()
+
+
+def _whole_slice(loaded: LoadedModel) -> bool:
+    return bool(getattr(loaded.config, "whole_slice", False))
 
 
 def _cache_dir() -> Path:
@@ -111,7 +117,8 @@ def export_onnx(loaded: LoadedModel, path: str | Path) -> Path:
     -------
     Path
         ``path``. Input ``windows``: float32 ``(B, C, H, W)`` with a dynamic ``B``, ``C`` the
-        1 + 2k slices of a 2.5D model, ``(H, W)`` = ``loaded.roi_size``; output ``logits``
+        1 + 2k slices of a 2.5D model, ``(H, W)`` = ``loaded.roi_size`` (dynamic too for a
+        whole-slice model, ``config.whole_slice``); output ``logits``
         float32 ``(B, K, H, W)``.
 
     Raises
@@ -126,13 +133,15 @@ def export_onnx(loaded: LoadedModel, path: str | Path) -> Path:
     net = _WindowsOnly(loaded.model.to("cpu").eval(), members).eval()
     channels = 1 + 2 * int(getattr(loaded.config, "context_slices", 0))
     example = torch.zeros((2, channels, *loaded.roi_size), dtype=torch.float32)
+    # whole-slice models take any multiple of their divisor: height and width are dynamic too
+    axes = {0: "batch", 2: "height", 3: "width"} if _whole_slice(loaded) else {0: "batch"}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
     os.close(fd)
     try:
         with torch.inference_mode(False), torch.no_grad():
             torch.onnx.export(net, (example,), tmp, input_names=["windows"], output_names=["logits"],
-                              dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}},
+                              dynamic_axes={"windows": axes, "logits": axes},
                               opset_version=_OPSET, dynamo=False)
         os.replace(tmp, path)
     except Exception as exc:

@@ -42,7 +42,7 @@ from ..device import autocast, free_cached_memory, is_out_of_memory, pick_device
 from ..errors import PVSInputError
 
 __all__ = ["Prediction", "InferenceProgress", "segment_iter", "predict_volume", "predict_stack",
-           "head_box", "BACKGROUND_LEVEL", "BRAIN_MARGIN_MM", "WINDOWS_PER_PASS"]
+           "head_box", "whole_slice_box", "BACKGROUND_LEVEL", "BRAIN_MARGIN_MM", "WINDOWS_PER_PASS"]
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,10 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
     n_out = loaded.config.out_channels * n_maps
     out = torch.zeros((n_maps, *stack.shape), dtype=torch.float32)
     n = int(stack.shape[0])
+    if bool(getattr(loaded.config, "whole_slice", False)):
+        return (yield from _predict_whole_slices(loaded, stack, run, out, batch_size=batch_size, device=device,
+                                                 crop_to_head=crop_to_head, roi_mask=roi_mask, context=context,
+                                                 members=members))
     if crop_to_head:
         todo, (rows, cols) = head_box(stack, tuple(loaded.roi_size), overlap)
     else:
@@ -290,6 +294,76 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
                 log.warning("out of %s memory: now %d windows a pass", device.type, per_pass)
         channels = logits[:, ::loaded.config.out_channels].float()  # channel 0 of each map
         out[:, idx, rows, cols] = torch.sigmoid(channels).transpose(0, 1).cpu()
+        yield n if start + batch_size >= todo.size else int(idx[-1]) + 1
+    return out if members else out[0]
+
+
+def whole_slice_box(stack: torch.Tensor, roi_mask: torch.Tensor | None, divisor: int,
+                    margin: int = 8) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """Slices and in-plane box that a whole-slice model is run on.
+
+    The box is the bounding box of ``roi_mask`` (bool ``(S, H, W)``; else of the pixels
+    above :data:`BACKGROUND_LEVEL`) grown by ``margin`` pixels and then to a multiple of
+    ``divisor`` where the slice allows it; the slices are those holding a True (or
+    foreground) pixel.
+
+    Returns
+    -------
+    (np.ndarray, (slice, slice))
+        Slice indices (int64, ascending) and the ``(rows, cols)`` box.
+    """
+    fg = roi_mask if roi_mask is not None else stack > BACKGROUND_LEVEL
+    todo = torch.nonzero(fg.flatten(1).any(dim=1)).flatten().numpy()
+    if todo.size == 0:
+        return todo, (slice(0, 0), slice(0, 0))
+    box = []
+    for size, counts in ((stack.shape[1], fg.sum(dim=(0, 2))), (stack.shape[2], fg.sum(dim=(0, 1)))):
+        keep = torch.nonzero(counts).flatten()
+        lo, hi = max(0, int(keep[0]) - margin), min(size, int(keep[-1]) + 1 + margin)
+        need = -(hi - lo) % divisor          # grow to a multiple of the divisor, within the slice
+        grow = min(need, size - hi)
+        hi, lo = hi + grow, max(0, lo - (need - grow))
+        box.append(slice(lo, hi))
+    return todo, (box[0], box[1])
+
+
+def _predict_whole_slices(loaded: LoadedModel, stack: torch.Tensor, run: Callable, out: torch.Tensor, *,
+                          batch_size: int, device: torch.device, crop_to_head: bool,
+                          roi_mask: torch.Tensor | None, context: int,
+                          members: bool) -> Generator[int, None, torch.Tensor]:
+    """:func:`predict_stack` for a model without normalisation layers
+    (``config.whole_slice``): each slice's brain box in one pass, zero-padded to the
+    model's divisor, instead of overlapping windows. Slices outside the ROI (or the head)
+    keep probability 0."""
+    n = int(stack.shape[0])
+    divisor = int(loaded.config.divisor)
+    if crop_to_head:
+        todo, (rows, cols) = whole_slice_box(stack, roi_mask, divisor)
+    else:
+        todo, (rows, cols) = np.arange(n), (slice(0, stack.shape[1]), slice(0, stack.shape[2]))
+    if todo.size == 0:
+        yield n
+        return out if members else out[0]
+    per_pass = max(1, int(batch_size))
+    for start in range(0, todo.size, batch_size):
+        idx = torch.as_tensor(todo[start:start + batch_size])
+        batch = slice_context(stack, idx, context)[:, :, rows, cols]
+        h, w = batch.shape[-2:]
+        batch = torch.nn.functional.pad(batch, (0, -w % divisor, 0, -h % divisor))
+        parts, i = [], 0
+        while i < batch.shape[0]:
+            try:
+                with torch.inference_mode(), autocast(device):
+                    parts.append(run(batch[i:i + per_pass].to(device)).float().cpu())
+                i += per_pass
+            except RuntimeError as exc:      # out of GPU memory: fewer slices a pass, same result
+                if not is_out_of_memory(exc) or per_pass == 1:
+                    raise
+                free_cached_memory(device)
+                per_pass = max(1, per_pass // 2)
+                log.warning("out of %s memory: now %d slices a pass", device.type, per_pass)
+        logits = torch.cat(parts)[..., :h, :w]
+        out[:, idx, rows, cols] = torch.sigmoid(logits[:, ::loaded.config.out_channels]).transpose(0, 1)
         yield n if start + batch_size >= todo.size else int(idx[-1]) + 1
     return out if members else out[0]
 

@@ -11,6 +11,8 @@ Each family has one file with its network class and its own frozen config datacl
 registered together (:mod:`.registry`):
 
 * ``unet``: MONAI's residual U-Net baseline (:mod:`.unet`);
+* ``liteunet``: a small 2.5D U-Net without normalisation layers for fast CPU inference on
+  whole slices, the default student (:mod:`.liteunet`);
 * ``mfnsde``: MfNS_De, the densely nested attention U-Net with multi-scale deep
   supervision of "Deep-learning-based segmentation of perivascular spaces on
   T2-weighted 3T MR images", Frontiers in Aging Neuroscience (2024) (:mod:`.mfnsde`);
@@ -46,6 +48,7 @@ from .registry import (
 from .losses import (MaxPoolDeepSupervisionLoss, deep_supervision_loss, default_dice_loss,
                      downsample_label_max)
 from .unet import UNet2D, UNetConfig
+from .liteunet import LiteUNet, LiteUNetConfig
 from .mfnsde import MfNSDe, MfNSDeConfig
 from .dynunet import DynUNet2D, DynUNetConfig, nnunet_plan, nnunet_train_settings
 from .gloms import GLoMSConfig, GLoMSNet
@@ -71,6 +74,8 @@ __all__ = [
     "downsample_label_max",
     "UNet2D",
     "UNetConfig",
+    "LiteUNet",
+    "LiteUNetConfig",
     "MfNSDe",
     "MfNSDeConfig",
     "DynUNet2D",

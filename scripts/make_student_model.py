@@ -1,0 +1,207 @@
+"""Distil the shipped ensemble into one fast ``liteunet`` student (the default model's recipe).
+
+Recipe (each stage recorded in the checkpoint):
+
+1. **Teacher maps.** The teacher (default: the shipped deep ensemble of three 2.5D MfNS_De)
+   segments every real training scan: every shared real T2 except the held-out patient01
+   visit 2 and patient07 (:data:`TRAIN_SCANS`). Maps are cached in ``--out`` (by scan and
+   teacher sha256).
+2. **Measured PVS distribution.** The real PVS-like objects of each training scan
+   (:func:`~napari_pvs.engine.candidates.find_pvs_candidates`, strict reference settings)
+   give the width and contrast quantiles (10th-90th percentile, pooled); the simulation
+   draws synthetic PVS over that range, widened to the faint end (contrast from
+   ``--min-contrast``), so the student sees PVS fainter than those the teacher finds.
+3. **Labels.** Self-training as in Xie Q. et al., "Self-training with Noisy Student
+   improves ImageNet classification", CVPR 2020 (arXiv:1911.04252): each real scan is
+   labelled with the teacher's confident, PVS-shaped detections
+   (:func:`~napari_pvs.engine.training.recipe.pseudo_label_example`); its other
+   detections and the real PVS-like objects it missed are ignored (unknown), the rest is
+   background. Each synthetic copy (``--copies`` seeds, lesion-like hard negatives
+   inserted) is labelled with its synthetic PVS plus the scan's confident teacher
+   detections.
+4. **Student.** ``liteunet`` (2.5D, no normalisation layers, whole-slice inference)
+   trained ``--minutes`` with Adam and SynthSeg-style domain randomisation (noisy student:
+   the student sees augmented inputs, the teacher saw clean ones). Validation: a synthetic
+   copy of patient04.
+
+``--install`` copies the result to ``napari_pvs/weights/pvs_default.pt``.
+
+Usage::
+
+    python scripts/make_student_model.py --out /tmp/napari-pvs-student [--minutes 25]
+        [--teacher CKPT] [--copies 2] [--features 8 16 32 64 128] [--seed 0] [--install]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from napari_pvs.engine.candidates import find_pvs_candidates, reference_config  # noqa: E402
+from napari_pvs.engine.data import sha256_file  # noqa: E402
+from napari_pvs.engine.inference import predict_volume  # noqa: E402
+from napari_pvs.engine.io import load_volume  # noqa: E402
+from napari_pvs.engine.models.checkpoint import read_checkpoint, update_checkpoint  # noqa: E402
+from napari_pvs.engine.synth import LesionMimicConfig, wide_simulation  # noqa: E402
+from napari_pvs.engine.training import TrainConfig, train  # noqa: E402
+from napari_pvs.engine.training.recipe import (RecipeConfig, TrainingExample, pseudo_label_example,  # noqa: E402
+                                               recipe_to_dict, synthetic_examples)
+
+#: real training scans (shared data path, lesion mask or None); held out: patient01 visit 2, patient07
+TRAIN_SCANS = (("open_ms/longitudinal/patient01/study1_T2W.nii.gz", None),
+               ("open_ms/longitudinal/patient04/study1_T2W.nii.gz", None),
+               ("stroke/T2.nii.gz", None),
+               ("clinical_stroke/T2.nii", "clinical_stroke/lesion_T2.nii"),
+               ("arc/M2265_T2w.nii.gz", None),
+               ("arc/M2208_T2w_mni.nii.gz", None))
+HELD_OUT = ("open_ms/longitudinal/patient01/study2_T2W.nii.gz", "open_ms/mni/patient07/T2.nii.gz")
+VALIDATION_SCAN = "open_ms/longitudinal/patient04/study1_T2W.nii.gz"
+VALIDATION_SEED = 99
+DEFAULT_WEIGHTS = ROOT / "napari_pvs" / "weights" / "pvs_default.pt"
+
+
+def teacher_map(teacher, teacher_sha: str, rel: str, vol, cache: Path) -> np.ndarray:
+    """The teacher's probability on ``vol`` (cached as ``cache/<scan>_<sha[:12]>.npy``)."""
+    path = cache / f"{rel.replace('/', '_')}_{teacher_sha[:12]}.npy"
+    if path.exists():
+        return np.load(path)
+    t = time.perf_counter()
+    prob = predict_volume(teacher, vol).prob.astype(np.float16)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, prob)
+    tmp.replace(path)
+    print(f"  teacher on {rel}: {time.perf_counter() - t:.0f} s, {(prob >= 0.5).sum()} voxels >= 0.5", flush=True)
+    return prob
+
+
+def measured_distribution(tables) -> dict:
+    """Pooled 10th/50th/90th percentiles of the real PVS-like objects' width (mm) and contrast."""
+    width = np.concatenate([np.asarray(t["width_mm"], float) for t in tables if len(t)])
+    contrast = np.concatenate([np.asarray(t["contrast"], float) for t in tables if len(t)])
+    q = (10, 50, 90)
+    return {"n_objects": int(width.size),
+            "width_mm_p10_p50_p90": [round(float(v), 3) for v in np.percentile(width, q)],
+            "contrast_p10_p50_p90": [round(float(v), 3) for v in np.percentile(contrast, q)]}
+
+
+def with_pseudo(ex: TrainingExample, pseudo: TrainingExample) -> TrainingExample:
+    """A synthetic copy also labelled with the scan's confident teacher detections."""
+    mask = (ex.mask > 0) | (pseudo.mask > 0)
+    ignore = ((ex.ignore > 0) if ex.ignore is not None else np.zeros_like(mask)) | (pseudo.ignore > 0)
+    ignore &= ~mask
+    return dataclasses.replace(ex, mask=mask.astype(np.uint8), ignore=ignore.astype(np.uint8),
+                               source=ex.source + " + teacher labels")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--out", required=True, help="folder for the checkpoint and the teacher cache")
+    ap.add_argument("--teacher", default=str(DEFAULT_WEIGHTS))
+    ap.add_argument("--teacher-backend", default="onnx", choices=("torch", "onnx"))
+    ap.add_argument("--minutes", type=float, default=25.0)
+    ap.add_argument("--copies", type=int, default=2)
+    ap.add_argument("--min-contrast", type=float, default=0.15,
+                    help="faintest simulated PVS (fraction of the tissue-CSF difference)")
+    ap.add_argument("--lesion-mimics", type=int, default=8)
+    ap.add_argument("--features", type=int, nargs="+", default=[8, 16, 32, 64, 128])
+    ap.add_argument("--patch", type=int, default=160)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--steps-per-epoch", type=int, default=100)
+    ap.add_argument("--no-pseudo-labels", action="store_true", help="synthetic PVS only (ablation)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--install", action="store_true", help=f"copy the result to {DEFAULT_WEIGHTS}")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data, out = Path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    from napari_pvs.engine.usecases import load_segmenter
+    teacher_sha = sha256_file(args.teacher)
+    teacher = load_segmenter(args.teacher, device="cpu", backend=args.teacher_backend)
+
+    base = RecipeConfig(copies=args.copies, thick_slice_mm=None, pseudo_labels=not args.no_pseudo_labels,
+                        lesion_mimics=LesionMimicConfig(n_lesions=args.lesion_mimics) if args.lesion_mimics else None)
+    scans, lesions, cands, refs, probs = {}, {}, {}, {}, {}
+    for rel, les in TRAIN_SCANS:
+        vol = load_volume(data / rel)
+        lesion = load_volume(data / les).data > 0 if les else None
+        scans[rel], lesions[rel] = vol, lesion
+        cands[rel] = find_pvs_candidates(vol, lesion, config=base.candidates)
+        refs[rel] = find_pvs_candidates(vol, lesion, config=reference_config()).table
+        if not args.no_pseudo_labels:
+            probs[rel] = teacher_map(teacher, teacher_sha, rel, vol, out)
+        print(f"{rel}: {vol.shape}, {len(cands[rel].table)} PVS-like objects, {len(refs[rel])} reference",
+              flush=True)
+    dist = measured_distribution(refs.values())
+    (w10, _, w90), (_, _, c90) = dist["width_mm_p10_p50_p90"], dist["contrast_p10_p50_p90"]
+    simulation = dataclasses.replace(wide_simulation(), width_mm=(round(max(0.5, w10), 2), round(max(w90, 1.5), 2)),
+                                     contrast=(args.min_contrast, round(max(c90, 0.6), 2)))
+    recipe = dataclasses.replace(base, simulation=simulation)
+    print(f"measured real PVS-like objects: {dist}; simulation width {simulation.width_mm} mm, "
+          f"contrast {simulation.contrast}", flush=True)
+
+    examples, counts = [], {}
+    for rel, vol in scans.items():
+        t = time.perf_counter()
+        syn = synthetic_examples(vol, range(1, recipe.copies + 1), recipe, lesion_mask=lesions[rel],
+                                 candidates=cands[rel])
+        if not args.no_pseudo_labels:
+            pseudo, counts[rel] = pseudo_label_example(probs[rel].astype(np.float32), vol, recipe,
+                                                       lesion_mask=lesions[rel], candidates=cands[rel])
+            syn = [with_pseudo(e, pseudo) for e in syn] + [pseudo]
+        examples += syn
+        print(f"  {rel}: {len(syn)} volumes ({time.perf_counter() - t:.0f} s) {counts.get(rel, '')}", flush=True)
+    val_recipe = dataclasses.replace(recipe, copies=1, lesion_mimics=None)
+    examples += synthetic_examples(scans[VALIDATION_SCAN], [VALIDATION_SEED], val_recipe,
+                                   candidates=cands[VALIDATION_SCAN])
+    prep_s = time.perf_counter() - t0
+
+    meta = {"recipe": recipe_to_dict(recipe), "kind": "student",
+            "teacher": {"file": Path(args.teacher).name, "sha256": teacher_sha, "backend": args.teacher_backend},
+            "measured_pvs": dist, "pseudo_labels": counts,
+            "data": [{"path": rel, "sha256": sha256_file(data / rel)} for rel, _ in TRAIN_SCANS],
+            "held_out": list(HELD_OUT), "script": "scripts/make_student_model.py " + " ".join(argv or sys.argv[1:]),
+            "stages": {"prepare_s": round(prep_s)}}
+    cfg = TrainConfig.for_model("liteunet", model_config={"features": tuple(args.features)}, epochs=100_000,
+                                steps_per_epoch=args.steps_per_epoch, max_minutes=args.minutes,
+                                batch_size=args.batch_size, patch_size=(args.patch, args.patch),
+                                domain_randomisation=True, seed=args.seed)
+    ckpt = out / "student.pt"
+    print(f"student: {len(examples)} volumes ({prep_s:.0f} s to prepare), {args.minutes} min", flush=True)
+    last = None
+    for ev in train([e.image for e in examples], [e.mask for e in examples], cfg, ckpt,
+                    ignore_masks=[e.ignore for e in examples], val_indices=[len(examples) - 1], metadata=meta):
+        last = ev
+        if ev.kind in ("start", "epoch", "done"):
+            print("  " + ev.summary(), flush=True)
+    meta["stages"]["student"] = {"steps": last.step, "best_val_dsc": last.best_val_metric,
+                                 "seconds": round(last.elapsed_s)}
+    update_checkpoint(ckpt, recipe=meta)
+    result = out / "model.pt"
+    shutil.copyfile(ckpt, result)
+    print(json.dumps(meta["stages"], indent=2))
+    print(f"wrote {result} ({result.stat().st_size / 2**20:.2f} MiB) in {time.perf_counter() - t0:.0f} s; "
+          f"recipe: {json.dumps(read_checkpoint(result)['recipe']['measured_pvs'])}")
+    if args.install:
+        DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result, DEFAULT_WEIGHTS)
+        print(f"installed {DEFAULT_WEIGHTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
