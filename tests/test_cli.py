@@ -151,7 +151,7 @@ def test_bad_inputs_exit_2_one_line_no_output(tmp_path, tiny_ckpt, capsys):
         (["train", "--image", str(good), "--mask", str(small_mask), "-o", str(tmp_path / "m.pt")],
          "mask_small.nii.gz: grid (16, 32, 4) differs"),
         (["train", "--image", str(good), "--mask", str(good_mask), "--model", "nope", "-o", str(tmp_path / "m.pt")],
-         "unknown model 'nope'; available: cmgraph, dynunet, frangi, gloms, mfnsde, unet"),
+         "unknown model 'nope'; available: cmgraph, dynunet, frangi, gloms, liteunet, mfnsde, unet"),
         (["train", "--image", str(good), "--mask", str(good_mask), "--init-from", str(tmp_path / "no.pt"),
           "-o", str(tmp_path / "m.pt")], "no.pt: checkpoint to start from not found"),
         (["count", str(text), "--bg-slice", "1", "--cso-slice", "2"], "notes.txt: not a readable scan"),

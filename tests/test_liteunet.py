@@ -3,6 +3,9 @@ ONNX Runtime within 1e-3 of torch on slices of any size, and the box and its sli
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -86,3 +89,22 @@ def test_liteunet_onnx_matches_torch_on_any_slice_size(lite_ckpt, tmp_path):
     p_fast = predict_volume(fast, vol, brain_only=False)
     assert p_ref.prob.shape == vol.shape
     assert float(np.abs(p_fast.prob - p_ref.prob).max()) < 1e-3
+
+
+def test_segmenting_with_the_student_imports_no_monai(lite_ckpt, tmp_path):
+    """The fast path (CLI segment with a liteunet checkpoint) never imports MONAI, whose import
+    alone takes 3-6 s on 2 cores; the families that need it are imported on first use."""
+    code = ("import sys\nfrom napari_pvs.cli import main\n"
+            "from napari_pvs.engine.io import save_volume\nsys.path.insert(0, 'tests')\n"
+            "from conftest import blob_volume\n"
+            f"vol, _ = blob_volume(3, shape=(4, 64, 64)); save_volume({str(tmp_path / 't2.nii.gz')!r}, vol.data, vol)\n"
+            f"rc = main(['segment', {str(tmp_path / 't2.nii.gz')!r}, '-o', {str(tmp_path / 'm.nii.gz')!r}, "
+            f"'--checkpoint', {str(lite_ckpt)!r}, '--device', 'cpu'])\n"
+            "assert rc == 0, rc\nprint('monai' in sys.modules, 'transformers' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["False", "False"], out.stdout
+    assert (tmp_path / "m.nii.gz").is_file()
+    from napari_pvs.engine.models import MODEL_REGISTRY
+
+    assert "mfnsde" in MODEL_REGISTRY and len(MODEL_REGISTRY) >= 9      # every family on demand

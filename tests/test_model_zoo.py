@@ -25,6 +25,7 @@ from napari_pvs.engine.training.loop import poly_lr
 #: small configs (fast on 2 cores); dynunet: 3 levels, divisor 4
 SMALL = {
     "unet": {"features": (4, 8, 16, 32)},
+    "liteunet": {"features": (4, 8, 16, 32)},
     "mfnsde": {"features": (4, 8, 16, 32)},
     "gloms": {"features": (4, 8, 16, 32), "hidden_size": 16, "num_heads": 2, "reference_size": 64},
     "cmgraph": {"features": (4, 8, 16, 32), "num_heads": 2, "image_nodes": 4},
@@ -32,7 +33,7 @@ SMALL = {
                 "deep_supr_num": 1},
     "frangi": {},
 }
-LEARNED = ["unet", "mfnsde", "gloms", "cmgraph", "dynunet"]
+LEARNED = ["unet", "liteunet", "mfnsde", "gloms", "cmgraph", "dynunet"]
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +46,7 @@ def _main(out):
 
 
 def test_every_issue_model_is_registered():
-    assert available_models() == ["cmgraph", "dynunet", "frangi", "gloms", "mfnsde", "unet"]
+    assert available_models() == ["cmgraph", "dynunet", "frangi", "gloms", "liteunet", "mfnsde", "unet"]
     assert "acsgreg" in available_models(None)
 
 

@@ -50,7 +50,7 @@ def test_registry_lists_both_models():
 
 
 def test_unknown_model_names_the_available_ones():
-    with pytest.raises(ValueError, match=r"unknown model 'x'; available: cmgraph, dynunet, frangi, gloms, mfnsde, unet"):
+    with pytest.raises(ValueError, match=r"unknown model 'x'; available: cmgraph, dynunet, frangi, gloms, liteunet, mfnsde, unet"):
         build_model("x")
 
 

@@ -298,14 +298,14 @@ def test_unexpected_worker_error_is_one_notification_with_its_traceback(make_nap
     assert viewer.add_points(np.array([[1, 2, 3]])) in viewer.layers     # the viewer lives
 
 
-@pytest.mark.parametrize("model", ["cmgraph", "dynunet", "frangi", "gloms", "mfnsde", "unet"])
+@pytest.mark.parametrize("model", ["cmgraph", "dynunet", "frangi", "gloms", "liteunet", "mfnsde", "unet"])
 def test_train_widget_trains_every_model_it_offers(make_napari_viewer, qtbot, tmp_path, errors, model):
     """Every family in the model box trains a few steps from the widget, the weight-free
     Frangi baseline included (its threshold is fitted)."""
     from napari_pvs.engine.models.checkpoint import load_model
 
     viewer, widget = _train_setup(make_napari_viewer, tmp_path, epochs=1, steps=2)
-    assert sorted(widget.model.choices) == ["cmgraph", "dynunet", "frangi", "gloms", "mfnsde", "unet"]
+    assert sorted(widget.model.choices) == ["cmgraph", "dynunet", "frangi", "gloms", "liteunet", "mfnsde", "unet"]
     widget.model.value = model
     widget.features.value = "8, 16, 32" if model == "dynunet" else "4, 8, 16, 32"
     widget.checkpoint_path = tmp_path / f"{model}.pt"

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 
 from ..anatomy.morphology import dilate_mm, spacing_mm
 from ..anatomy.regions import find_brain_mask, find_wide_csf
@@ -266,6 +265,8 @@ def predict_stack(loaded: LoadedModel, stack: torch.Tensor, *, batch_size: int =
         return (yield from _predict_whole_slices(loaded, stack, run, out, batch_size=batch_size, device=device,
                                                  crop_to_head=crop_to_head, roi_mask=roi_mask, context=context,
                                                  members=members))
+    from monai.inferers import sliding_window_inference  # here: importing MONAI takes seconds
+
     if crop_to_head:
         todo, (rows, cols) = head_box(stack, tuple(loaded.roi_size), overlap)
     else:

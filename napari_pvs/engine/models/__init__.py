@@ -35,6 +35,8 @@ One 3D registration network shares the registry (``task="registration"``, left o
 ``available_models()``' default list): ``acsgreg``, ACSGRegNet (:mod:`.acsgreg`).
 """
 
+import importlib
+
 from .base import SegmentationNet, SegmentationNetConfig, as_batch
 from .registry import (
     MODEL_REGISTRY,
@@ -45,17 +47,34 @@ from .registry import (
     model_spec,
     register_model,
 )
-from .losses import (MaxPoolDeepSupervisionLoss, deep_supervision_loss, default_dice_loss,
-                     downsample_label_max)
-from .unet import UNet2D, UNetConfig
-from .liteunet import LiteUNet, LiteUNetConfig
-from .mfnsde import MfNSDe, MfNSDeConfig
-from .dynunet import DynUNet2D, DynUNetConfig, nnunet_plan, nnunet_train_settings
-from .gloms import GLoMSConfig, GLoMSNet
-from .cmgraph import CMGraphConfig, CMGraphNet, PVS_TEXTS, embed_texts
-from .frangi import FrangiConfig, FrangiBaseline
-from .acsgreg import ACSGRegConfig, ACSGRegNet
-from .ensemble import EnsembleConfig, EnsembleNet
+
+#: public name -> submodule, imported on first use (PEP 562): most families import MONAI
+_WHERE = {
+    **dict.fromkeys(("MaxPoolDeepSupervisionLoss", "deep_supervision_loss", "default_dice_loss",
+                     "downsample_label_max"), "losses"),
+    **dict.fromkeys(("UNet2D", "UNetConfig"), "unet"),
+    **dict.fromkeys(("LiteUNet", "LiteUNetConfig"), "liteunet"),
+    **dict.fromkeys(("MfNSDe", "MfNSDeConfig"), "mfnsde"),
+    **dict.fromkeys(("DynUNet2D", "DynUNetConfig", "nnunet_plan", "nnunet_train_settings"), "dynunet"),
+    **dict.fromkeys(("GLoMSConfig", "GLoMSNet"), "gloms"),
+    **dict.fromkeys(("CMGraphConfig", "CMGraphNet", "PVS_TEXTS", "embed_texts"), "cmgraph"),
+    **dict.fromkeys(("FrangiConfig", "FrangiBaseline"), "frangi"),
+    **dict.fromkeys(("ACSGRegConfig", "ACSGRegNet"), "acsgreg"),
+    **dict.fromkeys(("EnsembleConfig", "EnsembleNet"), "ensemble"),
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = [
     "MODEL_REGISTRY",

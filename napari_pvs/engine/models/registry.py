@@ -10,6 +10,7 @@ input modality, ...).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -95,7 +96,63 @@ class ModelSpec:
         return self.network(self.config_from_dict(config))
 
 
-MODEL_REGISTRY: dict[str, ModelSpec] = {}
+#: family name -> module of :mod:`napari_pvs.engine.models` that registers it. Families are
+#: imported when first asked for, so that loading a ``liteunet`` checkpoint does not import
+#: MONAI (3-6 s) through the other families.
+FAMILY_MODULES = {"unet": "unet", "liteunet": "liteunet", "mfnsde": "mfnsde", "dynunet": "dynunet",
+                  "gloms": "gloms", "cmgraph": "cmgraph", "frangi": "frangi", "acsgreg": "acsgreg",
+                  "ensemble": "ensemble"}
+
+
+def _import_family(key: str) -> None:
+    module = FAMILY_MODULES.get(key)
+    if module is not None and not dict.__contains__(MODEL_REGISTRY, key):
+        importlib.import_module(f"{__package__}.{module}")
+
+
+def _import_all() -> None:
+    for key in FAMILY_MODULES:
+        _import_family(key)
+
+
+class _Registry(dict):
+    """``name -> ModelSpec``; looking a name up imports its family's module first, and
+    listing the registry imports every family (see :data:`FAMILY_MODULES`)."""
+
+    def __getitem__(self, key):
+        _import_family(key)
+        return dict.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        _import_family(key)
+        return dict.get(self, key, default)
+
+    def __contains__(self, key) -> bool:
+        _import_family(key)
+        return dict.__contains__(self, key)
+
+    def __iter__(self):
+        _import_all()
+        return dict.__iter__(self)
+
+    def __len__(self) -> int:
+        _import_all()
+        return dict.__len__(self)
+
+    def keys(self):
+        _import_all()
+        return dict.keys(self)
+
+    def values(self):
+        _import_all()
+        return dict.values(self)
+
+    def items(self):
+        _import_all()
+        return dict.items(self)
+
+
+MODEL_REGISTRY: dict[str, ModelSpec] = _Registry()
 
 
 def register_model(name: str, description: str, config_class: type, *,
@@ -119,9 +176,10 @@ def register_model(name: str, description: str, config_class: type, *,
                          f"got {config_class!r}")
 
     def decorator(network: type) -> type:
-        if key in MODEL_REGISTRY:
+        if dict.__contains__(MODEL_REGISTRY, key):
             raise ValueError(f"model '{key}' is already registered")
-        MODEL_REGISTRY[key] = ModelSpec(key, description, network, config_class, task, dict(train_defaults or {}))
+        dict.__setitem__(MODEL_REGISTRY, key, ModelSpec(key, description, network, config_class, task,
+                                                          dict(train_defaults or {})))
         return network
 
     return decorator

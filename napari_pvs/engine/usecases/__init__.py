@@ -21,12 +21,33 @@ No front end re-assembles these from lower engine parts. Long jobs are closed (s
 ``gen.close()``; results are written atomically.
 """
 
-from .comparison import compare, compare_job, comparison_models
-from .rating import (AtlasPlacement, ScanRating, count_rating, place_rating_slices_job, rate_scan,
-                     rate_scan_job)
-from .segmentation import Segmentation, load_segmenter, segment, segment_job
-from .training import (TrainOutcome, TrainPlan, TrainRequest, plan_training, record_training, run_training_plan,
-                       train, train_job)
+from __future__ import annotations
+
+import importlib
+
+#: public name -> submodule; imported on first use (PEP 562), so that a command that only
+#: segments does not import the training stack (MONAI alone takes 3-6 s to import)
+_WHERE = {
+    **dict.fromkeys(("compare", "compare_job", "comparison_models"), "comparison"),
+    **dict.fromkeys(("AtlasPlacement", "ScanRating", "count_rating", "place_rating_slices_job", "rate_scan",
+                     "rate_scan_job"), "rating"),
+    **dict.fromkeys(("Segmentation", "load_segmenter", "segment", "segment_job"), "segmentation"),
+    **dict.fromkeys(("TrainOutcome", "TrainPlan", "TrainRequest", "plan_training", "record_training",
+                     "run_training_plan", "train", "train_job"), "training"),
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __all__ = ["TrainRequest", "TrainPlan", "TrainOutcome", "plan_training", "run_training_plan", "record_training",
            "train_job", "train", "Segmentation", "load_segmenter", "segment_job", "segment", "AtlasPlacement",
