@@ -44,7 +44,8 @@ def add_parsers(sub, parent) -> None:
                        help="segment PVS in a T2 image (shipped default model or a checkpoint)",
                        description="Segment PVS; the mask (and probability map) get the input's affine and header.")
     g.add_argument("image", help="T2-weighted scan: NIfTI, MGZ, or a DICOM series (folder or one file)")
-    add_checkpoint_arg(g, "checkpoint from 'napari-pvs train' (default: the shipped default model)")
+    add_checkpoint_arg(g, "checkpoint from 'napari-pvs train', or 'default' (the shipped fast model, the default) "
+                          "or 'accurate' (the shipped ensemble: slower, with --agreement)")
     g.add_argument("-o", "--output", metavar="MASK", help="output mask file (.nii.gz)")
     g.add_argument("--derivative", metavar="DIR",
                    help="also (or instead) write a BIDS derivative: DIR/sub-XX[/ses-YY]/anat/..._desc-pvs_mask.nii.gz "
@@ -53,12 +54,13 @@ def add_parsers(sub, parent) -> None:
     g.add_argument("--prob", metavar="PROB", help="also write the probability map (.nii.gz)")
     g.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     g.add_argument("--agreement", metavar="MAP",
-                   help="ensemble checkpoints (the default model is one): also write how many members call "
+                   help="ensemble checkpoints ('-m accurate' is one): also write how many members call "
                         "each voxel PVS (uint8 0..n, .nii.gz; the same pass, no extra run). Voxels > 0 outside "
                         "the mask are the uncertain ones; 'napari-pvs count MAP' counts what any member finds")
     g.add_argument("--batch-size", type=int, default=8, help="slices per forward pass")
-    g.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                   help="run the network with torch (default, the reference) or ONNX Runtime on the CPU "
-                        "(needs napari-pvs[fast]; the ONNX file is made once and cached)")
+    g.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="run the network with torch (the reference) or ONNX Runtime on the CPU (needs "
+                        "napari-pvs[fast]; the ONNX file is made once and cached); auto (default): ONNX Runtime "
+                        "for the whole-slice default model on the CPU when it is installed, else torch")
     add_device_arg(g)
     g.set_defaults(func=cmd_segment)

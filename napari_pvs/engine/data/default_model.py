@@ -9,10 +9,19 @@ from pathlib import Path
 
 from ..errors import PVSInputError
 
-__all__ = ["DEFAULT_CHECKPOINT_NAME", "default_checkpoint"]
+__all__ = ["DEFAULT_CHECKPOINT_NAME", "ACCURATE_CHECKPOINT_NAME", "SHIPPED_MODELS", "default_checkpoint",
+           "accurate_checkpoint", "resolve_checkpoint"]
 
 #: file name of the shipped default model in ``napari_pvs/weights/``
 DEFAULT_CHECKPOINT_NAME = "pvs_default.pt"
+#: file name of the shipped "accurate" model (the ensemble the default is distilled from)
+ACCURATE_CHECKPOINT_NAME = "pvs_accurate.pt"
+#: names a user may give instead of a checkpoint file (``--checkpoint accurate``)
+SHIPPED_MODELS = {"default": DEFAULT_CHECKPOINT_NAME, "accurate": ACCURATE_CHECKPOINT_NAME}
+
+
+def _weights(name: str) -> Path:
+    return Path(__file__).resolve().parents[2] / "weights" / name
 
 
 def default_checkpoint() -> Path:
@@ -30,8 +39,40 @@ def default_checkpoint() -> Path:
         The file is not installed (a source checkout without it: run
         ``python scripts/make_default_model.py --install``).
     """
-    path = Path(__file__).resolve().parents[2] / "weights" / DEFAULT_CHECKPOINT_NAME
+    path = _weights(DEFAULT_CHECKPOINT_NAME)
     if not path.is_file():
-        raise PVSInputError("the default model is not installed; make it with "
-                            "'python scripts/make_default_model.py --out DIR --install'", path)
+        raise PVSInputError("the default model is not installed; make it with 'make default-model'", path)
     return path
+
+
+def accurate_checkpoint() -> Path:
+    """Path of the shipped "accurate" model (``napari_pvs/weights/pvs_accurate.pt``): the deep
+    ensemble of three 2.5D MfNS_De that the default model is distilled from. Three network
+    passes (slower), with a member-agreement map.
+
+    Raises
+    ------
+    PVSInputError
+        The file is not installed.
+    """
+    path = _weights(ACCURATE_CHECKPOINT_NAME)
+    if not path.is_file():
+        raise PVSInputError("the accurate model is not installed; make it with 'make accurate-model'", path)
+    return path
+
+
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    """A checkpoint file from what a user gave: None or ``""`` or ``"default"`` (the shipped
+    default), ``"accurate"`` (the shipped ensemble), else a path (``~`` expanded; not checked
+    here).
+
+    Example
+    -------
+    >>> resolve_checkpoint("accurate").name
+    'pvs_accurate.pt'
+    """
+    if checkpoint is None or str(checkpoint) in ("", "default"):
+        return default_checkpoint()
+    if str(checkpoint) == "accurate":
+        return accurate_checkpoint()
+    return Path(checkpoint).expanduser()

@@ -43,7 +43,7 @@ __all__ = ["onnx_model", "export_onnx", "OnnxNet", "OnnxEnsembleNet", "onnx_avai
 log = logging.getLogger(__name__)
 
 #: inference backends: ``torch`` (the reference) and ``onnx`` (ONNX Runtime, CPU)
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 _OPSET = 17
 
 

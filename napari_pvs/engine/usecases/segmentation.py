@@ -35,18 +35,21 @@ from ..progress import run_to_end
 __all__ = ["Segmentation", "load_segmenter", "segment_job", "segment"]
 
 
-def load_segmenter(checkpoint: str | Path | None = None, *, device: str = "auto", backend: str = "torch"):
+def load_segmenter(checkpoint: str | Path | None = None, *, device: str = "auto", backend: str = "auto"):
     """The model of ``checkpoint`` (default: the shipped default model) on ``device``.
 
     Parameters
     ----------
     checkpoint : str or Path, optional
+        A checkpoint file, or ``"default"`` / ``"accurate"`` for the shipped models
+        (:func:`~napari_pvs.engine.data.resolve_checkpoint`).
     device : str
         ``auto``, ``cpu``, ``cuda`` (torch backend).
     backend : str
-        ``torch`` (the reference) or ``onnx``: the same network run by ONNX Runtime on the
+        ``torch`` (the reference), ``onnx``: the same network run by ONNX Runtime on the
         CPU (:func:`~napari_pvs.engine.inference.onnx_backend.onnx_model`; probabilities
-        within 1e-3 of torch's).
+        within 1e-3 of torch's), or ``auto`` (default): ``onnx`` for a whole-slice model
+        (``liteunet``, the default) on the CPU when onnxruntime is installed, else ``torch``.
 
     Returns
     -------
@@ -58,18 +61,28 @@ def load_segmenter(checkpoint: str | Path | None = None, *, device: str = "auto"
         The file is missing, not a napari-pvs checkpoint, or for another task; CUDA asked
         for on a machine without it; an unknown backend; ``onnx`` with ``device="cuda"`` or
         without onnxruntime installed.
+
+    Example
+    -------
+    >>> loaded = load_segmenter("accurate", device="cpu", backend="torch")   # doctest: +SKIP
+    >>> loaded.name
+    'ensemble'
     """
-    from ..data import default_checkpoint
+    from ..data import resolve_checkpoint
     from ..device import pick_device
-    from ..inference.onnx_backend import BACKENDS, onnx_model
+    from ..inference.onnx_backend import BACKENDS, onnx_available, onnx_model
     from ..models.checkpoint import load_model
 
     if backend not in BACKENDS:
         raise PVSInputError(f"unknown inference backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     if backend == "onnx" and str(device).startswith("cuda"):
         raise PVSInputError("the onnx backend runs on the CPU; use the torch backend on cuda")
-    path = Path(checkpoint).expanduser() if checkpoint not in (None, "") else default_checkpoint()
-    loaded = load_model(path, device=pick_device("cpu" if backend == "onnx" else device))
+    path = resolve_checkpoint(checkpoint)
+    dev = pick_device("cpu" if backend == "onnx" else device)
+    loaded = load_model(path, device=dev)
+    if backend == "auto":
+        whole = bool(getattr(loaded.config, "whole_slice", False))
+        backend = "onnx" if whole and dev.type == "cpu" and onnx_available() else "torch"
     return onnx_model(loaded) if backend == "onnx" else loaded
 
 
