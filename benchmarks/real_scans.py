@@ -1,7 +1,9 @@
 """Real-scan benchmark: do the models find the real PVS of real T2 scans?
 
 On every shared real T2 (open_ms patient01 visits 1 and 2, patient04, patient07 in 1 mm
-MNI space with its expert lesion mask, the stroke T2), *without* inserted PVS, for each
+MNI space with its expert lesion mask, the stroke T2, the 1 mm clinical stroke T2 with its
+lesion mask, and the two ARC T2s: M2265 stored coronally, M2208 skull-stripped in MNI space),
+*without* inserted PVS, for each
 model given with ``--model NAME=CKPT``:
 
 * detected PVS (3D components, 26-connectivity) per region: BG, CSO white matter, other
@@ -79,6 +81,9 @@ SCANS = {
     "p04_v1": ("open_ms/longitudinal/patient04/study1_T2W.nii.gz", None),
     "p07_1mm": ("open_ms/mni/patient07/T2.nii.gz", "open_ms/mni/patient07/lesion_mask.nii.gz"),
     "stroke_1mm": ("stroke/T2.nii.gz", None),
+    "cstroke_1mm": ("clinical_stroke/T2.nii", "clinical_stroke/lesion_T2.nii"),
+    "arc_M2265": ("arc/M2265_T2w.nii.gz", None),
+    "arc_M2208_mni": ("arc/M2208_T2w_mni.nii.gz", None),
 }
 SYNTHETIC = {"p01_v2": 3, "p07_1mm": 3}
 CONN = ndi.generate_binary_structure(3, 3)
@@ -246,6 +251,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scans", default=",".join(SCANS), help="comma-separated subset of " + ",".join(SCANS))
     ap.add_argument("--no-synthetic", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                    help="inference backend of every model (default auto: ONNX Runtime when installed; "
+                         "probabilities within 1e-3 of torch)")
     ap.add_argument("--slices", choices=["atlas", "landmark"], default="atlas",
                     help="rating slices by atlas registration, counted within the atlas BG / white matter "
                          "(default), or by the ventricle landmark on whole slices")
@@ -264,7 +272,13 @@ def main(argv=None) -> int:
     thresholds = {name: float(path.rsplit("@", 1)[1]) if "@" in path else 0.5 for name, path in models.items()}
     models = {name: path.rsplit("@", 1)[0] for name, path in models.items()}
     members = {name: path.split("+") for name, path in models.items()}
+    from napari_pvs.engine.inference.onnx_backend import onnx_available, onnx_model
+
+    backend = ("onnx" if onnx_available() else "torch") if args.backend == "auto" else args.backend
     by_path = {path: load_model(path) for paths in members.values() for path in paths}
+    if backend == "onnx":
+        by_path = {path: onnx_model(loaded) for path, loaded in by_path.items()}
+    results["backend"] = backend
     probs: dict = {}
 
     def member_prob(path: str, key: str, image) -> tuple[np.ndarray, float]:
