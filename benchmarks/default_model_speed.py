@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     models = [parse_model(m) for m in (args.model or DEFAULT_MODELS)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    for name, ckpt, backend in models:      # one-off ONNX exports (cached), not timed
+    for _, ckpt, backend in models:      # one-off ONNX exports (cached), not timed
         if backend in ("onnx", "auto"):
             subprocess.run([sys.executable, "-c", "import sys; from napari_pvs.engine.usecases import load_segmenter; "
                             "load_segmenter(sys.argv[1], device='cpu', backend=sys.argv[2])", ckpt, backend],
