@@ -1,4 +1,8 @@
-"""Train the shipped default PVS model (or an ablation of its recipe) from the shared real data.
+"""Train the shipped "accurate" PVS model (the default until 2026-12) or an ablation of its recipe.
+
+Since 2026-12 the shipped *default* is a fast ``liteunet`` student distilled from this model
+(``scripts/make_student_model.py``, ``make default-model``); this script makes the teacher,
+``napari_pvs/weights/pvs_accurate.pt`` (``make accurate-model``, ``--checkpoint accurate``).
 
 Recipe (:mod:`napari_pvs.engine.training.recipe`), each step switchable for the benchmark:
 
@@ -15,15 +19,15 @@ Recipe (:mod:`napari_pvs.engine.training.recipe`), each step switchable for the 
 Held out for the benchmark (``benchmarks/real_scans.py``): patient01 visit 2 (another
 visit) and patient07 (1 mm, MNI space, expert lesion mask).
 
-The shipped model (``make default-model``) is the variant that did best on the real-scan
+The shipped accurate model (``make accurate-model``) is the variant that did best on the real-scan
 benchmark: a deep ensemble (``--ensemble``) of three members, each trained with
 ``--minutes 8 --narrow-simulation --no-thick-slices --no-pseudo-labels --lesion-mimics 8
 --context-slices 1`` and ``--seed`` 0, 1 and 2 (synthetic PVS + the ignore mask on real
 PVS-like objects, domain randomisation, lesion-like hard negatives, 2.5D input).
 
 The checkpoint records the recipe, the data files (with sha256), the stages and their
-numbers. ``--install`` copies it to ``napari_pvs/weights/pvs_default.pt`` (the model the
-Segment widget and ``napari-pvs segment`` use by default).
+numbers. ``--install`` copies it to ``napari_pvs/weights/pvs_accurate.pt`` (``--checkpoint
+accurate`` in ``napari-pvs segment``, *accurate (ensemble)* in the Segment widget).
 
 Usage::
 
@@ -66,7 +70,7 @@ TRAIN_SCANS = ("open_ms/longitudinal/patient01/study1_T2W.nii.gz",
                "stroke/T2.nii.gz")
 VALIDATION_SCAN = "open_ms/longitudinal/patient04/study1_T2W.nii.gz"
 VALIDATION_SEED = 99
-DEFAULT_WEIGHTS = ROOT / "napari_pvs" / "weights" / "pvs_default.pt"
+DEFAULT_WEIGHTS = ROOT / "napari_pvs" / "weights" / "pvs_accurate.pt"
 
 
 def run_train(images, masks, ignores, cfg, ckpt, *, val_indices, metadata, init_from=None) -> dict:

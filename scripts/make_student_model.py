@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", required=True, help="folder for the checkpoint and the teacher cache")
-    ap.add_argument("--teacher", default=str(DEFAULT_WEIGHTS))
+    ap.add_argument("--teacher", default=str(DEFAULT_WEIGHTS.with_name("pvs_accurate.pt")))
     ap.add_argument("--teacher-backend", default="onnx", choices=("torch", "onnx"))
     ap.add_argument("--minutes", type=float, default=25.0)
     ap.add_argument("--copies", type=int, default=2)

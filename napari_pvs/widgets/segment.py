@@ -1,8 +1,9 @@
 """Dock widget "Segment PVS": apply a trained checkpoint to a T2 Image layer.
 
-Pick the T2 layer, a checkpoint (``.pt`` written by the Train widget or by
-``napari-pvs train``; it starts on the shipped default model, so one click on a real scan
-gives the overlay) and a probability threshold, then *Segment*. The checkpoint is read
+Pick the T2 layer, a model (*default (fast)*, the shipped student; *accurate (ensemble)*,
+the shipped ensemble it is distilled from) or a checkpoint (``.pt`` written by the Train
+widget or by ``napari-pvs train``; it starts on the shipped default model, so one click on a
+real scan gives the overlay) and a probability threshold, then *Segment*. The checkpoint is read
 on the main thread (a missing or foreign file is refused at once); inference (the *segment*
 use case, :func:`napari_pvs.engine.usecases.segment_job`) runs in a worker through the job
 runner, with a progress bar (here and in napari's activity dock) and *Cancel*. The result is shown as two layers on the T2's
@@ -11,7 +12,7 @@ geometry (same ``scale`` and ``affine``):
 * ``"<name> PVS probability"``: Image, colormap ``magma``, additive blending, contrast 0-1;
 * ``"<name> PVS mask"``: Labels, with the T2's ``affine`` and ``nifti_header`` in its
   metadata, so *File > Save Selected Layers* (``.nii.gz``) writes it on the T2's grid;
-* with an ensemble checkpoint (the shipped default is one), ``"<name> PVS uncertain"``:
+* with an ensemble checkpoint (*accurate* is one), ``"<name> PVS uncertain"``:
   Labels, the voxels outside the mask that some members call PVS, each labelled with how
   many (``Prediction.uncertain``; the same pass, no extra network run). These are the
   objects a rater should look at: on patient07's 1 mm BG rating slice the earlier 2D
@@ -29,9 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import Container, FileEdit, FloatSpinBox, SpinBox, create_widget
+from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, SpinBox, create_widget
 
-from ..engine.data import default_checkpoint
+from ..engine.data import resolve_checkpoint
 from ..engine.errors import PVSInputError
 from ..engine.progress import format_seconds
 from ..plugin.layers import geometry_metadata
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
 __all__ = ["SegmentWidget"]
 
 log = logging.getLogger(__name__)
+
+#: the model box's choices -> shipped model names (:func:`~napari_pvs.engine.data.resolve_checkpoint`)
+SHIPPED_CHOICES = {"default (fast)": "default", "accurate (ensemble)": "accurate"}
 
 
 class SegmentWidget(JobWidget):
@@ -70,17 +74,26 @@ class SegmentWidget(JobWidget):
         self._uncertain = None      # (threshold, uncertain map, objects) computed in the worker
         self._source = None
         self.image = create_widget(annotation="napari.layers.Image", label="T2 image")
+        self.model = ComboBox(label="model", choices=list(SHIPPED_CHOICES), value="default (fast)")
+        self.model.tooltip = ("default (fast): the shipped student, seconds on a CPU; accurate (ensemble): the "
+                              "three networks it is distilled from, slower, with a member-agreement map; "
+                              "or any checkpoint below")
         self.checkpoint = FileEdit(label="checkpoint", mode="r", filter="*.pt")
         self.checkpoint.tooltip = "a .pt checkpoint; empty: the shipped default model"
-        try:
-            self.checkpoint.value = default_checkpoint()
-        except PVSInputError:
-            log.warning("the shipped default model is not installed; choose a checkpoint")
+        self.model.changed.connect(self._pick_shipped)
+        self._pick_shipped(self.model.value)
         self.threshold = FloatSpinBox(label="threshold", value=0.5, min=0.01, max=0.99, step=0.05)
         self.batch_size = SpinBox(label="slices / batch", value=8, min=1, max=256)
         self.threshold.changed.connect(self._rethreshold)
-        self._build(Container(widgets=[self.image, self.checkpoint, self.threshold, self.batch_size]))
+        self._build(Container(widgets=[self.image, self.model, self.checkpoint, self.threshold, self.batch_size]))
         self.segment_button = self.start_button
+
+    def _pick_shipped(self, choice: str) -> None:
+        """Put the chosen shipped model's file in the checkpoint box."""
+        try:
+            self.checkpoint.value = resolve_checkpoint(SHIPPED_CHOICES[choice])
+        except PVSInputError:
+            log.warning("the shipped %s model is not installed; choose a checkpoint", SHIPPED_CHOICES[choice])
 
     @property
     def checkpoint_path(self) -> Path | None:
