@@ -87,8 +87,8 @@ def teacher_map(teacher, teacher_sha: str, rel: str, vol, cache: Path) -> np.nda
 
 def measured_distribution(tables) -> dict:
     """Pooled 10th/50th/90th percentiles of the real PVS-like objects' width (mm) and contrast."""
-    width = np.concatenate([np.asarray(t["width_mm"], float) for t in tables if len(t)])
-    contrast = np.concatenate([np.asarray(t["contrast"], float) for t in tables if len(t)])
+    width = np.array([row["width_mm"] for t in tables for row in t], float)
+    contrast = np.array([row["contrast"] for t in tables for row in t], float)
     q = (10, 50, 90)
     return {"n_objects": int(width.size),
             "width_mm_p10_p50_p90": [round(float(v), 3) for v in np.percentile(width, q)],

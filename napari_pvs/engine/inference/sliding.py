@@ -431,7 +431,10 @@ def segment_iter(loaded: LoadedModel, image: Volume, *, batch_size: int = 8, thr
     roi = None
     brain = find_brain_mask(image) if (brain_only or outside_brain_zero or wide_csf_zero) else None
     if brain_only and brain is not None:
-        region = dilate_mm(brain, BRAIN_MARGIN_MM, spacing_mm(image))
+        # a whole-slice model runs on the ROI's box grown by 8 pixels: with everything outside the
+        # brain set to 0 afterwards, the brain itself is ROI enough (no 3D dilation, 1.3 s saved)
+        whole_slice = bool(getattr(loaded.config, "whole_slice", False)) and outside_brain_zero
+        region = brain if whole_slice else dilate_mm(brain, BRAIN_MARGIN_MM, spacing_mm(image))
         roi = resample_stack(axial_stack(image, region.astype(np.float32)), work_hw) > 0
     gen = predict_stack(loaded, x, batch_size=batch_size, device=dev, overlap=overlap,
                         crop_to_head=crop_to_head, roi_mask=roi, windows_per_pass=windows_per_pass,
