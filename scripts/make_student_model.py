@@ -20,7 +20,8 @@ Recipe (each stage recorded in the checkpoint):
    inserted) is labelled with its synthetic PVS plus the scan's confident teacher
    detections.
 4. **Student.** ``liteunet`` (2.5D, no normalisation layers, whole-slice inference)
-   trained ``--minutes`` with Adam and SynthSeg-style domain randomisation (noisy student:
+   trained ``--minutes`` with Adam, Dice + cross-entropy, at the teacher's 0.6 mm in-plane
+   spacing, and SynthSeg-style domain randomisation (noisy student:
    the student sees augmented inputs, the teacher saw clean ones). Validation: a synthetic
    copy of patient04.
 
@@ -118,6 +119,8 @@ def main(argv=None) -> int:
     ap.add_argument("--features", type=int, nargs="+", default=[8, 16, 32, 64, 128])
     ap.add_argument("--patch", type=int, default=160)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--spacing", type=float, default=0.6, help="in-plane pixel spacing (mm), the teacher's")
+    ap.add_argument("--bce-weight", type=float, default=1.0, help="cross-entropy weight added to the Dice loss")
     ap.add_argument("--steps-per-epoch", type=int, default=100)
     ap.add_argument("--no-pseudo-labels", action="store_true", help="synthetic PVS only (ablation)")
     ap.add_argument("--threads", type=int, default=2)
@@ -179,6 +182,7 @@ def main(argv=None) -> int:
     cfg = TrainConfig.for_model("liteunet", model_config={"features": tuple(args.features)}, epochs=100_000,
                                 steps_per_epoch=args.steps_per_epoch, max_minutes=args.minutes,
                                 batch_size=args.batch_size, patch_size=(args.patch, args.patch),
+                                spacing_mm=args.spacing, bce_weight=args.bce_weight,
                                 domain_randomisation=True, seed=args.seed)
     ckpt = out / "student.pt"
     print(f"student: {len(examples)} volumes ({prep_s:.0f} s to prepare), {args.minutes} min", flush=True)

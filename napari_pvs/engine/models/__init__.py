@@ -50,7 +50,7 @@ from .registry import (
 
 #: public name -> submodule, imported on first use (PEP 562): most families import MONAI
 _WHERE = {
-    **dict.fromkeys(("MaxPoolDeepSupervisionLoss", "deep_supervision_loss", "default_dice_loss",
+    **dict.fromkeys(("MaxPoolDeepSupervisionLoss", "DiceBCELoss", "deep_supervision_loss", "default_dice_loss",
                      "downsample_label_max"), "losses"),
     **dict.fromkeys(("UNet2D", "UNetConfig"), "unet"),
     **dict.fromkeys(("LiteUNet", "LiteUNetConfig"), "liteunet"),

@@ -92,6 +92,10 @@ class LiteUNet(SegmentationNet):
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(m.weight, a=0.1, nonlinearity="leaky_relu")
                 nn.init.zeros_(m.bias)
+        # start from a small PVS prior (sigmoid(-3) = 0.05) and small logits, so that the first
+        # steps of a Dice loss on a rare class do not saturate (Lin et al., ICCV 2017, focal-loss init)
+        nn.init.normal_(self.head.weight, std=0.01)
+        nn.init.constant_(self.head.bias, -3.0)
 
     def forward_image(self, image: torch.Tensor) -> torch.Tensor:
         x, skips = image, []

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from monai.losses import DeepSupervisionLoss, DiceLoss, MaskedDiceLoss
 
 __all__ = ["downsample_label_max", "deep_supervision_loss", "default_dice_loss",
-           "masked_dice_loss", "MaxPoolDeepSupervisionLoss"]
+           "masked_dice_loss", "DiceBCELoss", "MaxPoolDeepSupervisionLoss"]
 
 
 def default_dice_loss() -> DiceLoss:
@@ -28,6 +28,41 @@ def masked_dice_loss() -> MaskedDiceLoss:
     """:func:`default_dice_loss` restricted to a mask (MONAI ``MaskedDiceLoss``): voxels with
     mask 0 (ignored) contribute neither to the prediction nor to the target."""
     return MaskedDiceLoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5, batch=True)
+
+
+class DiceBCELoss(torch.nn.Module):
+    """Soft Dice (:func:`default_dice_loss`) plus ``bce_weight`` x binary cross-entropy on the
+    logits, optionally restricted to a mask (1 = counted, 0 = ignored).
+
+    Dice alone on a rare class gives a network that starts by predicting nothing almost no
+    gradient; the cross-entropy term does (nnU-Net's Dice + CE, Isensee et al., Nature Methods
+    18, 2021, doi:10.1038/s41592-020-01008-z).
+
+    ``forward(logits, target, mask=None)``: ``(B, 1, H, W)`` float tensors; returns a scalar.
+
+    Example
+    -------
+    >>> loss = DiceBCELoss(1.0)
+    >>> x = torch.zeros(2, 1, 8, 8); y = torch.zeros(2, 1, 8, 8); y[:, :, 3, 3] = 1
+    >>> round(float(loss(x, y)), 3) > 0
+    True
+    """
+
+    def __init__(self, bce_weight: float = 1.0):
+        super().__init__()
+        self.bce_weight = float(bce_weight)
+        self.dice = default_dice_loss()
+        self.masked_dice = masked_dice_loss()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            dice = self.dice(logits, target)
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+        else:
+            dice = self.masked_dice(logits, target, mask)
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, weight=mask,
+                                                                       reduction="sum") / mask.sum().clamp(min=1.0)
+        return dice + self.bce_weight * bce
 
 
 def downsample_label_max(target: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

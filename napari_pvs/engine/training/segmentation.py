@@ -39,7 +39,7 @@ from ..models.checkpoint import DEFAULT_PATCH_SIZE, save_checkpoint
 from ..data import sha256_file
 from ..errors import PVSInputError
 from ..io import Volume, check_same_grid
-from ..models import MaxPoolDeepSupervisionLoss, available_models, model_spec
+from ..models import DiceBCELoss, MaxPoolDeepSupervisionLoss, available_models, model_spec
 from ..preprocess import axial_stack, inplane_spacing, normalize_percentile, resample_stack, resampled_hw
 from .loop import LoopConfig
 
@@ -104,6 +104,10 @@ class TrainConfig:
         more volumes; with a single volume, validation uses the training volume).
     val_patches : int
         Size of the fixed validation sample (patches).
+    bce_weight : float
+        Weight of a binary cross-entropy term added to the soft Dice loss
+        (:class:`~napari_pvs.engine.models.losses.DiceBCELoss`); default 0 (Dice alone, the
+        paper's loss).
 
     Raises
     ------
@@ -131,6 +135,7 @@ class TrainConfig:
     domain_randomisation: bool = False
     val_fraction: float = 0.25
     val_patches: int = 64
+    bce_weight: float = 0.0
 
     def __init__(self, **settings):
         loop_settings = {k: settings.pop(k) for k in list(settings) if k in LOOP_SETTINGS}
@@ -156,6 +161,9 @@ class TrainConfig:
                              f"{self.val_patches}")
         if not 0.0 <= self.foreground_ratio <= 1.0:
             raise ValueError(f"foreground_ratio must be within [0, 1], got {self.foreground_ratio}")
+        object.__setattr__(self, "bce_weight", float(self.bce_weight))
+        if self.bce_weight < 0:
+            raise ValueError(f"bce_weight must be >= 0, got {self.bce_weight}")
 
     @classmethod
     def for_model(cls, model: str, **overrides) -> TrainConfig:
@@ -348,7 +356,11 @@ class SegmentationTask:
         div = self.model_config.divisor
         self.patch = tuple(int(math.ceil(p / div) * div) for p in config.patch_size)
         self.context = int(getattr(self.model_config, "context_slices", 0))
-        self.loss_fn = MaxPoolDeepSupervisionLoss()
+        if config.bce_weight > 0:
+            dice_bce = DiceBCELoss(config.bce_weight)
+            self.loss_fn = MaxPoolDeepSupervisionLoss(dice_bce, masked_loss=dice_bce)
+        else:
+            self.loss_fn = MaxPoolDeepSupervisionLoss()
         self.rng = np.random.default_rng(config.seed)
 
     # ------------------------------------------------------------------ TrainingTask
