@@ -108,3 +108,24 @@ def test_segmenting_with_the_student_imports_no_monai(lite_ckpt, tmp_path):
     from napari_pvs.engine.models import MODEL_REGISTRY
 
     assert "mfnsde" in MODEL_REGISTRY and len(MODEL_REGISTRY) >= 9      # every family on demand
+
+
+def test_dice_bce_loss_ignores_masked_voxels_and_gives_a_gradient_at_zero_output():
+    from napari_pvs.engine.models.losses import DiceBCELoss
+    from napari_pvs.engine.training import TrainConfig
+
+    loss = DiceBCELoss(1.0)
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 2, 2] = 1
+    logits = torch.full((1, 1, 8, 8), -10.0, requires_grad=True)   # predicts nothing
+    value = loss(logits, target)
+    value.backward()
+    assert float(value) > 1.0 and float(logits.grad[0, 0, 2, 2]) < 0      # pushed up where the PVS is
+    wrong = logits.detach().clone()
+    wrong[..., 5, 5] = 10.0                                               # a false positive ...
+    mask = torch.ones_like(target)
+    mask[..., 5, 5] = 0                                                   # ... in an ignored voxel
+    assert float(loss(wrong, target, mask)) == pytest.approx(float(loss(logits.detach(), target, mask)), abs=1e-4)
+    assert TrainConfig(model="liteunet", bce_weight=1).bce_weight == 1.0
+    with pytest.raises(ValueError, match="bce_weight"):
+        TrainConfig(model="liteunet", bce_weight=-1)
