@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
+import pickle
 import shutil
 import sys
 import time
@@ -105,37 +107,9 @@ def with_pseudo(ex: TrainingExample, pseudo: TrainingExample) -> TrainingExample
                                source=ex.source + " + teacher labels")
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--out", required=True, help="folder for the checkpoint and the teacher cache")
-    ap.add_argument("--teacher", default=str(DEFAULT_WEIGHTS.with_name("pvs_accurate.pt")))
-    ap.add_argument("--teacher-backend", default="onnx", choices=("torch", "onnx"))
-    ap.add_argument("--minutes", type=float, default=25.0)
-    ap.add_argument("--copies", type=int, default=2)
-    ap.add_argument("--min-contrast", type=float, default=0.15,
-                    help="faintest simulated PVS (fraction of the tissue-CSF difference)")
-    ap.add_argument("--lesion-mimics", type=int, default=8)
-    ap.add_argument("--features", type=int, nargs="+", default=[8, 16, 32, 64, 128])
-    ap.add_argument("--patch", type=int, default=160)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--spacing", type=float, default=0.6, help="in-plane pixel spacing (mm), the teacher's")
-    ap.add_argument("--bce-weight", type=float, default=1.0, help="cross-entropy weight added to the Dice loss")
-    ap.add_argument("--steps-per-epoch", type=int, default=100)
-    ap.add_argument("--no-pseudo-labels", action="store_true", help="synthetic PVS only (ablation)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--install", action="store_true", help=f"copy the result to {DEFAULT_WEIGHTS}")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    data, out = Path(args.data), Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-
-    from napari_pvs.engine.usecases import load_segmenter
-    teacher_sha = sha256_file(args.teacher)
-    teacher = load_segmenter(args.teacher, device="cpu", backend=args.teacher_backend)
-
+def prepare(args, data: Path, out: Path, teacher, teacher_sha: str):
+    """Teacher maps, measured distribution, labelled real and synthetic volumes (the last one
+    is the validation volume): ``(recipe, distribution, pseudo-label counts, examples)``."""
     base = RecipeConfig(copies=args.copies, thick_slice_mm=None, pseudo_labels=not args.no_pseudo_labels,
                         lesion_mimics=LesionMimicConfig(n_lesions=args.lesion_mimics) if args.lesion_mimics else None)
     scans, lesions, cands, refs, probs = {}, {}, {}, {}, {}
@@ -171,6 +145,53 @@ def main(argv=None) -> int:
     val_recipe = dataclasses.replace(recipe, copies=1, lesion_mimics=None)
     examples += synthetic_examples(scans[VALIDATION_SCAN], [VALIDATION_SEED], val_recipe,
                                    candidates=cands[VALIDATION_SCAN])
+
+    return recipe, dist, counts, examples
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--out", required=True, help="folder for the checkpoint and the teacher cache")
+    ap.add_argument("--teacher", default=str(DEFAULT_WEIGHTS.with_name("pvs_accurate.pt")))
+    ap.add_argument("--teacher-backend", default="onnx", choices=("torch", "onnx"))
+    ap.add_argument("--minutes", type=float, default=25.0)
+    ap.add_argument("--copies", type=int, default=2)
+    ap.add_argument("--min-contrast", type=float, default=0.15,
+                    help="faintest simulated PVS (fraction of the tissue-CSF difference)")
+    ap.add_argument("--lesion-mimics", type=int, default=8)
+    ap.add_argument("--features", type=int, nargs="+", default=[8, 16, 32, 64, 128])
+    ap.add_argument("--patch", type=int, default=160)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--spacing", type=float, default=0.6, help="in-plane pixel spacing (mm), the teacher's")
+    ap.add_argument("--bce-weight", type=float, default=1.0, help="cross-entropy weight added to the Dice loss")
+    ap.add_argument("--steps-per-epoch", type=int, default=100)
+    ap.add_argument("--no-pseudo-labels", action="store_true", help="synthetic PVS only (ablation)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--install", action="store_true", help=f"copy the result to {DEFAULT_WEIGHTS}")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    data, out = Path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    from napari_pvs.engine.usecases import load_segmenter
+    teacher_sha = sha256_file(args.teacher)
+    teacher = load_segmenter(args.teacher, device="cpu", backend=args.teacher_backend)
+
+    key = hashlib.sha256(json.dumps([teacher_sha, args.copies, args.min_contrast, args.lesion_mimics,
+                                     args.no_pseudo_labels, str(data)]).encode()).hexdigest()[:12]
+    cached = out / f"examples_{key}.pkl"
+    if cached.exists():          # the same data from an earlier run of this recipe (a rerun with other training settings)
+        with cached.open("rb") as fh:
+            recipe, dist, counts, examples = pickle.load(fh)
+        print(f"training volumes from {cached}", flush=True)
+    else:
+        recipe, dist, counts, examples = prepare(args, data, out, teacher, teacher_sha)
+        with cached.with_suffix(".tmp").open("wb") as fh:
+            pickle.dump((recipe, dist, counts, examples), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        cached.with_suffix(".tmp").replace(cached)
     prep_s = time.perf_counter() - t0
 
     meta = {"recipe": recipe_to_dict(recipe), "kind": "student",

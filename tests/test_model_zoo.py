@@ -25,7 +25,7 @@ from napari_pvs.engine.training.loop import poly_lr
 #: small configs (fast on 2 cores); dynunet: 3 levels, divisor 4
 SMALL = {
     "unet": {"features": (4, 8, 16, 32)},
-    "liteunet": {"features": (4, 8, 16, 32)},
+    "liteunet": {"features": (4, 8, 16, 32), "context_slices": 0},
     "mfnsde": {"features": (4, 8, 16, 32)},
     "gloms": {"features": (4, 8, 16, 32), "hidden_size": 16, "num_heads": 2, "reference_size": 64},
     "cmgraph": {"features": (4, 8, 16, 32), "num_heads": 2, "image_nodes": 4},

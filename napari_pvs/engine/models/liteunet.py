@@ -1,14 +1,14 @@
 """``liteunet``: a small 2.5D U-Net sized for CPU inference on whole slices (the default student).
 
 Plain PyTorch (no MONAI import, so a command that only segments with it starts in a
-fraction of the time), and no normalisation layer: a convolution's output at a pixel does
-not depend on the size of the crop it is run on, so inference runs on whole slices (the
-brain's bounding box) instead of overlapping windows, with the same result as the training
-patches would give in the same place.
+fraction of the time), and no layer whose output depends on the crop (batch normalisation
+uses its running statistics at inference): a pixel's output does not depend on the size of
+the crop it is run on, so inference runs on whole slices (the brain's bounding box) instead
+of overlapping windows.
 
 Architecture: the U-Net of Ronneberger O., Fischer P., Brox T., "U-Net: Convolutional
 Networks for Biomedical Image Segmentation", MICCAI 2015 (arXiv:1505.04597), with two 3x3
-convolutions + LeakyReLU per level, max-pooling down, stride-2 transposed convolutions up,
+convolutions + batch norm + LeakyReLU per level, max-pooling down, stride-2 transposed convolutions up,
 concatenated skips and a 1x1 head. Trained by distillation from the shipped ensemble
 (Hinton G., Vinyals O., Dean J., "Distilling the Knowledge in a Neural Network",
 arXiv:1503.02531, 2015) on confident teacher detections plus synthetic PVS, see
@@ -41,21 +41,33 @@ class LiteUNetConfig(SegmentationNetConfig):
         Default 1 (2.5D: one neighbouring slice on each side).
     whole_slice : bool
         Inference on whole slices (the brain's bounding box) instead of sliding windows;
-        default True. Valid because the network has no normalisation layer.
+        default True. Valid because no layer depends on the crop: batch normalisation uses
+        its running statistics at inference (and folds into the convolutions in ONNX).
+    norm : str
+        ``"batch"`` (default; Ioffe S., Szegedy C., ICML 2015, arXiv:1502.03167) after each
+        convolution, or ``"none"`` (a plain network without normalisation trained unstably:
+        validation DSC stuck at 0.18, then 0, within 1800 steps).
     """
 
     features: tuple[int, ...] = (8, 16, 32, 64, 128)
     context_slices: int = 1
     whole_slice: bool = True
+    norm: str = "batch"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "whole_slice", bool(self.whole_slice))
+        if self.norm not in ("batch", "none"):
+            raise ValueError(f"norm must be 'batch' or 'none', got {self.norm!r}")
 
 
-def _block(cin: int, cout: int, dropout: float) -> nn.Sequential:
-    layers = [nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
-              nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True)]
+def _block(cin: int, cout: int, dropout: float, norm: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for c in (cin, cout):
+        layers.append(nn.Conv2d(c, cout, 3, padding=1, bias=norm == "none"))
+        if norm == "batch":
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(nn.LeakyReLU(0.1, inplace=True))
     if dropout > 0:
         layers.append(nn.Dropout2d(dropout))
     return nn.Sequential(*layers)
@@ -64,7 +76,7 @@ def _block(cin: int, cout: int, dropout: float) -> nn.Sequential:
 @register_model("liteunet", "small 2.5D U-Net for fast CPU inference on whole slices (the default student)",
                 LiteUNetConfig, train_defaults={"optimizer": "adam", "learning_rate": 1e-3})
 class LiteUNet(SegmentationNet):
-    """Small 2D U-Net without normalisation layers.
+    """Small 2D U-Net (batch norm, or none), inferred on whole slices.
 
     Input: ``{"image": (B, input_channels, H, W)}`` float32 normalised slices, H and W
     multiples of :attr:`divisor` (16 by default). Output, in train and eval mode alike:
@@ -84,14 +96,16 @@ class LiteUNet(SegmentationNet):
         f = self.config.features
         drop = self.config.dropout
         self.encoder = nn.ModuleList(
-            [_block(self.config.input_channels if i == 0 else f[i - 1], f[i], drop) for i in range(len(f))])
+            [_block(self.config.input_channels if i == 0 else f[i - 1], f[i], drop, self.config.norm)
+             for i in range(len(f))])
         self.up = nn.ModuleList([nn.ConvTranspose2d(f[i + 1], f[i], 2, stride=2) for i in range(len(f) - 1)])
-        self.decoder = nn.ModuleList([_block(2 * f[i], f[i], drop) for i in range(len(f) - 1)])
+        self.decoder = nn.ModuleList([_block(2 * f[i], f[i], drop, self.config.norm) for i in range(len(f) - 1)])
         self.head = nn.Conv2d(f[0], self.config.out_channels, 1)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_normal_(m.weight, a=0.1, nonlinearity="leaky_relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         # start from a small PVS prior (sigmoid(-3) = 0.05) and small logits, so that the first
         # steps of a Dice loss on a rare class do not saturate (Lin et al., ICCV 2017, focal-loss init)
         nn.init.normal_(self.head.weight, std=0.01)
