@@ -646,13 +646,17 @@ def test_count_widget_current_slice_of_an_oblique_scan(make_napari_viewer, tmp_p
 
 
 def test_segment_widget_starts_on_the_shipped_model_one_click(make_napari_viewer, qtbot, tmp_path):
-    from napari_pvs.engine.data import default_checkpoint
+    from napari_pvs.engine.data import accurate_checkpoint, default_checkpoint
 
     img, _ = synthetic_t2((3, 60, 50))
     path = oblique_nifti(tmp_path, img, "one_click_T2.nii.gz")
     viewer = make_napari_viewer()
     (t2,) = viewer.open(str(path), plugin="napari-pvs")
     _, widget = viewer.window.add_plugin_dock_widget("napari-pvs", "Segment PVS")
+    assert widget.checkpoint_path == default_checkpoint()
+    widget.model.value = "accurate (ensemble)"      # the model box puts the shipped file in the checkpoint box
+    assert widget.checkpoint_path == accurate_checkpoint()
+    widget.model.value = "default (fast)"
     assert widget.checkpoint_path == default_checkpoint()
     assert widget.image.value is t2
     _run_segment(qtbot, widget)                     # no other setting: one click

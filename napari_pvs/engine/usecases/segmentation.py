@@ -17,7 +17,7 @@ Example
 >>> seg = segment("t2.nii.gz")                     # doctest: +SKIP
 >>> seg.write("pvs_mask.nii.gz")                    # doctest: +SKIP
 >>> seg.summary()                                   # doctest: +SKIP
-'segmented t2.nii.gz with ensemble (pvs_default.pt) in 31.2 s: 412 PVS voxels (61.3 mm^3)'
+'segmented t2.nii.gz with liteunet (pvs_default.pt) in 3.1 s: 412 PVS voxels (61.3 mm^3)'
 """
 
 from __future__ import annotations
