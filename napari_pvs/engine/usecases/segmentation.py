@@ -65,7 +65,7 @@ def load_segmenter(checkpoint: str | Path | None = None, *, device: str = "auto"
     Example
     -------
     >>> loaded = load_segmenter("accurate", device="cpu", backend="torch")   # doctest: +SKIP
-    >>> loaded.name
+    >>> loaded.name                                                          # doctest: +SKIP
     'ensemble'
     """
     from ..data import resolve_checkpoint
