@@ -133,7 +133,7 @@ def test_train_widget_defaults_to_user_data_dir(make_napari_viewer):
     assert path.suffix == ".pt" and path.name.startswith("mfnsde-")
     widget.model.value = "unet"
     assert widget.checkpoint_path.name.startswith("unet-")  # follows the model while not edited
-    assert set(widget.model.choices) == {"mfnsde", "unet", "gloms", "cmgraph", "dynunet", "frangi"}
+    assert set(widget.model.choices) == {"mfnsde", "unet", "liteunet", "gloms", "cmgraph", "dynunet", "frangi"}
     widget.model.value = "gloms"
     assert widget.learning_rate.value == pytest.approx(3e-3)  # the family's own learning rate (Adam)
     widget.model.value = "mfnsde"
