@@ -30,18 +30,10 @@ SCANS = {"clinical (patient01 v2)": "open_ms/longitudinal/patient01/study2_T2W.n
 
 
 def run_segment(scan: Path, out: Path, backend: str, checkpoint: str | None, env: dict) -> dict:
-    cmd = [sys.executable, "-m", "napari_pvs.cli", "segment", str(scan), "-o", str(out / "mask.nii.gz"),
-           "--prob", str(out / "prob.nii.gz"), "--backend", backend, "--device", "cpu"]
-    if checkpoint:
-        cmd += ["--checkpoint", checkpoint]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    stdout, stderr = proc.stdout.read(), proc.stderr.read()
-    if status != 0:
-        raise SystemExit(f"{backend} on {scan.name} failed:\n{stderr[-2000:]}")
-    return {"wall_s": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024), "stdout": stdout.strip()[-300:]}
+    """One ``napari-pvs segment`` process (:func:`default_model_speed.run_segment`)."""
+    from default_model_speed import run_segment as run
+
+    return run(scan, out, checkpoint or "default", backend, env)
 
 
 def main(argv=None) -> int:
