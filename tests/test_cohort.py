@@ -32,7 +32,7 @@ def scans(tmp_path_factory):
 
     from napari_pvs.engine.data import fetch
     from napari_pvs.engine.io import load_volume
-    from napari_pvs.engine.models import UNetConfig, build_model
+    from napari_pvs.engine.models import LiteUNetConfig, build_model
     from napari_pvs.engine.models.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("cohort")
@@ -50,8 +50,13 @@ def scans(tmp_path_factory):
     (bids / "dataset_description.json").write_text(json.dumps({"Name": "t", "BIDSVersion": "1.10.0"}))
     (bids / "participants.tsv").write_text("participant_id\tage\tsex\nsub-01\t64\tF\nsub-02\t71\tM\nsub-03\t58\tF\n")
     torch.manual_seed(0)
-    cfg = UNetConfig(features=(4, 8, 16))
-    ckpt = save_checkpoint(root / "tiny.pt", model=build_model("unet", cfg), model_name="unet", model_config=cfg,
+    # a tiny liteunet (the default's family: no MONAI import, so each run starts seconds sooner),
+    # its head biased so that a random network still marks some voxels
+    cfg = LiteUNetConfig(features=(4, 8, 16))
+    net = build_model("liteunet", cfg)
+    with torch.no_grad():
+        net.head.bias.fill_(0.0)
+    ckpt = save_checkpoint(root / "tiny.pt", model=net, model_name="liteunet", model_config=cfg,
                            spacing_mm=3.0, percentiles=(0.5, 99.5))
     bad = root / "bad"
     bad.mkdir()

@@ -1,4 +1,5 @@
-"""The engine never imports napari, qtpy or magicgui (it must run headless)."""
+"""The engine never imports napari, qtpy or magicgui (it must run headless); its light parts
+import no torch or MONAI."""
 
 from __future__ import annotations
 
@@ -16,3 +17,13 @@ def test_engine_imports_no_gui():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"GUI modules imported by the engine: {out.stdout}"
+
+
+def test_project_and_rating_code_imports_no_torch_or_monai():
+    """Project commands, rater agreement and counting start without torch and MONAI (MONAI's
+    import alone took 5.7 s here; ``metrics`` imports them only where a tensor is needed)."""
+    code = ("import sys, napari_pvs.engine.project, napari_pvs.engine.project.agreement, napari_pvs.engine.metrics\n"
+            "import napari_pvs.engine.rating\n"
+            "print(','.join(sorted(m for m in ('torch', 'monai') if m in sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"imported: {out.stdout}"

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-from monai.metrics import get_confusion_matrix
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["OverlapMetrics", "overlap_metrics", "dice", "match_components", "IOU_THRESHOLD"]
 
@@ -59,6 +62,9 @@ def overlap_metrics(pred: np.ndarray | torch.Tensor, truth: np.ndarray | torch.T
     ValueError
         Shapes differ.
     """
+    import torch     # here, not at module level: the project and rater code import this
+    from monai.metrics import get_confusion_matrix    # module, and MONAI's import takes seconds
+
     p = torch.as_tensor(np.asarray(pred) if not isinstance(pred, torch.Tensor) else pred) > 0
     t = torch.as_tensor(np.asarray(truth) if not isinstance(truth, torch.Tensor) else truth) > 0
     if p.shape != t.shape:
