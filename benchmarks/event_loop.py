@@ -49,9 +49,22 @@ class Ticker:
         self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
         self.trace_s = trace_ms / 1000.0
         self._watching = False
+        self.gc_pauses: list[tuple[int, float]] = []    # (generation, ms) of Python's collections
+        self._gc_t0 = 0.0
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        else:
+            self.gc_pauses.append((int(info["generation"]), (time.perf_counter() - self._gc_t0) * 1000))
 
     def start(self):
+        import gc
+
         self.ticks = [time.perf_counter()]
+        self.gc_pauses = []
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
         self.timer.start()
         if self.trace_s and not self._watching:
             import threading
@@ -88,7 +101,11 @@ class Ticker:
                                                      for f in reversed(stack)), flush=True)
 
     def stop(self) -> np.ndarray:
+        import gc
+
         self.timer.stop()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         t = np.asarray(self.ticks)
         return t
 
@@ -121,6 +138,13 @@ def stalls(ticks: np.ndarray, interval: float, result_at: float | None) -> dict:
                      for k in np.argsort(gaps)[::-1][:5]] if gaps.size else []}
 
 
+def gc_stats(pauses: list[tuple[int, float]]) -> dict:
+    """The full (generation 2) collections of Python's garbage collector during a phase: how
+    many, and the longest (each holds the GIL: the viewer cannot run meanwhile)."""
+    full = [ms for gen, ms in pauses if gen == 2]
+    return {"full_gc": len(full), "full_gc_longest_ms": round(max(full), 1) if full else 0.0}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -133,6 +157,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cold", action="store_true",
                     help="do not import torch and MONAI before measuring (the first job of a session then pays "
                          "for their import)")
+    ap.add_argument("--no-gc-hold", action="store_true",
+                    help="let Python's full garbage collections run during jobs (napari_pvs.plugin.gc_hold off), "
+                         "to compare")
     ap.add_argument("--trace-stalls", type=float, default=0.0, metavar="MS",
                     help="print every thread's Python stack during each stall longer than MS (diagnosis)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "event_loop")
@@ -141,12 +168,20 @@ def main(argv=None) -> int:
     import os
 
     os.environ["NAPARI_PVS_DATA"] = str(args.data)
+    if args.no_gc_hold:
+        from napari_pvs.plugin import gc_hold
+
+        gc_hold.hold = gc_hold.release = lambda owner: None
     import napari
 
     from napari_pvs.engine.io import load_volume
     from napari_pvs.plugin.layers import layer_geometry, volume_metadata
 
-    if not args.cold:     # a session in which a job has run before: torch and MONAI are imported
+    if not args.cold:     # a session in which jobs have run before: torch, MONAI, ONNX Runtime imported
+        import monai.networks.nets  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import torch  # noqa: F401
+
         import napari_pvs.engine.inference  # noqa: F401
         import napari_pvs.engine.training  # noqa: F401
     vol = load_volume(args.data / args.scan)
@@ -168,7 +203,7 @@ def main(argv=None) -> int:
     ticker = Ticker(trace_ms=args.trace_stalls)
     phases = [p.strip() for p in args.phases.split(",")]
     results: dict = {"scan": args.scan, "shape": list(vol.shape), "voxel_size_mm": list(vol.voxel_size),
-                     "cold": bool(args.cold)}
+                     "cold": bool(args.cold), "gc_hold": not args.no_gc_hold}
     print(f"{args.scan}: {vol.shape} voxels of {tuple(round(v, 2) for v in vol.voxel_size)} mm")
 
     def run_job(name, panel, start, timeout_s=3600):
@@ -183,6 +218,7 @@ def main(argv=None) -> int:
         wait(lambda: False, 1.0)                     # one more second: what follows the result
         ticks = ticker.stop()
         res = stalls(ticks, ticker.interval, got.get("t"))
+        res.update(gc_stats(ticker.gc_pauses))
         res["job_s"] = round((got.get("t") or time.perf_counter()) - t0, 1)
         res["start_ms"] = round(start_ms, 1)
         results[name] = res
@@ -228,6 +264,7 @@ def main(argv=None) -> int:
             done = time.perf_counter()
             wait(lambda: False, 1.0)
             res = stalls(ticker.stop(), ticker.interval, done)
+            res.update(gc_stats(ticker.gc_pauses))
             res["job_s"] = round(done - t0 - 0.1, 2)
             results["count"] = res
             print(f"count: {res}", flush=True)
@@ -246,16 +283,19 @@ def main(argv=None) -> int:
             done = time.perf_counter()
             wait(lambda: False, 1.0)
             res = stalls(ticker.stop(), ticker.interval, done)
+            res.update(gc_stats(ticker.gc_pauses))
             res["job_s"] = round(done - t0 - 0.1, 2)
             results[f"napari add {kind}"] = res
             print(f"napari add {kind}: {res}", flush=True)
-    print("\n| phase | job s | ticks | p99 stall ms | longest ms | longest at (s from result) | > 50 ms | > 200 ms |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| phase | job s | ticks | p99 stall ms | longest ms | longest at (s from result) | > 50 ms | > 200 ms "
+          "| full GCs (longest ms) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in ("segment", "train", "place slices", "count", "napari add labels", "napari add image"):
         if name in results:
             r = results[name]
             print(f"| {name} | {r['job_s']} | {r['ticks']} | {r['p99_ms']} | {r['max_ms']} | "
-                  f"{r['max_at_s_from_result']} | {r['over_50ms']} | {r['over_200ms']} |")
+                  f"{r['max_at_s_from_result']} | {r['over_50ms']} | {r['over_200ms']} | "
+                  f"{r['full_gc']} ({r['full_gc_longest_ms']}) |")
     (args.out / "event_loop.json").write_text(json.dumps(results, indent=1))
     viewer.close()
     return 0

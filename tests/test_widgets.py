@@ -160,6 +160,12 @@ def test_train_in_thread_cancel_keeps_gui_responsive(make_napari_viewer, qtbot, 
     n0 = len(ticks)
     qtbot.wait(500)
     assert len(ticks) - n0 >= 8, "GUI event loop blocked during training"
+    # while the job runs, Python's full collections skip the objects alive at its start
+    import gc
+
+    from napari_pvs.plugin import gc_hold
+
+    assert gc_hold.holding() and gc.get_freeze_count() > 1000
     assert widget.status.text().startswith("epoch 1 | step ")
     assert "loss" in widget.status.text()
     step = widget.last_event.step
@@ -183,6 +189,7 @@ def test_train_in_thread_cancel_keeps_gui_responsive(make_napari_viewer, qtbot, 
     assert "cancelled" in widget.status.text().lower()
     assert not (tmp_path / "models" / "tiny.pt").exists()  # no epoch finished, no checkpoint
     assert "gen" not in widget.runner._holder  # the engine generator was closed
+    assert not gc_hold.holding() and gc.get_freeze_count() == 0     # nothing stays frozen after the job
 
     # the viewer still works
     pts = viewer.add_points(np.array([[3, 40, 40]]), name="after")
@@ -469,6 +476,12 @@ def test_segment_widget_real_t2(make_napari_viewer, qtbot, tmp_path):
     np.testing.assert_allclose(mask.scale, t2.scale)
     np.testing.assert_allclose(prob.scale, (4.0, 0.5134, 0.5134), atol=1e-3)
     np.testing.assert_array_equal(mask.metadata["affine"], nib.load(str(path)).affine)
+    # the mask's paint overlays are built when the rater first picks a tool, and then work
+    assert not mask._overlays["brush_stroke"].visible and not mask._overlays["polygon"].visible
+    mask.mode = "paint"
+    assert mask._overlays["brush_stroke"].visible and mask._overlays["polygon"].visible
+    mask.paint((18, 200, 200), 7)
+    assert mask.data[18, 200, 200] == 7
 
 
 def test_segment_widget_bad_checkpoint(make_napari_viewer, qtbot, tmp_path, errors):

@@ -32,7 +32,7 @@ import numpy as np
 from qtpy.QtCore import QObject, Signal
 
 from ..engine.errors import PVSInputError
-from ..plugin.viewer import follow_slices, go_to_slice, shown_index, source_geometry
+from ..plugin.viewer import add_labels, follow_slices, go_to_slice, shown_index, source_geometry
 from ._state import open_project, release_project
 
 __all__ = ["AnnotationState", "annotation_state", "CANDIDATE_FIELD_MM", "KEYS", "key_label"]
@@ -115,8 +115,10 @@ class AnnotationState(QObject):
         """(Re)create layer ``name`` (labels or image) and keep the PVS labels layer selected."""
         if name in self.viewer.layers:
             self.viewer.layers.remove(self.viewer.layers[name])
-        add = self.viewer.add_labels if kind == "labels" else self.viewer.add_image
-        layer = add(data, name=name, **kw)
+        if kind == "labels":
+            layer = add_labels(self.viewer, data, name=name, **kw)
+        else:
+            layer = self.viewer.add_image(data, name=name, **kw)
         if self.labels_layer is not None and self.labels_layer in self.viewer.layers:
             self.viewer.layers.selection.active = self.labels_layer
         return layer

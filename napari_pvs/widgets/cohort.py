@@ -139,6 +139,7 @@ class CohortWidget(JobWidget):
         from ..engine.io import load_volume
         from ..engine.io.bids import derivative_path
         from ..plugin.layers import layer_geometry, volume_metadata
+        from ..plugin.viewer import add_labels
 
         if not 0 <= i < len(self.order) or self.out is None:
             return
@@ -157,12 +158,12 @@ class CohortWidget(JobWidget):
         self.viewer.add_image(image.data, name=f"{name} T2", colormap="gray", metadata=volume_metadata(image), **geom)
         regions = derivative_path(self.out, scan.entities, "regions")
         if regions.is_file():
-            self.viewer.add_labels(load_volume(regions).data.astype("uint8"), name=f"{name} atlas regions",
-                                   opacity=0.25, metadata=volume_metadata(image), **geom)
+            add_labels(self.viewer, load_volume(regions).data.astype("uint8"), name=f"{name} atlas regions",
+                       opacity=0.25, metadata=volume_metadata(image), **geom)
         mask = derivative_path(self.out, scan.entities, "mask")
         if mask.is_file():
-            self.viewer.add_labels(load_volume(mask).data.astype("uint8"), name=f"{name} PVS mask", opacity=0.8,
-                                   metadata=volume_metadata(image), **geom)
+            add_labels(self.viewer, load_volume(mask).data.astype("uint8"), name=f"{name} PVS mask", opacity=0.8,
+                       metadata=volume_metadata(image), **geom)
         if self.viewer.dims.ndim == 3 and row.get("bg_slice") is not None:
             centre = [(n - 1) / 2 for n in image.shape]
             centre[image.axial_axis] = float(row["bg_slice"])

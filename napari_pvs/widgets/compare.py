@@ -31,7 +31,7 @@ from qtpy.QtWidgets import QAbstractItemView, QLabel, QPushButton, QTableWidget,
 
 from ..engine.errors import PVSInputError
 from ._job import JobWidget, color_key, notify_info, optional_path, show_canvas_key
-from ..plugin.viewer import shown_index, source_geometry
+from ..plugin.viewer import add_labels, shown_index, source_geometry
 
 if TYPE_CHECKING:
     import napari
@@ -190,8 +190,8 @@ class CompareWidget(JobWidget):
             t2 = self.viewer.add_image(src.data, name=f"{LAYER_PREFIX}T2 · {pred.label}", colormap="gray",
                                        contrast_limits=src.contrast_limits, **geom)
             yield
-            lab = self.viewer.add_labels(np.zeros(pred.prob.shape, np.uint8), name=f"{LAYER_PREFIX}{pred.label}",
-                                         opacity=0.8, metadata={"model": pred.label}, **geom)
+            lab = add_labels(self.viewer, np.zeros(pred.prob.shape, np.uint8), name=f"{LAYER_PREFIX}{pred.label}",
+                             opacity=0.8, metadata={"model": pred.label}, **geom)
             if comp.reference is not None:
                 lab.colormap = DirectLabelColormap(color_dict=ERROR_COLORS)
             for k, ly in enumerate((t2, lab)):

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..engine.errors import PVSInputError
 from ..plugin.layers import geometry_metadata, layer_to_volume
-from ..plugin.viewer import put_layer, source_geometry
+from ..plugin.viewer import add_labels, put_layer, source_geometry
 from ._job import notify_info
 
 __all__ = ["AtlasPlacementMixin"]
@@ -67,7 +67,7 @@ class AtlasPlacementMixin:
         meta = {**geometry_metadata(layer), "rating_slices": rs.as_dict()}
         chosen = self.labels.value
         regions = put_layer(self.viewer, f"{layer.name} atlas regions", placement.regions, source_geometry(layer),
-                            meta, lambda d, **kw: self.viewer.add_labels(d, opacity=0.35, **kw))
+                            meta, lambda d, **kw: add_labels(self.viewer, d, opacity=0.35, **kw))
         yield
         self.reset_choices()
         if chosen is not None and chosen in self.viewer.layers:

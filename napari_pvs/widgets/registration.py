@@ -38,7 +38,7 @@ from ..engine.errors import PVSInputError
 from ..engine.progress import format_seconds
 from ..plugin.layers import geometry_metadata, layer_to_volume
 from ._job import JobWidget, notify_error, notify_info
-from ..plugin.viewer import put_layer, source_geometry
+from ..plugin.viewer import add_labels, put_layer, source_geometry
 
 if TYPE_CHECKING:
     import napari
@@ -261,6 +261,6 @@ class RegistrationWidget(JobWidget):
         src = self._fixed_layer
         meta = {**geometry_metadata(src), "registered_from": layer.name}
         out = put_layer(self.viewer, f"{layer.name} on {src.name}", np.asarray(warped.data), source_geometry(src),
-                        meta, lambda d, **kw: self.viewer.add_labels(d, opacity=0.6, **kw))
+                        meta, lambda d, **kw: add_labels(self.viewer, d, opacity=0.6, **kw))
         notify_info(f"'{layer.name}' warped onto '{src.name}': {int((warped.data > 0).sum())} voxels labelled")
         return out

@@ -36,7 +36,7 @@ from ..engine.data import resolve_checkpoint
 from ..engine.errors import PVSInputError
 from ..engine.progress import format_seconds
 from ..plugin.layers import geometry_metadata
-from ..plugin.viewer import put_layer, source_geometry
+from ..plugin.viewer import add_labels, put_layer, source_geometry
 from ._job import JobWidget, notify_info, optional_path
 
 if TYPE_CHECKING:
@@ -159,12 +159,12 @@ class SegmentWidget(JobWidget):
             self.uncertain_layer = put_layer(
                 self.viewer, f"{src.name} PVS uncertain", data, geom,
                 {**meta, "members": int(prediction.member_probs.shape[0])},
-                lambda d, **kw: self.viewer.add_labels(d, opacity=0.5, **kw))
+                lambda d, **kw: add_labels(self.viewer, d, opacity=0.5, **kw))
             yield
         elif old is not None and old in self.viewer.layers:  # a single model has no member agreement
             self.viewer.layers.remove(old)
         self.mask_layer = put_layer(self.viewer, f"{src.name} PVS mask", prediction.mask, geom, meta,
-                                    lambda d, **kw: self.viewer.add_labels(d, opacity=0.6, **kw))
+                                    lambda d, **kw: add_labels(self.viewer, d, opacity=0.6, **kw))
         yield
 
     def _summary(self, threshold: float) -> str:
