@@ -48,13 +48,19 @@ _OPSET = 17
 
 
 def onnx_available() -> bool:
-    """Whether ``onnx`` and ``onnxruntime`` can be imported (``pip install napari-pvs[fast]``)."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether ``onnx`` and ``onnxruntime`` are installed (``pip install napari-pvs[fast]``).
+
+    Looked up without importing them: ``onnx`` is needed only to export (its import took
+    1.6 s here, through ``ml_dtypes``), not to run a cached export."""
+    from importlib.util import find_spec
+
+    def installed(name: str) -> bool:
+        try:
+            return find_spec(name) is not None
+        except (ImportError, ValueError):     # ValueError: in sys.modules as None (blocked)
+            return False
+
+    return installed("onnx") and installed("onnxruntime")
 
 
 class _WindowsOnly(torch.nn.Module):
