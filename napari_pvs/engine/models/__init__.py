@@ -35,7 +35,7 @@ One 3D registration network shares the registry (``task="registration"``, left o
 ``available_models()``' default list): ``acsgreg``, ACSGRegNet (:mod:`.acsgreg`).
 """
 
-import importlib
+from ..lazy import lazy_exports
 
 from .base import SegmentationNet, SegmentationNetConfig, as_batch
 from .registry import (
@@ -64,16 +64,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())
 
 
 __all__ = [

@@ -23,7 +23,7 @@ No front end re-assembles these from lower engine parts. Long jobs are closed (s
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_exports
 
 #: public name -> submodule; imported on first use (PEP 562), so that a command that only
 #: segments does not import the training stack (MONAI alone takes 3-6 s to import)
@@ -37,16 +37,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE, globals())
 
 
 __all__ = ["TrainRequest", "TrainPlan", "TrainOutcome", "plan_training", "run_training_plan", "record_training",
