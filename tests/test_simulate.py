@@ -469,3 +469,22 @@ def test_insert_same_pvs_renders_dark_pvs_into_a_t1_like_contrast():
     np.testing.assert_array_equal(out.data[untouched], t1.data[untouched])
     with pytest.raises(PVSInputError):
         insert_same_pvs(sim, t1, np.zeros(t2.shape, bool))
+
+
+@pytest.mark.parametrize("shape", [(9, 40, 37), (40, 37)])
+def test_fill_holes_equals_scipy(shape):
+    """The brain mask's hole filling (one labelling pass) gives scipy's binary_fill_holes."""
+    from napari_pvs.engine.anatomy.morphology import fill_holes
+
+    rng = np.random.default_rng(len(shape))
+    for density in (0.0, 0.3, 0.5, 0.7, 1.0):
+        mask = rng.random(shape) < density
+        mask = ndi.binary_closing(mask) if 0 < density < 1 else mask
+        got = fill_holes(mask)
+        assert got.dtype == bool and got.shape == shape
+        np.testing.assert_array_equal(got, ndi.binary_fill_holes(mask))
+    shell = np.zeros(shape, bool)             # a closed box (a square in 2D) with a hollow inside
+    shell[tuple(slice(1, n - 1) for n in shape)] = True
+    shell[tuple(slice(3, n - 3) for n in shape)] = False
+    centre = tuple(n // 2 for n in shape)
+    assert fill_holes(shell)[centre] and not shell[centre]

@@ -14,7 +14,7 @@ from skimage.filters import threshold_otsu
 
 from ..errors import PVSInputError
 from ..io import Volume
-from .morphology import check_3d, edt_inside, edt_to, smoothed, spacing_mm
+from .morphology import check_3d, edt_inside, edt_to, fill_holes, smoothed, spacing_mm
 
 __all__ = ["brain_mask"]
 
@@ -75,10 +75,10 @@ def brain_mask(image: Volume, *, erosion_mm: float = 8.0) -> np.ndarray:
         if k > 1:
             grown = np.repeat(grown, k, axis=ax)
     brain = grown[:fg.shape[0], :fg.shape[1], :fg.shape[2]] & fg
-    brain = ndi.binary_fill_holes(brain)
+    brain = fill_holes(brain)
     ax = image.axial_axis
     moved = np.moveaxis(brain, ax, 0)
     for s in range(moved.shape[0]):
         if moved[s].any():
-            moved[s] = ndi.binary_fill_holes(moved[s])
+            moved[s] = fill_holes(moved[s])
     return brain

