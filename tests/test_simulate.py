@@ -488,3 +488,17 @@ def test_fill_holes_equals_scipy(shape):
     shell[tuple(slice(3, n - 3) for n in shape)] = False
     centre = tuple(n // 2 for n in shape)
     assert fill_holes(shell)[centre] and not shell[centre]
+
+
+def test_brain_mask_does_not_depend_on_the_background_around_the_head():
+    """The brain mask's distance transforms run on the foreground's box: padding the scan with
+    background changes nothing inside and marks nothing outside."""
+    vol, _ = make_phantom()
+    mask = brain_mask(vol)
+    assert mask.any()
+    pad = ((3, 5), (12, 7), (9, 14))
+    padded = Volume(np.pad(np.asarray(vol.data), pad), vol.affine)
+    got = brain_mask(padded)
+    inner = tuple(slice(a, a + n) for (a, _), n in zip(pad, vol.shape, strict=True))
+    np.testing.assert_array_equal(got[inner], mask)
+    assert got.sum() == mask.sum()
