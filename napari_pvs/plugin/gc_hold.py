@@ -3,9 +3,10 @@ shown.
 
 With napari, torch, MONAI and ONNX Runtime loaded a napari process holds about 400,000
 objects that the cyclic garbage collector tracks. A full (generation 2) collection visits all
-of them and holds the GIL throughout: 380-435 ms on 2 slow cores, measured with
-``gc.callbacks`` while adding layers (``benchmarks/event_loop.py``). A job's worker thread
-allocates enough to trigger such collections, and the viewer freezes for each one.
+of them and holds the GIL throughout: 383-436 ms on 2 slow cores in a ``gc.callbacks`` timing
+of repeated layer adds, and 834 ms during training in ``benchmarks/event_loop.py
+--no-gc-hold``. A job's worker thread allocates enough to trigger such collections, and the
+viewer freezes for each one.
 
 :func:`hold` (a job starts) moves every object alive now into the collector's permanent
 generation (``gc.freeze``, constant time), so collections during the job visit only what was

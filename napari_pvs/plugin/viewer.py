@@ -50,7 +50,7 @@ def add_labels(viewer, data: np.ndarray, **kwargs):
     """``viewer.add_labels(data, **kwargs)``, its paint overlays built on first use.
 
     napari builds the vispy visuals of a Labels layer's polygon and brush-outline overlays
-    (dashed lines and a mesh: 100-220 ms on 2 slow cores under Xvfb) when the layer is added,
+    (dashed lines and a mesh: 120 ms in a cProfile of one add, under Xvfb) when the layer is added,
     but only for visible overlays. Here they are hidden while the layer is added and shown
     when its mode first changes (a rater picking the brush or polygon tool, the only modes
     that draw them), so showing a job's result does not pay for them. Adding a 36x448x406

@@ -61,14 +61,12 @@ def brain_mask(image: Volume, *, erosion_mm: float = 8.0) -> np.ndarray:
     step = np.maximum(1, np.round(1.0 / spacing)).astype(int)
     coarse = tuple(slice(None, None, int(k)) for k in step)
     fg_c = fg[coarse]
-    if not fg_c.any():
-        raise PVSInputError(
-            f"no brain found: no foreground region thicker than {2 * erosion_mm:g} mm", image.path)
     # the distance transforms run on the foreground's box only: outside it all is background,
     # so the distances inside it are the same (exact), and skull-stripped scans cost less
-    box = crop_to(fg_c, (1, 1, 1))
     core = np.zeros(fg_c.shape, dtype=bool)
-    core[box] = edt_inside(fg_c[box], spacing * step) > erosion_mm
+    if fg_c.any():
+        box = crop_to(fg_c, (1, 1, 1))
+        core[box] = edt_inside(fg_c[box], spacing * step) > erosion_mm
     if not core.any():
         raise PVSInputError(
             f"no brain found: no foreground region thicker than {2 * erosion_mm:g} mm", image.path)
