@@ -18,7 +18,10 @@ Recipe (each stage recorded in the checkpoint):
    detections and the real PVS-like objects it missed are ignored (unknown), the rest is
    background. Each synthetic copy (``--copies`` seeds, lesion-like hard negatives
    inserted) is labelled with its synthetic PVS plus the scan's confident teacher
-   detections.
+   detections. With ``--generated N``, each shared SynthSeg label map also gives N
+   T2-like images of random contrast and resolution
+   (:func:`~napari_pvs.engine.synth.generative.generate_t2`, SynthSeg-style), with
+   synthetic PVS placed in the map's true white matter and basal ganglia.
 4. **Student.** ``liteunet`` (2.5D, no normalisation layers, whole-slice inference)
    trained ``--minutes`` with Adam, Dice + cross-entropy, at the teacher's 0.6 mm in-plane
    spacing, and SynthSeg-style domain randomisation (noisy student:
@@ -30,7 +33,7 @@ Recipe (each stage recorded in the checkpoint):
 Usage::
 
     python scripts/make_student_model.py --out /tmp/napari-pvs-student [--minutes 25]
-        [--teacher CKPT] [--copies 2] [--features 8 16 32 64 128] [--seed 0] [--install]
+        [--teacher CKPT] [--copies 2] [--generated 0] [--features 8 16 32 64 128] [--seed 0] [--install]
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ from napari_pvs.engine.data import sha256_file  # noqa: E402
 from napari_pvs.engine.inference import predict_volume  # noqa: E402
 from napari_pvs.engine.io import load_volume  # noqa: E402
 from napari_pvs.engine.models.checkpoint import read_checkpoint, update_checkpoint  # noqa: E402
+from napari_pvs.engine.registration.network import LABEL_MAPS  # noqa: E402
 from napari_pvs.engine.synth import LesionMimicConfig, wide_simulation  # noqa: E402
+from napari_pvs.engine.synth.generative import generate_t2  # noqa: E402
 from napari_pvs.engine.training import TrainConfig, train  # noqa: E402
 from napari_pvs.engine.training.recipe import (RecipeConfig, TrainingExample, pseudo_label_example,  # noqa: E402
                                                recipe_to_dict, synthetic_examples)
@@ -109,7 +114,7 @@ def with_pseudo(ex: TrainingExample, pseudo: TrainingExample) -> TrainingExample
 
 def prepare(args, data: Path, out: Path, teacher, teacher_sha: str):
     """Teacher maps, measured distribution, labelled real and synthetic volumes (the last one
-    is the validation volume): ``(recipe, distribution, pseudo-label counts, examples)``."""
+    is the validation volume): ``(recipe, distribution, pseudo-label counts, generated images, examples)``."""
     base = RecipeConfig(copies=args.copies, thick_slice_mm=None, pseudo_labels=not args.no_pseudo_labels,
                         lesion_mimics=LesionMimicConfig(n_lesions=args.lesion_mimics) if args.lesion_mimics else None)
     scans, lesions, cands, refs, probs = {}, {}, {}, {}, {}
@@ -142,11 +147,24 @@ def prepare(args, data: Path, out: Path, teacher, teacher_sha: str):
             syn = [with_pseudo(e, pseudo) for e in syn] + [pseudo]
         examples += syn
         print(f"  {rel}: {len(syn)} volumes ({time.perf_counter() - t:.0f} s) {counts.get(rel, '')}", flush=True)
+    generated: list[dict] = []
+    gen_recipe = dataclasses.replace(recipe, ignore_real_pvs=False)      # no real PVS in a generated image
+    for i, rel in enumerate(LABEL_MAPS if args.generated else ()):
+        labels = load_volume(data / rel)
+        for k in range(args.generated):
+            t = time.perf_counter()
+            seed = 100 * (i + 1) + k
+            gen = generate_t2(labels, seed=seed)
+            syn = synthetic_examples(gen.image, [seed], gen_recipe, anatomy=gen.anatomy())
+            examples += [dataclasses.replace(e, source=f"{rel} generated, {e.source}") for e in syn]
+            generated.append({**gen.image.meta["generated"], "label_map": rel, "pvs_voxels": int(syn[0].mask.sum())})
+            print(f"  {rel} generated seed {seed}: {gen.image.shape} of {gen.image.meta['generated']['voxel_size_mm']} "
+                  f"mm, {int(syn[0].mask.sum())} PVS voxels ({time.perf_counter() - t:.0f} s)", flush=True)
     val_recipe = dataclasses.replace(recipe, copies=1, lesion_mimics=None)
     examples += synthetic_examples(scans[VALIDATION_SCAN], [VALIDATION_SEED], val_recipe,
                                    candidates=cands[VALIDATION_SCAN])
 
-    return recipe, dist, counts, examples
+    return recipe, dist, counts, generated, examples
 
 
 def main(argv=None) -> int:
@@ -160,6 +178,8 @@ def main(argv=None) -> int:
     ap.add_argument("--min-contrast", type=float, default=0.15,
                     help="faintest simulated PVS (fraction of the tissue-CSF difference)")
     ap.add_argument("--lesion-mimics", type=int, default=8)
+    ap.add_argument("--generated", type=int, default=0,
+                    help="T2-like images generated per shared SynthSeg label map (SynthSeg-style), with synthetic PVS")
     ap.add_argument("--features", type=int, nargs="+", default=[8, 16, 32, 64, 128])
     ap.add_argument("--patch", type=int, default=160)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -181,23 +201,26 @@ def main(argv=None) -> int:
     teacher = load_segmenter(args.teacher, device="cpu", backend=args.teacher_backend)
 
     key = hashlib.sha256(json.dumps([teacher_sha, args.copies, args.min_contrast, args.lesion_mimics,
-                                     args.no_pseudo_labels, str(data)]).encode()).hexdigest()[:12]
+                                     args.no_pseudo_labels, str(data)] + ([args.generated] if args.generated else [])
+                                    ).encode()).hexdigest()[:12]
     cached = out / f"examples_{key}.pkl"
     if cached.exists():          # the same data from an earlier run of this recipe (a rerun with other training settings)
         with cached.open("rb") as fh:
-            recipe, dist, counts, examples = pickle.load(fh)
+            loaded = pickle.load(fh)
+        recipe, dist, counts, generated, examples = loaded if len(loaded) == 5 else (*loaded[:3], [], loaded[3])
         print(f"training volumes from {cached}", flush=True)
     else:
-        recipe, dist, counts, examples = prepare(args, data, out, teacher, teacher_sha)
+        recipe, dist, counts, generated, examples = prepare(args, data, out, teacher, teacher_sha)
         with cached.with_suffix(".tmp").open("wb") as fh:
-            pickle.dump((recipe, dist, counts, examples), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((recipe, dist, counts, generated, examples), fh, protocol=pickle.HIGHEST_PROTOCOL)
         cached.with_suffix(".tmp").replace(cached)
     prep_s = time.perf_counter() - t0
 
     meta = {"recipe": recipe_to_dict(recipe), "kind": "student",
             "teacher": {"file": Path(args.teacher).name, "sha256": teacher_sha, "backend": args.teacher_backend},
-            "measured_pvs": dist, "pseudo_labels": counts,
-            "data": [{"path": rel, "sha256": sha256_file(data / rel)} for rel, _ in TRAIN_SCANS],
+            "measured_pvs": dist, "pseudo_labels": counts, "generated": generated,
+            "data": [{"path": rel, "sha256": sha256_file(data / rel)}
+                     for rel in [r for r, _ in TRAIN_SCANS] + sorted({g["label_map"] for g in generated})],
             "held_out": list(HELD_OUT), "script": "scripts/make_student_model.py " + " ".join(argv or sys.argv[1:]),
             "stages": {"prepare_s": round(prep_s)}}
     cfg = TrainConfig.for_model("liteunet", model_config={"features": tuple(args.features)}, epochs=100_000,

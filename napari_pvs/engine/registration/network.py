@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F  # noqa: N812
 
+from ..anatomy.labels import LABEL_GROUPS, label_groups
 from ..errors import PVSInputError
 from ..io import Volume, load_volume
 from ..models.acsgreg import ACSGRegConfig, ACSGRegNet
@@ -37,25 +38,8 @@ from .transform import SpatialTransform, warp_array
 __all__ = ["LABEL_GROUPS", "ACSGRegTrainConfig", "RegistrationTask", "train_acsgreg", "register_network",
            "network_grid", "label_groups", "LABEL_MAPS"]
 
-#: FreeSurfer labels -> structure groups used for training and Dice (0 = background)
-LABEL_GROUPS: dict[str, tuple[int, ...]] = {
-    "cerebral white matter": (2, 41), "cerebral cortex": (3, 42), "lateral ventricles": (4, 5, 43, 44),
-    "cerebellum": (7, 8, 46, 47), "thalamus": (10, 49), "caudate": (11, 50), "putamen": (12, 51),
-    "pallidum": (13, 52), "third/fourth ventricle": (14, 15), "brainstem": (16,), "hippocampus": (17, 53),
-    "amygdala": (18, 54), "CSF": (24,), "ventral DC": (28, 60)}
 #: the shared real label maps used for training (relative to the data directory)
 LABEL_MAPS = tuple(f"synthseg/training_seg_0{i}.nii.gz" for i in (1, 2, 3))
-
-
-def label_groups(labels: np.ndarray) -> np.ndarray:
-    """FreeSurfer label map -> group indices (uint8, 1..14 in :data:`LABEL_GROUPS` order;
-    0 for background and everything outside the brain)."""
-    lut = np.zeros(int(max(labels.max(), 1)) + 1, np.uint8)
-    for g, labs in enumerate(LABEL_GROUPS.values(), start=1):
-        for lab in labs:
-            if lab < lut.size:
-                lut[lab] = g
-    return lut[np.asarray(labels, dtype=np.int64)]
 
 
 def network_grid(centre_mm: np.ndarray, config: ACSGRegConfig) -> np.ndarray:

@@ -269,7 +269,7 @@ def _allowed_map(image: Volume, anat, margin_mm: float) -> np.ndarray:
 
 def simulate_pvs(image: Volume, *, seed: int = 0,
                  lesion_mask: Volume | np.ndarray | None = None,
-                 config: SimulationConfig = SimulationConfig()) -> SimulationResult:
+                 config: SimulationConfig = SimulationConfig(), anatomy=None) -> SimulationResult:
     """Insert synthetic PVS with a known mask into a real T2-weighted image.
 
     Follows the PVS digital reference object of Bernal et al., 2022, Magnetic Resonance
@@ -309,6 +309,11 @@ def simulate_pvs(image: Volume, *, seed: int = 0,
         (dilated by ``config.lesion_margin_mm``).
     config : SimulationConfig
         Sizes, counts and margins.
+    anatomy : Anatomy, optional
+        The image's anatomy when it is known better than the image tells (e.g. an image
+        generated from a label map, :meth:`~napari_pvs.engine.synth.generative.GeneratedT2.anatomy`);
+        default :func:`~napari_pvs.engine.anatomy.analyze_anatomy` of ``image`` and
+        ``lesion_mask``.
 
     Returns
     -------
@@ -323,7 +328,7 @@ def simulate_pvs(image: Volume, *, seed: int = 0,
     check_3d(image)
     rng = np.random.default_rng(seed)
     shape = image.shape
-    anat = analyze_anatomy(image, lesion_mask, config=config.anatomy)
+    anat = anatomy if anatomy is not None else analyze_anatomy(image, lesion_mask, config=config.anatomy)
     regions = anat.regions
     needed = [(REGION_BG, config.n_bg), (REGION_CSO, config.n_cso)]
     for reg, n in needed:

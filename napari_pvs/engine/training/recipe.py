@@ -205,7 +205,7 @@ def _name(image: Volume) -> str:
 
 def synthetic_examples(image: Volume, seeds, recipe: RecipeConfig = RecipeConfig(), *,
                        lesion_mask: Volume | np.ndarray | None = None,
-                       candidates: CandidateResult | None = None) -> list[TrainingExample]:
+                       candidates: CandidateResult | None = None, anatomy=None) -> list[TrainingExample]:
     """Synthetic-PVS training volumes of one real scan, with their ignore masks.
 
     For each seed: :func:`~napari_pvs.engine.synth.simulate_pvs` with
@@ -229,6 +229,9 @@ def synthetic_examples(image: Volume, seeds, recipe: RecipeConfig = RecipeConfig
         never ignored.
     candidates : CandidateResult, optional
         Precomputed real PVS-like objects of ``image`` (else computed when needed).
+    anatomy : Anatomy, optional
+        Known anatomy of ``image`` (e.g. from the label map it was generated from), used
+        for PVS and lesion-mimic placement instead of the image-derived one.
 
     Returns
     -------
@@ -244,9 +247,11 @@ def synthetic_examples(image: Volume, seeds, recipe: RecipeConfig = RecipeConfig
     real = candidates.mask > 0 if (recipe.ignore_real_pvs and candidates is not None) else None
     out = []
     thin = image.voxel_size[image.axial_axis] < 2.0
-    anat = analyze_anatomy(image, lesion_mask) if recipe.lesion_mimics is not None else None
+    anat = anatomy
+    if anat is None and recipe.lesion_mimics is not None:
+        anat = analyze_anatomy(image, lesion_mask)
     for seed in seeds:
-        sim = simulate_pvs(image, seed=int(seed), lesion_mask=lesion_mask, config=recipe.simulation)
+        sim = simulate_pvs(image, seed=int(seed), lesion_mask=lesion_mask, config=recipe.simulation, anatomy=anatomy)
         mask = sim.mask > 0
         ignore = np.zeros(image.shape, dtype=bool) if real is None else real.copy()
         if recipe.ignore_partial_volume > 0:
@@ -254,7 +259,7 @@ def synthetic_examples(image: Volume, seeds, recipe: RecipeConfig = RecipeConfig
         ignore &= ~mask
         src = f"{_name(image)} seed {seed}"
         img = sim.image
-        if anat is not None:
+        if anat is not None and recipe.lesion_mimics is not None:
             taken = (sim.fraction > 0) | anat.lesion | (real if real is not None else False)
             les = insert_lesion_mimics(img, seed=1000 + int(seed), config=recipe.lesion_mimics,
                                        avoid=dilate_mm(taken, 2.0, np.asarray(image.voxel_size)), anatomy=anat)
