@@ -8,7 +8,7 @@ from napari_pvs.engine.anatomy import REGION_BG, REGION_CSO
 from napari_pvs.engine.errors import PVSInputError
 from napari_pvs.engine.io import Volume
 from napari_pvs.engine.synth import SimulationConfig, simulate_pvs
-from napari_pvs.engine.synth.generative import GenerativeConfig, generate_t2
+from napari_pvs.engine.synth.generative import GeneratedT2, GenerativeConfig, generate_t2
 
 #: voxel (i, j, k) -> RAS of a 1 mm map stored L, I, A (as the shared SynthSeg maps are)
 LIA = np.array([[-1.0, 0, 0, 40], [0, 0, 1, -40], [0, -1, 0, 40], [0, 0, 0, 1]])
@@ -89,5 +89,9 @@ def test_generated_rejects_bad_label_maps(label_map):
     no_csf = np.where(np.isin(label_map.data, (4, 43, 24)), 2, label_map.data)
     with pytest.raises(PVSInputError, match="no CSF label"):
         generate_t2(Volume(no_csf, label_map.affine))
+    gen = generate_t2(label_map, seed=0)
+    no_putamen = GeneratedT2(gen.image, np.where(np.isin(gen.labels, (12, 51)), 2, gen.labels))
+    with pytest.raises(PVSInputError, match="no lateral ventricle or putamen"):
+        no_putamen.anatomy()
     with pytest.raises(ValueError, match="in_plane_mm"):
         GenerativeConfig(in_plane_mm=(1.0, 0.5))

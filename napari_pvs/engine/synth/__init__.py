@@ -1,6 +1,6 @@
 """Synthetic PVS with a known mask, inserted into real T2 images: rendering (:mod:`.render`),
 noise matching (:mod:`.noise`) and insertion (:mod:`.simulate`); lesion-like hard negatives
-(:mod:`.lesions`)."""
+(:mod:`.lesions`); T2-like images generated from label maps, SynthSeg-style (:mod:`.generative`)."""
 
 from .lesions import LesionMimicConfig, LesionMimicResult, insert_lesion_mimics
 from .noise import estimate_noise_sigma

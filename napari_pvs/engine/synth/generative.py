@@ -219,12 +219,12 @@ def generate_t2(label_map: Volume, *, seed: int = 0, config: GenerativeConfig = 
                                 label_map.path)
     img = nib.as_closest_canonical(nib.Nifti1Image(labels.transpose(2, 1, 0), label_map.affine))  # voxel axes RAS
     labels = np.asarray(img.dataobj)
-    lo = np.array([np.flatnonzero(np.any(labels, axis=tuple(a for a in range(3) if a != ax)))[[0, -1]]
-                   for ax in range(3)])                       # (3, 2) first/last labelled index per axis
+    bounds = np.array([np.flatnonzero(np.any(labels, axis=tuple(a for a in range(3) if a != ax)))[[0, -1]]
+                       for ax in range(3)])                   # (3, 2) first/last labelled index per axis
     src_mm = nib.affines.voxel_sizes(img.affine)
     margin = np.ceil(4.0 / src_mm).astype(int)
-    start = np.maximum(lo[:, 0] - margin, 0)
-    stop = np.minimum(lo[:, 1] + margin + 1, labels.shape)
+    start = np.maximum(bounds[:, 0] - margin, 0)
+    stop = np.minimum(bounds[:, 1] + margin + 1, labels.shape)
     labels = labels[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))]
     affine = img.affine.copy()
     affine[:3, 3] = nib.affines.apply_affine(img.affine, start)
