@@ -158,8 +158,8 @@ def prepare(args, data: Path, out: Path, teacher, teacher_sha: str):
             syn = synthetic_examples(gen.image, [seed], gen_recipe, anatomy=gen.anatomy())
             examples += [dataclasses.replace(e, source=f"{rel} generated, {e.source}") for e in syn]
             generated.append({**gen.image.meta["generated"], "label_map": rel, "pvs_voxels": int(syn[0].mask.sum())})
-            print(f"  {rel} generated seed {seed}: {gen.image.shape} of {gen.image.meta['generated']['voxel_size_mm']} "
-                  f"mm, {int(syn[0].mask.sum())} PVS voxels ({time.perf_counter() - t:.0f} s)", flush=True)
+            print(f"  {rel} generated seed {seed}: {gen.image.shape} of {generated[-1]['voxel_size_mm']} "
+                  f"mm, {generated[-1]['pvs_voxels']} PVS voxels ({time.perf_counter() - t:.0f} s)", flush=True)
     val_recipe = dataclasses.replace(recipe, copies=1, lesion_mimics=None)
     examples += synthetic_examples(scans[VALIDATION_SCAN], [VALIDATION_SEED], val_recipe,
                                    candidates=cands[VALIDATION_SCAN])
@@ -201,13 +201,11 @@ def main(argv=None) -> int:
     teacher = load_segmenter(args.teacher, device="cpu", backend=args.teacher_backend)
 
     key = hashlib.sha256(json.dumps([teacher_sha, args.copies, args.min_contrast, args.lesion_mimics,
-                                     args.no_pseudo_labels, str(data)] + ([args.generated] if args.generated else [])
-                                    ).encode()).hexdigest()[:12]
+                                     args.no_pseudo_labels, str(data), args.generated]).encode()).hexdigest()[:12]
     cached = out / f"examples_{key}.pkl"
     if cached.exists():          # the same data from an earlier run of this recipe (a rerun with other training settings)
         with cached.open("rb") as fh:
-            loaded = pickle.load(fh)
-        recipe, dist, counts, generated, examples = loaded if len(loaded) == 5 else (*loaded[:3], [], loaded[3])
+            recipe, dist, counts, generated, examples = pickle.load(fh)
         print(f"training volumes from {cached}", flush=True)
     else:
         recipe, dist, counts, generated, examples = prepare(args, data, out, teacher, teacher_sha)

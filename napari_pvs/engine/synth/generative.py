@@ -31,7 +31,7 @@ from nibabel.processing import resample_from_to, smooth_image
 from scipy import ndimage as ndi
 
 from ..anatomy import REGION_BG, REGION_CSO, Anatomy
-from ..anatomy.morphology import dilate_mm
+from ..anatomy.morphology import crop_to, dilate_mm
 from ..errors import PVSInputError
 from ..io import Volume
 
@@ -144,13 +144,14 @@ class GeneratedT2:
         v_top = float(v_xyz[:, 2].max())
         bg = (float(p_xyz[:, 2].min()), float(p_xyz[:, 2].max()))
         centre = np.array([*v_xyz[:, :2].mean(0), v_top - 20.0])
+        # the grid is RAS-aligned: array Z is world superior, array X world left-right
         z_world = img.voxel_to_world(np.stack([np.arange(img.shape[0]), np.zeros(img.shape[0]),
                                                np.zeros(img.shape[0])], 1).astype(float))[:, 2]
         regions = np.zeros(img.shape, np.uint8)
         regions[np.isin(lab, (11, 50, 12, 51, 13, 52))] = REGION_BG
         regions[np.isin(lab, (2, 41)) & (z_world > bg[1])[:, None, None]] = REGION_CSO
-        brain_xyz = world(brain)
-        scale = float(np.clip(np.ptp(brain_xyz[:, 0]) / 115.0, 0.8, 1.25))
+        x_box = crop_to(brain, (0, 0, 0))[2]
+        scale = float(np.clip((x_box.stop - 1 - x_box.start) * spacing[2] / 115.0, 0.8, 1.25))
         return Anatomy(brain=brain, csf=csf, lesion=np.zeros(img.shape, bool), regions=regions,
                        noise_mask=brain & ~dilate_mm(~brain, 2.0, spacing), ventricles=vent, centre_xyz=centre,
                        csf_intensity=float(np.median(np.asarray(img.data)[vent])), ventricle_top_mm=v_top,
@@ -219,13 +220,10 @@ def generate_t2(label_map: Volume, *, seed: int = 0, config: GenerativeConfig = 
                                 label_map.path)
     img = nib.as_closest_canonical(nib.Nifti1Image(labels.transpose(2, 1, 0), label_map.affine))  # voxel axes RAS
     labels = np.asarray(img.dataobj)
-    bounds = np.array([np.flatnonzero(np.any(labels, axis=tuple(a for a in range(3) if a != ax)))[[0, -1]]
-                       for ax in range(3)])                   # (3, 2) first/last labelled index per axis
     src_mm = nib.affines.voxel_sizes(img.affine)
-    margin = np.ceil(4.0 / src_mm).astype(int)
-    start = np.maximum(bounds[:, 0] - margin, 0)
-    stop = np.minimum(bounds[:, 1] + margin + 1, labels.shape)
-    labels = labels[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))]
+    box = crop_to(labels != 0, np.ceil(4.0 / src_mm).astype(int))      # the labelled head plus 4 mm
+    labels = labels[box]
+    start = np.array([b.start for b in box])
     affine = img.affine.copy()
     affine[:3, 3] = nib.affines.apply_affine(img.affine, start)
 
