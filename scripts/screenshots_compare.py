@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     from napari_pvs.engine.data import default_checkpoint
     from napari_pvs.engine.io import load_volume, save_volume
     from napari_pvs.engine.synth import simulate_pvs, wide_simulation
+    from napari_pvs.plugin.viewer import source_geometry
     from napari_pvs.widgets.compare import CompareWidget
 
     out = args.out
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
     (truth_img,) = viewer.open(tmp / "simulated_truth.nii.gz", plugin="napari-pvs")
     viewer.layers.remove(truth_img)  # opened as an image: re-add it as labels on the same grid
     truth = viewer.add_labels(np.asarray(truth_img.data).astype(np.uint8), name="simulated truth",
-                              scale=truth_img.scale, affine=truth_img.affine, metadata=truth_img.metadata)
+                              metadata=truth_img.metadata, **source_geometry(truth_img))  # mm, like the scan
     widget = CompareWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Compare models", area="right")
     widget.reset_choices()

@@ -120,6 +120,13 @@ def test_units_scale_bar_and_axis_labels(make_napari_viewer, tmp_path):
     assert tuple(viewer.dims.axis_labels) == ("I→S", "A→P", "R→L")
     (cor,) = viewer.open(str(_scan(tmp_path, "coronal")), plugin="napari-pvs")
     assert tuple(cor.axis_labels) == ("A→P", "S→I", "R→L")
+    # the status bar: the cursor's world position named by anatomy, in mm, then the value
+    viewer.layers.selection.active = t2
+    viewer.cursor.position = (-10.0, 3.5, 0.25)
+    viewer.status = t2.get_status(viewer.cursor.position, world=True)
+    assert viewer.status["coordinates"].startswith("S -10.00, P 3.50, L 0.25 mm")
+    viewer.status = "Ready"                                  # plain messages are left alone
+    assert viewer.status == "Ready"
 
 
 def test_annotate_keys_are_free_and_bound_on_the_viewer(make_napari_viewer, tmp_path):

@@ -303,7 +303,57 @@ def prepare_viewer(viewer) -> None:
     viewer.scale_bar.visible = True
     viewer.scale_bar.ticks = True
     viewer.layers.events.inserted.connect(lambda event: _on_inserted(viewer, event))
+    viewer.events.status.connect(lambda event: _status_in_mm(viewer), position="last")
     follow_default_layer(viewer)
+
+
+def anatomical_coordinates(position, axis_labels) -> str | None:
+    """The cursor's world position named by anatomy, in mm: ``"S -11.96, P 3.50, L 0.25 mm"``.
+
+    Parameters
+    ----------
+    position : sequence of float
+        World coordinates (mm) of the layer's axes, in napari's axis order (napari-pvs:
+        ``(S, P, L)`` for axially stored scans, see :func:`napari_pvs.plugin.layers.layer_geometry`).
+    axis_labels : sequence of str
+        napari axis labels such as ``"I→S"``: the letter after the arrow names the direction in
+        which the coordinate grows.
+
+    Returns
+    -------
+    str or None
+        None when a label does not name a direction (not a napari-pvs scan).
+
+    Example
+    -------
+    >>> anatomical_coordinates([-11.958, 3.5, 0.25], ("I→S", "A→P", "R→L"))
+    'S -11.96, P 3.50, L 0.25 mm'
+    """
+    labels = [str(lab) for lab in axis_labels]
+    if len(labels) != len(position) or not labels or not all("→" in lab for lab in labels):
+        return None
+    return ", ".join(f"{lab.split('→')[-1]} {float(v):.2f}" for lab, v in zip(labels, position, strict=True)) + " mm"
+
+
+def _status_in_mm(viewer) -> None:
+    """napari's status bar prints a layer's world coordinates without units; for a layer in mm
+    with anatomical axis labels (every napari-pvs scan and result), say which direction and
+    mm: ``"S -11.96, P 3.50, L 0.25 mm: 812"``."""
+    status = viewer.status
+    layer = viewer.layers.selection.active
+    if not isinstance(status, dict) or layer is None or not status.get("coords") \
+            or str(status["coords"]).endswith(" mm"):
+        return
+    try:
+        if {str(u) for u in layer.units} != {"millimeter"}:
+            return
+        text = anatomical_coordinates(np.asarray(viewer.cursor.position)[-layer.ndim:], layer.axis_labels)
+    except (AttributeError, TypeError, ValueError):
+        return
+    if text is not None:
+        value = status.get("value", "")
+        viewer.status = {**status, "coords": text,
+                         "coordinates": f"{text}: {value}" if value != "" else text}
 
 
 def _on_inserted(viewer, event) -> None:
