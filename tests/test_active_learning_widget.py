@@ -82,6 +82,15 @@ def test_queue_jump_uncertainty_retrain_and_cancel(make_napari_viewer, qtbot, al
     assert len(rounds) == 1 and rounds[0]["n_slices"] == 3 and rounds[0]["val_dsc"] is not None
     assert len(rounds[0]["suggestions"]) == 4
     assert w.history.points == [(3, rounds[0]["val_dsc"])]
+    # the history plot: the round's point, drawn on napari's theme background
+    from matplotlib.colors import to_hex
+    from napari.utils.theme import get_theme
+
+    qtbot.waitUntil(lambda: w.history.figure is not None and len(w.history.figure.axes[0].lines) > 0,
+                    timeout=20_000)
+    line = w.history.figure.axes[0].lines[0]
+    assert list(line.get_xdata()) == [3] and list(line.get_ydata()) == [rounds[0]["val_dsc"]]
+    assert to_hex(w.history.figure.get_facecolor()) == to_hex(get_theme(viewer.theme).canvas.as_hex())
     assert w.project().current_checkpoint().name == "al_round_001.pt"
     _wait(qtbot, w.score)                                                  # re-scored with the new model
     assert w.scores.checkpoint.name == "al_round_001.pt"

@@ -107,7 +107,7 @@ class ActiveLearningWidget(QWidget):
                                 "recorded (the current model is unchanged)")
         self.plan = self._round_config = None
         self._saved_done: dict | None = None
-        self.history = HistoryPlot()
+        self.history = HistoryPlot(napari_viewer)
         self.info = QLabel("choose a project folder (or open one in Annotate PVS) and press Score slices")
         self.info.setWordWrap(True)
         scroll_column(self, (form.native, self.score, QLabel("<b>Queue</b>"), self.table, self.show_map.native, self.info,

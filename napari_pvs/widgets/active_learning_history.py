@@ -1,37 +1,38 @@
 """The model-history plot of the Active learning widget: validation DSC against the number
-of annotated slices, one point per round (matplotlib in Qt)."""
+of annotated slices, one point per round, in napari's theme (a :class:`ThemedPlot`)."""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel
+
+from .plots import ThemedPlot
 
 __all__ = ["HistoryPlot"]
 
 
-class HistoryPlot(QWidget):
-    """Validation DSC against the number of annotated slices, one point per round."""
+class HistoryPlot(ThemedPlot):
+    """Validation DSC against the number of annotated slices, one point per round, with a line
+    of text under it (rounds so far, the last round's slices and DSC).
 
-    def __init__(self):
-        super().__init__()
+    Attributes
+    ----------
+    points : list of (int, float)
+        ``(annotated slices, validation DSC)`` of each round that has a DSC.
+    label : QLabel
+    """
+
+    def __init__(self, viewer=None):
+        super().__init__(viewer, height=160)
         self.label = QLabel("no round yet")
         self.label.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        self.canvas = None
-        try:
-            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-            from matplotlib.figure import Figure
-
-            self.figure = Figure(figsize=(3.2, 1.8), dpi=100, tight_layout=True)
-            self.canvas = FigureCanvasQTAgg(self.figure)
-            self.canvas.setMinimumHeight(160)
-            layout.addWidget(self.canvas)
-        except ImportError:  # pragma: no cover - matplotlib is a dependency
-            pass
-        layout.addWidget(self.label)
+        self.layout().addWidget(self.label)
         self.points: list[tuple[int, float]] = []
+        self.request(force=True)
 
     def refresh(self, rounds: list[dict]) -> None:
-        self.points = [(r["n_slices"], r["val_dsc"]) for r in rounds if r["val_dsc"] is not None]
+        """Show ``rounds`` (dicts with ``n_slices`` and ``val_dsc``, as
+        ``Project.al_rounds()`` gives them)."""
+        self.points = [(int(r["n_slices"]), float(r["val_dsc"])) for r in rounds if r["val_dsc"] is not None]
         if rounds:
             last = rounds[-1]
             dsc = "n/a" if last["val_dsc"] is None else f"{last['val_dsc']:.3f}"
@@ -39,17 +40,19 @@ class HistoryPlot(QWidget):
                                f"validation DSC {dsc}")
         else:
             self.label.setText("no round yet")
-        if self.canvas is None:
-            return
-        self.figure.clear()
-        ax = self.figure.add_subplot(111)
-        if self.points:
-            x, y = zip(*self.points, strict=True)
-            ax.plot(x, y, marker="o")
-            ax.set_xlim(0, max(x) + 1)
+        self.request(force=True)
+
+    def snapshot(self):
+        return list(self.points)
+
+    def draw(self, ax, c, points) -> None:
         ax.set_xlabel("annotated slices", fontsize=8)
         ax.set_ylabel("validation DSC", fontsize=8)
-        ax.tick_params(labelsize=7)
         ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        self.canvas.draw_idle()
+        ax.grid(alpha=0.3, color=c["grid"])
+        if not points:
+            ax.set_title("no round yet", fontsize=8)
+            return
+        x, y = zip(*points, strict=True)
+        ax.plot(x, y, marker="o", color=c["accent"])
+        ax.set_xlim(0, max(x) + 1)
