@@ -105,7 +105,6 @@ def main(argv=None) -> int:
     close_notifications(viewer)
     save_png(out / "active_learning.png", viewer.screenshot(canvas_only=False))
     grab_widget(w, out / "active_learning_widget.png")
-    w.timer.stop()
     ann.close_project()
     viewer.close()
     return 0
