@@ -92,6 +92,42 @@ def test_closing_the_generator_stops_cleanly(tmp_path):
     assert not list(tmp_path.glob(".*part*"))
 
 
+def test_patch_workers_train_and_stop(tmp_path):
+    """loader_workers > 0: patches come from DataLoader worker processes, batches keep their
+    shapes, training learns, and the workers are gone when the run ends (also when closed early)."""
+    import multiprocessing
+
+    vols = [blob_volume(s) for s in range(2)]
+    cfg = TrainConfig(model="mfnsde", model_config=TINY, epochs=3, steps_per_epoch=20, patch_size=(64, 64),
+                      batch_size=4, loader_workers=2)
+    assert TrainConfig.from_dict(dataclasses.asdict(cfg)).loader_workers == 2
+    with pytest.raises(ValueError, match="loader_workers must be >= 0"):
+        TrainConfig(loader_workers=-1)
+    from napari_pvs.engine.training import SegmentationTask
+
+    task = SegmentationTask([v for v, _ in vols], [m for _, m in vols], cfg, val_indices=[1])
+    task.setup(torch.device("cpu"))
+    batch = task.sample_batch(torch.device("cpu"))
+    assert batch["image"].shape == (4, 1, 64, 64) and batch["label"].shape == (4, 1, 64, 64)
+    assert set(torch.unique(batch["label"]).tolist()) <= {0.0, 1.0}
+    assert len(multiprocessing.active_children()) == 2
+    task.teardown()
+    assert multiprocessing.active_children() == []
+
+    events, result = run(train([v for v, _ in vols], [m for _, m in vols], cfg, tmp_path / "m.pt",
+                               val_indices=[1]))
+    assert [e.kind for e in events].count("step") == 60 and result.best_val_metric > 0.3
+    assert multiprocessing.active_children() == []
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["train_config"]["loader_workers"] == 2
+    gen = train([v for v, _ in vols], [m for _, m in vols], cfg, tmp_path / "m2.pt", val_indices=[1])
+    for ev in gen:
+        if ev.kind == "step":
+            break
+    assert len(multiprocessing.active_children()) == 2
+    gen.close()
+    assert multiprocessing.active_children() == []
+
+
 def test_time_budget_stops_training(tmp_path):
     v, m = blob_volume(0)
     cfg = TrainConfig(model="unet", model_config=TINY, epochs=1000, steps_per_epoch=1000,

@@ -314,98 +314,103 @@ def run_training(task: TrainingTask, config: LoopConfig, checkpoint_path: str | 
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype(device) == torch.float16)
     opt = _optimizer(cfg, model)
     note = task.setup(device)
-    note += f"; device {device.type}" + (f" ({amp_dtype(device)} autocast)" if use_amp else "")
-    if init_from is not None:
-        note += f"; fine-tuning from {Path(init_from).name}"
+    try:
+        note += f"; device {device.type}" + (f" ({amp_dtype(device)} autocast)" if use_amp else "")
+        if init_from is not None:
+            note += f"; fine-tuning from {Path(init_from).name}"
 
-    total_steps = cfg.epochs * cfg.steps_per_epoch
-    budget_s = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
-    ckpt_path = Path(checkpoint_path)
-    name = task.metric_name
-    best = -np.inf
-    saved: Path | None = None
-    history: list[dict] = []
-    step = epoch = 0
-    val_total = 0.0
-    val_cost = 0.0  # seconds the last validation took: reserved at the end of the budget
+        total_steps = cfg.epochs * cfg.steps_per_epoch
+        budget_s = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
+        ckpt_path = Path(checkpoint_path)
+        name = task.metric_name
+        best = -np.inf
+        saved: Path | None = None
+        history: list[dict] = []
+        step = epoch = 0
+        val_total = 0.0
+        val_cost = 0.0  # seconds the last validation took: reserved at the end of the budget
 
-    def event(kind: str, **kw) -> TrainEvent:
-        return TrainEvent(kind, epoch=epoch, step=step, total_steps=total_steps, metric_name=name,
-                          elapsed_s=time.perf_counter() - t0, val_seconds=val_total, budget_s=budget_s,
-                          best_val_metric=None if saved is None else float(best),
-                          checkpoint=str(saved) if saved else None, **kw)
+        def event(kind: str, **kw) -> TrainEvent:
+            return TrainEvent(kind, epoch=epoch, step=step, total_steps=total_steps, metric_name=name,
+                              elapsed_s=time.perf_counter() - t0, val_seconds=val_total, budget_s=budget_s,
+                              best_val_metric=None if saved is None else float(best),
+                              checkpoint=str(saved) if saved else None, **kw)
 
-    yield event("start", message=note)
+        yield event("start", message=note)
 
-    def validate_and_keep(mean_loss: float | None) -> float:
-        nonlocal best, saved, val_total, val_cost
-        t_val = time.perf_counter()
-        model.eval()
-        with torch.inference_mode(), autocast(device, use_amp):
-            val = float(task.validate(model, device))
+        def validate_and_keep(mean_loss: float | None) -> float:
+            nonlocal best, saved, val_total, val_cost
+            t_val = time.perf_counter()
+            model.eval()
+            with torch.inference_mode(), autocast(device, use_amp):
+                val = float(task.validate(model, device))
+            model.train()
+            val_cost = time.perf_counter() - t_val
+            val_total += val_cost
+            history.append({"epoch": epoch, "step": step, "loss": mean_loss, "val_metric": val,
+                            "elapsed_s": time.perf_counter() - t0})
+            if val > best or saved is None:
+                best = max(best, val)
+                saved = task.save_checkpoint(ckpt_path, model, {
+                    "metric": name, "best_val_metric": val, "epoch": epoch, "step": step,
+                    "history": history, "init_from": str(init_from) if init_from else None})
+            return val
+
+        if cfg.validate_start:
+            val = validate_and_keep(None)
+            yield event("epoch", val_metric=val, message="starting weights")
         model.train()
-        val_cost = time.perf_counter() - t_val
-        val_total += val_cost
-        history.append({"epoch": epoch, "step": step, "loss": mean_loss, "val_metric": val,
-                        "elapsed_s": time.perf_counter() - t0})
-        if val > best or saved is None:
-            best = max(best, val)
-            saved = task.save_checkpoint(ckpt_path, model, {
-                "metric": name, "best_val_metric": val, "epoch": epoch, "step": step,
-                "history": history, "init_from": str(init_from) if init_from else None})
-        return val
-
-    if cfg.validate_start:
-        val = validate_and_keep(None)
-        yield event("epoch", val_metric=val, message="starting weights")
-    model.train()
-    stop_reason = "finished"
-    diverged = False
-    for epoch in range(1, cfg.epochs + 1):
-        losses = []
-        for _ in range(cfg.steps_per_epoch):
-            if budget_s is not None and step > 0 and time.perf_counter() - t0 + val_cost >= budget_s:
-                stop_reason = f"time budget of {cfg.max_minutes:g} min spent"
+        stop_reason = "finished"
+        diverged = False
+        for epoch in range(1, cfg.epochs + 1):
+            losses = []
+            for _ in range(cfg.steps_per_epoch):
+                if budget_s is not None and step > 0 and time.perf_counter() - t0 + val_cost >= budget_s:
+                    stop_reason = f"time budget of {cfg.max_minutes:g} min spent"
+                    break
+                if cfg.lr_schedule == "poly":
+                    done = step / total_steps
+                    if budget_s is not None:
+                        done = max(done, (time.perf_counter() - t0) / budget_s)
+                    for group in opt.param_groups:
+                        group["lr"] = poly_lr(cfg.learning_rate, done)
+                batch = task.sample_batch(device)
+                opt.zero_grad(set_to_none=True)
+                with autocast(device, use_amp):
+                    loss = task.loss(model(batch), batch)
+                value = float(loss.detach())
+                if not math.isfinite(value):     # diverged: keep the last good checkpoint, save nothing new
+                    diverged = True
+                    stop_reason = (f"stopped: the loss became {value} at step {step + 1} (epoch {epoch}); "
+                                   + (f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept"
+                                      if saved is not None else "no checkpoint had been written")
+                                   + "; try a lower learning rate or check the masks")
+                    break
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                step += 1
+                losses.append(value)
+                yield event("step", loss=losses[-1])
+            if diverged:
                 break
-            if cfg.lr_schedule == "poly":
-                done = step / total_steps
-                if budget_s is not None:
-                    done = max(done, (time.perf_counter() - t0) / budget_s)
-                for group in opt.param_groups:
-                    group["lr"] = poly_lr(cfg.learning_rate, done)
-            batch = task.sample_batch(device)
-            opt.zero_grad(set_to_none=True)
-            with autocast(device, use_amp):
-                loss = task.loss(model(batch), batch)
-            value = float(loss.detach())
-            if not math.isfinite(value):     # diverged: keep the last good checkpoint, save nothing new
-                diverged = True
-                stop_reason = (f"stopped: the loss became {value} at step {step + 1} (epoch {epoch}); "
-                               + (f"the last good checkpoint (epoch {history[-1]['epoch']}) is kept"
-                                  if saved is not None else "no checkpoint had been written")
-                               + "; try a lower learning rate or check the masks")
+            if not losses:  # budget spent right after the previous validation: nothing new to validate
+                epoch -= 1
                 break
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            step += 1
-            losses.append(value)
-            yield event("step", loss=losses[-1])
-        if diverged:
-            break
-        if not losses:  # budget spent right after the previous validation: nothing new to validate
-            epoch -= 1
-            break
-        mean_loss = float(np.mean(losses))
-        val = validate_and_keep(mean_loss)
-        yield event("epoch", loss=mean_loss, val_metric=val)
-        if stop_reason != "finished":
-            break
-    seconds = time.perf_counter() - t0
-    last = history[-1]["val_metric"] if history else None
-    yield event("done", val_metric=last, message=stop_reason)
-    if diverged and saved is None:
-        raise TrainingDiverged(stop_reason, ckpt_path)
-    return TrainResult(checkpoint=saved, best_val_metric=None if saved is None else float(best),
-                       metric_name=name, epochs_done=epoch, steps_done=step, seconds=seconds,
-                       val_seconds=val_total, stop_reason=stop_reason, history=history, diverged=diverged)
+            mean_loss = float(np.mean(losses))
+            val = validate_and_keep(mean_loss)
+            yield event("epoch", loss=mean_loss, val_metric=val)
+            if stop_reason != "finished":
+                break
+        seconds = time.perf_counter() - t0
+        last = history[-1]["val_metric"] if history else None
+        yield event("done", val_metric=last, message=stop_reason)
+        if diverged and saved is None:
+            raise TrainingDiverged(stop_reason, ckpt_path)
+        return TrainResult(checkpoint=saved, best_val_metric=None if saved is None else float(best),
+                           metric_name=name, epochs_done=epoch, steps_done=step, seconds=seconds,
+                           val_seconds=val_total, stop_reason=stop_reason, history=history, diverged=diverged)
+    finally:
+        teardown = getattr(task, "teardown", None)   # e.g. a task's data-loader workers
+        if teardown is not None:
+            teardown()

@@ -108,6 +108,11 @@ class TrainConfig:
         Weight of a binary cross-entropy term added to the soft Dice loss
         (:class:`~napari_pvs.engine.models.losses.DiceBCELoss`); default 0 (Dice alone, the
         paper's loss).
+    loader_workers : int
+        Worker processes that crop and augment the training patches (a torch
+        ``DataLoader``), so that a GPU is not kept waiting by the CPU-side sampling; 0
+        (default): patches are made in the training thread. Each worker has its own seeded
+        sampler, so a run with workers draws other patches than one without.
 
     Raises
     ------
@@ -136,6 +141,7 @@ class TrainConfig:
     val_fraction: float = 0.25
     val_patches: int = 64
     bce_weight: float = 0.0
+    loader_workers: int = 0
 
     def __init__(self, **settings):
         loop_settings = {k: settings.pop(k) for k in list(settings) if k in LOOP_SETTINGS}
@@ -164,6 +170,9 @@ class TrainConfig:
         object.__setattr__(self, "bce_weight", float(self.bce_weight))
         if self.bce_weight < 0:
             raise ValueError(f"bce_weight must be >= 0, got {self.bce_weight}")
+        object.__setattr__(self, "loader_workers", int(self.loader_workers))
+        if self.loader_workers < 0:
+            raise ValueError(f"loader_workers must be >= 0, got {self.loader_workers}")
 
     @classmethod
     def for_model(cls, model: str, **overrides) -> TrainConfig:
@@ -293,6 +302,55 @@ def _source_info(image: Volume, mask, role: str) -> dict:
     }
 
 
+def _make_cropper(context: int, patch: tuple[int, int], pos: float, seed: int):
+    """MONAI crop of one ``(2k + 1, ph, pw)`` patch, centred on a PVS voxel with probability ``pos``."""
+    from monai.transforms import RandCropByPosNegLabeld
+
+    crop = RandCropByPosNegLabeld(("image", "label", "ignore"), "label", spatial_size=(2 * context + 1, *patch),
+                                  pos=pos, neg=1.0 - pos, num_samples=1,
+                                  fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices")
+    crop.set_random_state(seed=seed)
+    return crop
+
+
+def _crop_patch(crop, vol: dict, context: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One patch: image ``(2k + 1, ph, pw)`` (the slice and its neighbours as channels),
+    label and ignore ``(1, ph, pw)`` of the centre slice."""
+    d = crop(vol)[0]
+    return (torch.as_tensor(d["image"])[0], torch.as_tensor(d["label"])[:, context],
+            torch.as_tensor(d["ignore"])[:, context])
+
+
+def _sample_patch(crop, aug, vol: dict, context: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One training patch of ``vol``, augmented when ``aug`` is given (label and ignore re-binarised)."""
+    x, y, ig = _crop_patch(crop, vol, context)
+    if aug is not None:
+        d = aug({"image": x, "label": y, "ignore": ig})
+        x, y = torch.as_tensor(d["image"]), (torch.as_tensor(d["label"]) > 0.5).float()
+        ig = (torch.as_tensor(d["ignore"]) > 0.5).float()
+    return x, y, ig
+
+
+class _PatchStream(torch.utils.data.IterableDataset):
+    """Endless training patches ``(image, label, ignore)`` for ``DataLoader`` workers; each worker
+    draws volumes, crops and augmentations from its own generator, seeded from ``seed`` and
+    its worker id."""
+
+    def __init__(self, vols: list[dict], context: int, patch: tuple[int, int], pos: float, seed: int,
+                 augment: bool, domain_randomisation: bool):
+        self.vols, self.context, self.patch, self.pos, self.seed = vols, context, patch, pos, seed
+        self.augment, self.domain_randomisation = augment, domain_randomisation
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        seed = self.seed + 1000 * (1 + (info.id if info is not None else 0))
+        rng = np.random.default_rng(seed)
+        crop = _make_cropper(self.context, self.patch, self.pos, seed)
+        aug = _augmenter(seed, self.domain_randomisation) if self.augment else None
+        while True:
+            yield _sample_patch(crop, aug, self.vols[int(rng.integers(len(self.vols)))], self.context)
+
+
 class SegmentationTask:
     """2D PVS segmentation on axial patches (the :class:`~.loop.TrainingTask` of :func:`train`).
 
@@ -362,6 +420,7 @@ class SegmentationTask:
         else:
             self.loss_fn = MaxPoolDeepSupervisionLoss()
         self.rng = np.random.default_rng(config.seed)
+        self._batches = None        # the patch workers' batches (loader_workers > 0), started at the first step
 
     # ------------------------------------------------------------------ TrainingTask
     def build_model(self) -> torch.nn.Module:
@@ -404,14 +463,7 @@ class SegmentationTask:
         return d
 
     def _cropper(self, pos: float, seed: int):
-        from monai.transforms import RandCropByPosNegLabeld
-
-        crop = RandCropByPosNegLabeld(("image", "label", "ignore"), "label",
-                                      spatial_size=(2 * self.context + 1, *self.patch),
-                                      pos=pos, neg=1.0 - pos, num_samples=1,
-                                      fg_indices_key="label_fg_indices", bg_indices_key="label_bg_indices")
-        crop.set_random_state(seed=seed)
-        return crop
+        return _make_cropper(self.context, self.patch, pos, seed)
 
     def setup(self, device: torch.device) -> str:
         cfg = self.config
@@ -448,29 +500,38 @@ class SegmentationTask:
                 for i in range(len(self.images))]
 
     def _crop(self, crop, vol: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One patch: image ``(2k + 1, ph, pw)`` (the slice and its neighbours as channels),
-        label and ignore ``(1, ph, pw)`` of the centre slice."""
-        d = crop(vol)[0]
-        k = self.context
-        return (torch.as_tensor(d["image"])[0], torch.as_tensor(d["label"])[:, k],
-                torch.as_tensor(d["ignore"])[:, k])
+        return _crop_patch(crop, vol, self.context)
 
     def sample_batch(self, device: torch.device) -> dict[str, torch.Tensor]:
-        xs, ys, igs = [], [], []
-        for _ in range(self.config.batch_size):
-            x, y, ig = self._crop(self.crop, self.train_vols[int(self.rng.integers(len(self.train_vols)))])
-            if self.aug is not None:
-                d = self.aug({"image": x, "label": y, "ignore": ig})
-                x, y = torch.as_tensor(d["image"]), (torch.as_tensor(d["label"]) > 0.5).float()
-                ig = (torch.as_tensor(d["ignore"]) > 0.5).float()
-            xs.append(x)
-            ys.append(y)
-            igs.append(ig)
-        batch = {"image": torch.stack(xs).float().to(device), "label": torch.stack(ys).float().to(device)}
-        ignore = torch.stack(igs).float()
+        if self.config.loader_workers:
+            if self._batches is None:
+                self._batches = iter(self._loader(device))
+            x, y, ig = next(self._batches)
+        else:
+            patches = [_sample_patch(self.crop, self.aug, self.train_vols[int(self.rng.integers(len(self.train_vols)))],
+                                     self.context) for _ in range(self.config.batch_size)]
+            x, y, ig = (torch.stack(t) for t in zip(*patches, strict=True))
+        blocking = device.type != "cuda"
+        batch = {"image": x.float().to(device, non_blocking=not blocking),
+                 "label": y.float().to(device, non_blocking=not blocking)}
+        ignore = ig.float()
         if ignore.any():
-            batch["ignore"] = ignore.to(device)
+            batch["ignore"] = ignore.to(device, non_blocking=not blocking)
         return batch
+
+    def _loader(self, device: torch.device):
+        """The ``DataLoader`` of :attr:`TrainConfig.loader_workers` patch workers."""
+        cfg = self.config
+        stream = _PatchStream(self.train_vols, self.context, self.patch, cfg.foreground_ratio, cfg.seed,
+                              cfg.augment, cfg.domain_randomisation)
+        return torch.utils.data.DataLoader(stream, batch_size=cfg.batch_size, num_workers=cfg.loader_workers,
+                                           pin_memory=device.type == "cuda", prefetch_factor=4)
+
+    def teardown(self) -> None:
+        """Stop the patch workers (if any); called by the training loop when it ends."""
+        batches, self._batches = self._batches, None
+        if batches is not None and hasattr(batches, "_shutdown_workers"):
+            batches._shutdown_workers()
 
     def loss(self, outputs, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.loss_fn(outputs, batch["label"], batch.get("ignore"))
