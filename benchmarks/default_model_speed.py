@@ -3,7 +3,8 @@ with 2 threads, every model in the same run, each run in its own process (its pe
 its import time are its own).
 
     python benchmarks/default_model_speed.py [--data ../shared/data]
-        [--model NAME=CKPT[@BACKEND] ...] [--scans clinical,1mm,...] [--repeat 1]
+        [--model NAME=CKPT[@BACKEND] ...] [--scans clinical,1mm,...]
+        [--device cpu|cuda] [--batch-size 8] [--in-process 0]
 
 Default models: ``before`` = the ensemble of three 2.5D MfNS_De that was the shipped default
 until 2026-12 (``-m accurate``) with torch, ``accurate (onnx)`` = the same with ONNX Runtime,
@@ -12,7 +13,14 @@ and scan: wall seconds of the whole command (start-up, reading, inference, writi
 probability map), peak RSS (MB) and the ratio to ``before``. One warm-up call per model makes
 its ONNX file first (a one-off, cached). Writes ``benchmarks/results/default_model_speed.json``.
 
-Targets (issue 28): clinical T2 <= 10 s, 1 mm 182^3 <= 25 s, peak <= 1.5 GB.
+``--device cuda`` runs each command on the GPU (torch backend, autocast; give models as
+``NAME=CKPT@torch``). ``--in-process N`` adds, per model and scan, the median of N calls in
+one warm process (model loaded once, one warm-up call first; each call reads the scan,
+segments it and writes the mask and probability map), as in napari or a cohort worker, where
+start-up and imports are paid once.
+
+Targets (issue 28): clinical T2 <= 10 s, 1 mm 182^3 <= 25 s, peak <= 1.5 GB; on a GPU,
+one scan <= 1 s.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,9 +47,11 @@ SCANS = {"clinical": "open_ms/longitudinal/patient01/study2_T2W.nii.gz",
 DEFAULT_MODELS = ("before=accurate@torch", "accurate (onnx)=accurate@onnx", "student=default@auto")
 
 
-def run_segment(scan: Path, out: Path, checkpoint: str, backend: str, env: dict) -> dict:
+def run_segment(scan: Path, out: Path, checkpoint: str, backend: str, env: dict, device: str = "cpu",
+                batch_size: int = 8) -> dict:
     cmd = [sys.executable, "-m", "napari_pvs.cli", "segment", str(scan), "-o", str(out / "mask.nii.gz"),
-           "--prob", str(out / "prob.nii.gz"), "--backend", backend, "--device", "cpu", "-m", checkpoint]
+           "--prob", str(out / "prob.nii.gz"), "--backend", backend, "--device", device, "-m", checkpoint,
+           "--batch-size", str(batch_size)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -49,6 +60,37 @@ def run_segment(scan: Path, out: Path, checkpoint: str, backend: str, env: dict)
     if status != 0:
         raise SystemExit(f"{checkpoint}@{backend} on {scan.name} failed:\n{stderr[-2000:]}")
     return {"wall_s": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024), "stdout": stdout.strip()[-200:]}
+
+
+def in_process_seconds(scans: list[Path], out: Path, checkpoint: str, backend: str, device: str,
+                       batch_size: int, repeat: int) -> dict[str, dict]:
+    """Per scan: the median wall seconds of ``repeat`` read-segment-write calls in this process
+    (model loaded once; one untimed warm-up call on the first scan)."""
+    import torch
+
+    from napari_pvs.engine.progress import run_to_end
+    from napari_pvs.engine.usecases import load_segmenter, segment_job
+
+    t = time.perf_counter()
+    loaded = load_segmenter(checkpoint, device=device, backend=backend)
+    load_s = time.perf_counter() - t
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def once(scan: Path) -> float:
+        sync()
+        t = time.perf_counter()
+        seg = run_to_end(segment_job(scan, loaded, batch_size=batch_size))
+        seg.write(out / "mask.nii.gz", prob=out / "prob.nii.gz")
+        sync()
+        return time.perf_counter() - t
+
+    warm = once(scans[0])
+    res = {}
+    for scan in scans:
+        times = [once(scan) for _ in range(repeat)]
+        res[str(scan)] = {"in_process_s": round(statistics.median(times), 3), "calls_s": [round(x, 3) for x in times],
+                          "model_load_s": round(load_s, 2), "warm_up_s": round(warm, 2)}
+    return res
 
 
 def parse_model(spec: str) -> tuple[str, str, str]:
@@ -64,15 +106,24 @@ def main(argv=None) -> int:
     ap.add_argument("--scans", default="clinical,1mm", help="comma-separated subset of " + ",".join(SCANS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "default_model_speed.json")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (napari-pvs segment --batch-size)")
+    ap.add_argument("--in-process", type=int, default=0, metavar="N",
+                    help="also time N read-segment-write calls per scan in one warm process (median)")
     args = ap.parse_args(argv)
     models = [parse_model(m) for m in (args.model or DEFAULT_MODELS)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     for _, ckpt, backend in models:      # one-off ONNX exports (cached), not timed
-        if backend in ("onnx", "auto"):
+        if backend in ("onnx", "auto") and args.device == "cpu":
             subprocess.run([sys.executable, "-c", "import sys; from napari_pvs.engine.usecases import load_segmenter; "
                             "load_segmenter(sys.argv[1], device='cpu', backend=sys.argv[2])", ckpt, backend],
                            check=True, env=env, capture_output=True)
-    results = {"threads": args.threads, "models": [list(m) for m in models], "scans": {}}
+    results = {"threads": args.threads, "device": args.device, "batch_size": args.batch_size,
+               "models": [list(m) for m in models], "scans": {}}
+    if args.device == "cuda":
+        import torch
+
+        results["gpu"] = torch.cuda.get_device_name(0)
     for key in args.scans.split(","):
         scan = args.data / SCANS[key]
         per = {}
@@ -80,13 +131,29 @@ def main(argv=None) -> int:
             for name, ckpt, backend in models:
                 out = Path(tmp) / name.replace(" ", "_")
                 out.mkdir()
-                per[name] = run_segment(scan, out, ckpt, backend, env)
+                per[name] = run_segment(scan, out, ckpt, backend, env, args.device, args.batch_size)
                 print(f"{key} {name}: {per[name]['wall_s']} s, peak {per[name]['peak_rss_mb']} MB", flush=True)
         base = per[models[0][0]]["wall_s"]
         for r in per.values():
             r["speedup_vs_" + models[0][0]] = round(base / r["wall_s"], 1)
         results["scans"][key] = per
     names = [m[0] for m in models]
+    if args.in_process:
+        torch_threads = int(args.threads)
+        import torch
+
+        torch.set_num_threads(torch_threads)
+        keys = args.scans.split(",")
+        print(f"\nin one warm process ({args.device}), median of {args.in_process} read-segment-write calls:")
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, ckpt, backend in models:
+                res = in_process_seconds([args.data / SCANS[k] for k in keys], Path(tmp), ckpt, backend,
+                                         args.device, args.batch_size, args.in_process)
+                for key in keys:
+                    r = res[str(args.data / SCANS[key])]
+                    results["scans"][key][name].update(r)
+                    print(f"{key} {name}: {r['in_process_s']} s (calls {r['calls_s']}; model load "
+                          f"{r['model_load_s']} s, warm-up {r['warm_up_s']} s)", flush=True)
     print("\n| scan | " + " | ".join(f"{n} s (x)" for n in names) + " | " + " | ".join(f"{n} peak MB" for n in names) + " |")
     print("|---" * (1 + 2 * len(names)) + "|")
     for key, per in results["scans"].items():

@@ -39,9 +39,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import pickle
 import shutil
 import sys
@@ -112,54 +114,95 @@ def with_pseudo(ex: TrainingExample, pseudo: TrainingExample) -> TrainingExample
                                source=ex.source + " + teacher labels")
 
 
+def _scan_objects(data: Path, rel: str, les: str | None, candidates_cfg):
+    """(worker) A training scan, its lesion mask, PVS-like objects and strict reference table."""
+    vol = load_volume(data / rel)
+    lesion = load_volume(data / les).data > 0 if les else None
+    return (vol, lesion, find_pvs_candidates(vol, lesion, config=candidates_cfg),
+            find_pvs_candidates(vol, lesion, config=reference_config()).table)
+
+
+def _scan_examples(rel: str, vol, lesion, cands, prob, recipe):
+    """(worker) A scan's synthetic copies (plus its pseudo-labelled real volume when ``prob`` is given)."""
+    t = time.perf_counter()
+    syn = synthetic_examples(vol, range(1, recipe.copies + 1), recipe, lesion_mask=lesion, candidates=cands)
+    counts = None
+    if prob is not None:
+        pseudo, counts = pseudo_label_example(prob.astype(np.float32), vol, recipe, lesion_mask=lesion,
+                                              candidates=cands)
+        syn = [with_pseudo(e, pseudo) for e in syn] + [pseudo]
+    return syn, counts, time.perf_counter() - t
+
+
+def _generated_examples(data: Path, rel: str, seed: int, gen_recipe):
+    """(worker) One T2-like image generated from a SynthSeg label map, with synthetic PVS."""
+    t = time.perf_counter()
+    gen = generate_t2(load_volume(data / rel), seed=seed)
+    syn = synthetic_examples(gen.image, [seed], gen_recipe, anatomy=gen.anatomy())
+    info = {**gen.image.meta["generated"], "label_map": rel, "pvs_voxels": int(syn[0].mask.sum())}
+    return [dataclasses.replace(e, source=f"{rel} generated, {e.source}") for e in syn], info, time.perf_counter() - t
+
+
+class _Serial:
+    """The executor interface, run in this process (``--workers 1``)."""
+
+    def submit(self, fn, *a):
+        fut = concurrent.futures.Future()
+        fut.set_result(fn(*a))
+        return fut
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def prepare(args, data: Path, out: Path, teacher, teacher_sha: str):
     """Teacher maps, measured distribution, labelled real and synthetic volumes (the last one
-    is the validation volume): ``(recipe, distribution, pseudo-label counts, generated images, examples)``."""
+    is the validation volume): ``(recipe, distribution, pseudo-label counts, generated images, examples)``.
+    With ``--workers N`` the per-scan work runs in N processes (the results are the same)."""
     base = RecipeConfig(copies=args.copies, thick_slice_mm=None, pseudo_labels=not args.no_pseudo_labels,
                         lesion_mimics=LesionMimicConfig(n_lesions=args.lesion_mimics) if args.lesion_mimics else None)
-    scans, lesions, cands, refs, probs = {}, {}, {}, {}, {}
-    for rel, les in TRAIN_SCANS:
-        vol = load_volume(data / rel)
-        lesion = load_volume(data / les).data > 0 if les else None
-        scans[rel], lesions[rel] = vol, lesion
-        cands[rel] = find_pvs_candidates(vol, lesion, config=base.candidates)
-        refs[rel] = find_pvs_candidates(vol, lesion, config=reference_config()).table
-        if not args.no_pseudo_labels:
-            probs[rel] = teacher_map(teacher, teacher_sha, rel, vol, out)
-        print(f"{rel}: {vol.shape}, {len(cands[rel].table)} PVS-like objects, {len(refs[rel])} reference",
-              flush=True)
-    dist = measured_distribution(refs.values())
-    (w10, _, w90), (_, _, c90) = dist["width_mm_p10_p50_p90"], dist["contrast_p10_p50_p90"]
-    simulation = dataclasses.replace(wide_simulation(), width_mm=(round(max(0.5, w10), 2), round(max(w90, 1.5), 2)),
-                                     contrast=(args.min_contrast, round(max(c90, 0.6), 2)))
-    recipe = dataclasses.replace(base, simulation=simulation)
-    print(f"measured real PVS-like objects: {dist}; simulation width {simulation.width_mm} mm, "
-          f"contrast {simulation.contrast}", flush=True)
+    pool = (concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"))
+            if args.workers > 1 else _Serial())
+    with pool:
+        jobs = {rel: pool.submit(_scan_objects, data, rel, les, base.candidates) for rel, les in TRAIN_SCANS}
+        scans, lesions, cands, refs, probs = {}, {}, {}, {}, {}
+        for rel, _ in TRAIN_SCANS:
+            if not args.no_pseudo_labels:       # the teacher runs here while the workers find the objects
+                probs[rel] = teacher_map(teacher, teacher_sha, rel, load_volume(data / rel), out)
+        for rel, _ in TRAIN_SCANS:
+            scans[rel], lesions[rel], cands[rel], refs[rel] = jobs[rel].result()
+            print(f"{rel}: {scans[rel].shape}, {len(cands[rel].table)} PVS-like objects, {len(refs[rel])} reference",
+                  flush=True)
+        dist = measured_distribution(refs.values())
+        (w10, _, w90), (_, _, c90) = dist["width_mm_p10_p50_p90"], dist["contrast_p10_p50_p90"]
+        simulation = dataclasses.replace(wide_simulation(), width_mm=(round(max(0.5, w10), 2), round(max(w90, 1.5), 2)),
+                                         contrast=(args.min_contrast, round(max(c90, 0.6), 2)))
+        recipe = dataclasses.replace(base, simulation=simulation)
+        print(f"measured real PVS-like objects: {dist}; simulation width {simulation.width_mm} mm, "
+              f"contrast {simulation.contrast}", flush=True)
 
-    examples, counts = [], {}
-    for rel, vol in scans.items():
-        t = time.perf_counter()
-        syn = synthetic_examples(vol, range(1, recipe.copies + 1), recipe, lesion_mask=lesions[rel],
-                                 candidates=cands[rel])
-        if not args.no_pseudo_labels:
-            pseudo, counts[rel] = pseudo_label_example(probs[rel].astype(np.float32), vol, recipe,
-                                                       lesion_mask=lesions[rel], candidates=cands[rel])
-            syn = [with_pseudo(e, pseudo) for e in syn] + [pseudo]
-        examples += syn
-        print(f"  {rel}: {len(syn)} volumes ({time.perf_counter() - t:.0f} s) {counts.get(rel, '')}", flush=True)
-    generated: list[dict] = []
-    gen_recipe = dataclasses.replace(recipe, ignore_real_pvs=False)      # no real PVS in a generated image
-    for i, rel in enumerate(LABEL_MAPS if args.generated else ()):
-        labels = load_volume(data / rel)
-        for k in range(args.generated):
-            t = time.perf_counter()
-            seed = 100 * (i + 1) + k
-            gen = generate_t2(labels, seed=seed)
-            syn = synthetic_examples(gen.image, [seed], gen_recipe, anatomy=gen.anatomy())
-            examples += [dataclasses.replace(e, source=f"{rel} generated, {e.source}") for e in syn]
-            generated.append({**gen.image.meta["generated"], "label_map": rel, "pvs_voxels": int(syn[0].mask.sum())})
-            print(f"  {rel} generated seed {seed}: {gen.image.shape} of {generated[-1]['voxel_size_mm']} "
-                  f"mm, {generated[-1]['pvs_voxels']} PVS voxels ({time.perf_counter() - t:.0f} s)", flush=True)
+        jobs = {rel: pool.submit(_scan_examples, rel, vol, lesions[rel], cands[rel], probs.get(rel), recipe)
+                for rel, vol in scans.items()}
+        gen_recipe = dataclasses.replace(recipe, ignore_real_pvs=False)      # no real PVS in a generated image
+        gen_jobs = [pool.submit(_generated_examples, data, rel, 100 * (i + 1) + k, gen_recipe)
+                    for i, rel in enumerate(LABEL_MAPS if args.generated else ()) for k in range(args.generated)]
+        examples, counts = [], {}
+        for rel, job in jobs.items():
+            syn, c, sec = job.result()
+            if c is not None:
+                counts[rel] = c
+            examples += syn
+            print(f"  {rel}: {len(syn)} volumes ({sec:.0f} s) {counts.get(rel, '')}", flush=True)
+        generated: list[dict] = []
+        for job in gen_jobs:
+            syn, info, sec = job.result()
+            examples += syn
+            generated.append(info)
+            print(f"  {info['label_map']} generated: {syn[0].image.shape} of {info['voxel_size_mm']} "
+                  f"mm, {info['pvs_voxels']} PVS voxels ({sec:.0f} s)", flush=True)
     val_recipe = dataclasses.replace(recipe, copies=1, lesion_mimics=None)
     examples += synthetic_examples(scans[VALIDATION_SCAN], [VALIDATION_SEED], val_recipe,
                                    candidates=cands[VALIDATION_SCAN])
@@ -188,6 +231,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps-per-epoch", type=int, default=100)
     ap.add_argument("--no-pseudo-labels", action="store_true", help="synthetic PVS only (ablation)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes for the per-scan preparation (objects, synthetic copies, generated images)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="where the teacher (torch backend on cuda) and the student's training run")
+    ap.add_argument("--loader-workers", type=int, default=0,
+                    help="processes that crop and augment the training patches (keeps a GPU fed)")
+    ap.add_argument("--learning-rate", type=float, default=None, help="default: the liteunet family's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--install", action="store_true", help=f"copy the result to {DEFAULT_WEIGHTS}")
     args = ap.parse_args(argv)
@@ -198,7 +248,9 @@ def main(argv=None) -> int:
 
     from napari_pvs.engine.usecases import load_segmenter
     teacher_sha = sha256_file(args.teacher)
-    teacher = load_segmenter(args.teacher, device="cpu", backend=args.teacher_backend)
+    if args.device == "cuda":
+        args.teacher_backend = "torch"     # ONNX Runtime here is the CPU backend
+    teacher = load_segmenter(args.teacher, device=args.device, backend=args.teacher_backend)
 
     key = hashlib.sha256(json.dumps([teacher_sha, args.copies, args.min_contrast, args.lesion_mimics,
                                      args.no_pseudo_labels, str(data), args.generated]).encode()).hexdigest()[:12]
@@ -225,7 +277,8 @@ def main(argv=None) -> int:
                                 steps_per_epoch=args.steps_per_epoch, max_minutes=args.minutes,
                                 batch_size=args.batch_size, patch_size=(args.patch, args.patch),
                                 spacing_mm=args.spacing, bce_weight=args.bce_weight,
-                                domain_randomisation=True, seed=args.seed)
+                                domain_randomisation=True, seed=args.seed, device=args.device,
+                                loader_workers=args.loader_workers, learning_rate=args.learning_rate)
     ckpt = out / "student.pt"
     print(f"student: {len(examples)} volumes ({prep_s:.0f} s to prepare), {args.minutes} min", flush=True)
     last = None
