@@ -63,11 +63,14 @@ def run_segment(scan: Path, out: Path, checkpoint: str, backend: str, env: dict,
 
 
 def in_process_seconds(scans: list[Path], out: Path, checkpoint: str, backend: str, device: str,
-                       batch_size: int, repeat: int) -> dict[str, dict]:
+                       batch_size: int, repeat: int, profile: bool = False) -> dict[str, dict]:
     """Per scan: the median wall seconds of ``repeat`` read-segment-write calls in this process
-    (model loaded once; one untimed warm-up call on the first scan)."""
+    (model loaded once; one untimed warm-up call on the first scan), and the medians of its
+    parts: reading the scan, segmenting it (preprocessing, network, resampling back) and
+    writing the mask and the probability map (``.nii.gz``)."""
     import torch
 
+    from napari_pvs.engine.io import load_volume
     from napari_pvs.engine.progress import run_to_end
     from napari_pvs.engine.usecases import load_segmenter, segment_job
 
@@ -76,19 +79,32 @@ def in_process_seconds(scans: list[Path], out: Path, checkpoint: str, backend: s
     load_s = time.perf_counter() - t
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
-    def once(scan: Path) -> float:
+    def once(scan: Path) -> dict:
         sync()
         t = time.perf_counter()
-        seg = run_to_end(segment_job(scan, loaded, batch_size=batch_size))
-        seg.write(out / "mask.nii.gz", prob=out / "prob.nii.gz")
+        image = load_volume(scan)
+        t_read = time.perf_counter()
+        seg = run_to_end(segment_job(image, loaded, batch_size=batch_size))
         sync()
-        return time.perf_counter() - t
+        t_seg = time.perf_counter()
+        seg.write(out / "mask.nii.gz", prob=out / "prob.nii.gz")
+        t_end = time.perf_counter()
+        return {"total": t_end - t, "read": t_read - t, "segment": t_seg - t_read, "write": t_end - t_seg}
 
-    warm = once(scans[0])
+    warm = once(scans[0])["total"]
+    if profile:      # where one warm call of the first scan spends its time
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.runcall(once, scans[0])
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
     res = {}
     for scan in scans:
-        times = [once(scan) for _ in range(repeat)]
-        res[str(scan)] = {"in_process_s": round(statistics.median(times), 3), "calls_s": [round(x, 3) for x in times],
+        calls = [once(scan) for _ in range(repeat)]
+        med = {k: round(statistics.median(c[k] for c in calls), 3) for k in calls[0]}
+        res[str(scan)] = {"in_process_s": med["total"], "calls_s": [round(c["total"], 3) for c in calls],
+                          "read_s": med["read"], "segment_s": med["segment"], "write_s": med["write"],
                           "model_load_s": round(load_s, 2), "warm_up_s": round(warm, 2)}
     return res
 
@@ -110,6 +126,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (napari-pvs segment --batch-size)")
     ap.add_argument("--in-process", type=int, default=0, metavar="N",
                     help="also time N read-segment-write calls per scan in one warm process (median)")
+    ap.add_argument("--profile", action="store_true",
+                    help="with --in-process: print a cProfile of one warm call per model (first scan)")
     args = ap.parse_args(argv)
     models = [parse_model(m) for m in (args.model or DEFAULT_MODELS)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
@@ -148,11 +166,12 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             for name, ckpt, backend in models:
                 res = in_process_seconds([args.data / SCANS[k] for k in keys], Path(tmp), ckpt, backend,
-                                         args.device, args.batch_size, args.in_process)
+                                         args.device, args.batch_size, args.in_process, args.profile)
                 for key in keys:
                     r = res[str(args.data / SCANS[key])]
                     results["scans"][key][name].update(r)
-                    print(f"{key} {name}: {r['in_process_s']} s (calls {r['calls_s']}; model load "
+                    print(f"{key} {name}: {r['in_process_s']} s = read {r['read_s']} + segment {r['segment_s']} "
+                          f"+ write {r['write_s']} (calls {r['calls_s']}; model load "
                           f"{r['model_load_s']} s, warm-up {r['warm_up_s']} s)", flush=True)
     print("\n| scan | " + " | ".join(f"{n} s (x)" for n in names) + " | " + " | ".join(f"{n} peak MB" for n in names) + " |")
     print("|---" * (1 + 2 * len(names)) + "|")
