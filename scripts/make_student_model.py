@@ -34,6 +34,11 @@ Usage::
 
     python scripts/make_student_model.py --out /tmp/napari-pvs-student [--minutes 25]
         [--teacher CKPT] [--copies 2] [--generated 0] [--features 8 16 32 64 128] [--seed 0] [--install]
+        [--workers N] [--device cuda --loader-workers 12 --batch-size 32]
+
+On a GPU (``--device cuda``) the teacher runs with torch there, and ``--loader-workers``
+processes crop and augment the patches so that the GPU is not kept waiting (4 min on an
+H200: 7131 steps of 32 patches; see ``docs/benchmarks.md``, "On a lent GPU").
 """
 
 from __future__ import annotations

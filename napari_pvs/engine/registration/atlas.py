@@ -271,7 +271,7 @@ def rating_areas(regions: np.ndarray, voxel_size_mm, *, bg_margin_mm: float = 3.
     ValueError
         ``regions`` not 3D or ``voxel_size_mm`` not 3 positive numbers.
     """
-    from scipy import ndimage as ndi
+    from ..anatomy.morphology import dilate_mm
 
     regions = np.asarray(regions)
     vs = np.asarray(voxel_size_mm, float)
@@ -283,7 +283,7 @@ def rating_areas(regions: np.ndarray, voxel_size_mm, *, bg_margin_mm: float = 3.
     def grown(core: np.ndarray, margin: float) -> np.ndarray:
         if not core.any():
             return core
-        return ndi.distance_transform_edt(~core, sampling=vs) <= margin
+        return dilate_mm(core, margin, np.asarray(vs, float))
 
     bg = grown(np.isin(regions, (REGION_CODES["BG"], REGION_CODES["AC"])), bg_margin_mm) & ~lv
     wm = grown(regions == REGION_CODES["WM"], wm_margin_mm) & ~lv
