@@ -230,6 +230,9 @@ class TrainingTask(Protocol):
         Its config; a checkpoint given as ``init_from`` must hold the same.
     metric_name : str
         Name of the validation metric (higher is better), e.g. ``"DSC"``.
+
+    A task may also have a ``teardown()`` method (e.g. to stop data-loader workers):
+    :func:`run_training` calls it once the run ends, stops early or is closed.
     """
 
     model_name: str
