@@ -142,7 +142,8 @@ def main(argv=None) -> int:
         import torch
 
         results["gpu"] = torch.cuda.get_device_name(0)
-    for key in args.scans.split(","):
+    keys = args.scans.split(",")
+    for key in keys:
         scan = args.data / SCANS[key]
         per = {}
         with tempfile.TemporaryDirectory() as tmp:
@@ -157,11 +158,9 @@ def main(argv=None) -> int:
         results["scans"][key] = per
     names = [m[0] for m in models]
     if args.in_process:
-        torch_threads = int(args.threads)
         import torch
 
-        torch.set_num_threads(torch_threads)
-        keys = args.scans.split(",")
+        torch.set_num_threads(args.threads)
         print(f"\nin one warm process ({args.device}), median of {args.in_process} read-segment-write calls:")
         with tempfile.TemporaryDirectory() as tmp:
             for name, ckpt, backend in models:

@@ -24,20 +24,13 @@ from scipy import ndimage as ndi
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from napari_pvs.engine.anatomy import morphology  # noqa: E402
 from napari_pvs.engine.anatomy.regions import find_brain_mask, find_wide_csf  # noqa: E402
 from napari_pvs.engine.candidates import find_pvs_candidates  # noqa: E402
 from napari_pvs.engine.io import load_volume  # noqa: E402
-
-SCANS = {"p01_v1": "open_ms/longitudinal/patient01/study1_T2W.nii.gz",
-         "p01_v2": "open_ms/longitudinal/patient01/study2_T2W.nii.gz",
-         "p04_v1": "open_ms/longitudinal/patient04/study1_T2W.nii.gz",
-         "p07_1mm": "open_ms/mni/patient07/T2.nii.gz",
-         "stroke_1mm": "stroke/T2.nii.gz",
-         "cstroke_1mm": "clinical_stroke/T2.nii",
-         "arc_M2265": "arc/M2265_T2w.nii.gz",
-         "arc_M2208_mni": "arc/M2208_T2w_mni.nii.gz"}
+from real_scans import SCANS  # noqa: E402   the real-scan benchmark's scans
 
 
 def _scipy_edt(mask, spacing, black_border=False):
@@ -68,7 +61,7 @@ def main(argv=None) -> int:
     rows = {}
     print("| scan | brain mask s (scipy / edt) | wide CSF s | candidates s | brain / CSF voxels differing | objects (scipy / edt) |")
     print("|---|---|---|---|---|---|")
-    for key, rel in SCANS.items():
+    for key, (rel, _) in SCANS.items():
         image = load_volume(args.data / rel)
         res = {}
         for name, fn in (("scipy", _scipy_edt), ("edt", library_edt)):

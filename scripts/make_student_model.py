@@ -148,30 +148,15 @@ def _generated_examples(data: Path, rel: str, seed: int, gen_recipe):
     return [dataclasses.replace(e, source=f"{rel} generated, {e.source}") for e in syn], info, time.perf_counter() - t
 
 
-class _Serial:
-    """The executor interface, run in this process (``--workers 1``)."""
-
-    def submit(self, fn, *a):
-        fut = concurrent.futures.Future()
-        fut.set_result(fn(*a))
-        return fut
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def prepare(args, data: Path, out: Path, teacher, teacher_sha: str):
     """Teacher maps, measured distribution, labelled real and synthetic volumes (the last one
     is the validation volume): ``(recipe, distribution, pseudo-label counts, generated images, examples)``.
-    With ``--workers N`` the per-scan work runs in N processes (the results are the same)."""
+    The per-scan work runs in ``--workers`` processes (the results do not depend on how many)
+    while the teacher runs here."""
     base = RecipeConfig(copies=args.copies, thick_slice_mm=None, pseudo_labels=not args.no_pseudo_labels,
                         lesion_mimics=LesionMimicConfig(n_lesions=args.lesion_mimics) if args.lesion_mimics else None)
-    pool = (concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"))
-            if args.workers > 1 else _Serial())
-    with pool:
+    with concurrent.futures.ProcessPoolExecutor(max(1, args.workers),
+                                                mp_context=multiprocessing.get_context("spawn")) as pool:
         jobs = {rel: pool.submit(_scan_objects, data, rel, les, base.candidates) for rel, les in TRAIN_SCANS}
         scans, lesions, cands, refs, probs = {}, {}, {}, {}, {}
         for rel, _ in TRAIN_SCANS:
@@ -237,7 +222,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-pseudo-labels", action="store_true", help="synthetic PVS only (ablation)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1,
-                    help="processes for the per-scan preparation (objects, synthetic copies, generated images)")
+                    help="processes for the per-scan preparation (objects, synthetic copies, generated images), "
+                         "beside the teacher")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="where the teacher (torch backend on cuda) and the student's training run")
     ap.add_argument("--loader-workers", type=int, default=0,

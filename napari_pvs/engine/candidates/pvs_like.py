@@ -206,7 +206,7 @@ def component_widths_mm(labels: np.ndarray, image: Volume, n: int) -> np.ndarray
     fg = np.moveaxis(labels > 0, ax, 0)
     dist = np.zeros(fg.shape, dtype=np.float32)
     for s in np.flatnonzero(fg.any(axis=(1, 2))):
-        dist[s] = edt_inside(fg[s], np.asarray(inplane, float))
+        dist[s] = edt_inside(fg[s], inplane)
     dist = np.moveaxis(dist, 0, ax)
     best = np.asarray(ndi.maximum(dist, labels, index=np.arange(1, n + 1)), dtype=float)
     return np.maximum(2.0 * best - min(inplane), min(inplane))

@@ -279,12 +279,6 @@ def rating_areas(regions: np.ndarray, voxel_size_mm, *, bg_margin_mm: float = 3.
         raise ValueError(f"expected a 3D region map and 3 positive voxel sizes, got shape {regions.shape} "
                          f"and voxel size {tuple(vs)}")
     lv = regions == REGION_CODES["LV"]
-
-    def grown(core: np.ndarray, margin: float) -> np.ndarray:
-        if not core.any():
-            return core
-        return dilate_mm(core, margin, np.asarray(vs, float))
-
-    bg = grown(np.isin(regions, (REGION_CODES["BG"], REGION_CODES["AC"])), bg_margin_mm) & ~lv
-    wm = grown(regions == REGION_CODES["WM"], wm_margin_mm) & ~lv
+    bg = dilate_mm(np.isin(regions, (REGION_CODES["BG"], REGION_CODES["AC"])), bg_margin_mm, vs) & ~lv
+    wm = dilate_mm(regions == REGION_CODES["WM"], wm_margin_mm, vs) & ~lv
     return bg, wm

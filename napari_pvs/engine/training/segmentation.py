@@ -462,9 +462,6 @@ class SegmentationTask:
             d["label_bg_indices"] = bg[d["ignore"].reshape(-1)[bg] == 0]
         return d
 
-    def _cropper(self, pos: float, seed: int):
-        return _make_cropper(self.context, self.patch, pos, seed)
-
     def setup(self, device: torch.device) -> str:
         cfg = self.config
         prepared = {i: self.prepare_volume(i) for i in sorted(set(self.train_idx) | set(self.val_idx))}
@@ -472,12 +469,12 @@ class SegmentationTask:
                            if prepared[i]["label_fg_indices"].numel() or prepared[i]["label_bg_indices"].numel()]
         if not self.train_vols:
             raise PVSInputError("no training volume has head or PVS voxels", self.images[0].path)
-        self.crop = self._cropper(cfg.foreground_ratio, cfg.seed)
+        self.crop = _make_cropper(self.context, self.patch, cfg.foreground_ratio, cfg.seed)
         self.aug = _augmenter(cfg.seed, cfg.domain_randomisation) if cfg.augment else None
         # the fixed validation sample: half the patches centred on PVS, half on head voxels
-        val_crop = self._cropper(0.5, cfg.seed + 1)
+        val_crop = _make_cropper(self.context, self.patch, 0.5, cfg.seed + 1)
         vols = [prepared[i] for i in self.val_idx]
-        xs, ys, igs = zip(*(self._crop(val_crop, vols[k % len(vols)]) for k in range(cfg.val_patches)),
+        xs, ys, igs = zip(*(_crop_patch(val_crop, vols[k % len(vols)], self.context) for k in range(cfg.val_patches)),
                           strict=True)
         self.val_x, self.val_y = torch.stack(xs).to(device), torch.stack(ys).to(device)
         self.val_ignore = torch.stack(igs).to(device) > 0
@@ -498,9 +495,6 @@ class SegmentationTask:
         """Where each volume came from and its role (train / validation), for the checkpoint."""
         return [_source_info(self.images[i], self.masks[i], "train" if i in self.train_idx else "validation")
                 for i in range(len(self.images))]
-
-    def _crop(self, crop, vol: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return _crop_patch(crop, vol, self.context)
 
     def sample_batch(self, device: torch.device) -> dict[str, torch.Tensor]:
         if self.config.loader_workers:
