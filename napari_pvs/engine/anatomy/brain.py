@@ -9,12 +9,12 @@ inside the head's brain.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
 from ..errors import PVSInputError
 from ..io import Volume
-from .morphology import check_3d, crop_to, edt_inside, edt_to, fill_holes, smoothed, spacing_mm
+from .morphology import (check_3d, crop_to, edt_inside, edt_to, fill_holes, largest_component, smoothed,
+                         spacing_mm)
 
 __all__ = ["brain_mask"]
 
@@ -70,11 +70,7 @@ def brain_mask(image: Volume, *, erosion_mm: float = 8.0) -> np.ndarray:
     if not core.any():
         raise PVSInputError(
             f"no brain found: no foreground region thicker than {2 * erosion_mm:g} mm", image.path)
-    lab, n = ndi.label(core)
-    if n > 1:
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        core = lab == int(sizes.argmax())
+    core = largest_component(core)
     grown = np.zeros(fg_c.shape, dtype=bool)      # only its part inside the foreground is used
     grown[box] = edt_to(core[box], spacing * step) <= erosion_mm + 0.5 * float((spacing * step).max())
     for ax, k in enumerate(step):

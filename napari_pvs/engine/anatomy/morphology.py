@@ -30,7 +30,8 @@ from ..errors import PVSInputError
 from ..io import Volume
 
 __all__ = ["image_name", "spacing_mm", "fill_holes", "edt_inside", "edt_to", "dilate_mm", "world_axis",
-           "smoothed", "check_3d", "crop_to", "STRUCTURE_26", "label_components"]
+           "smoothed", "check_3d", "crop_to", "STRUCTURE_26", "label_components", "largest_component",
+           "compute_threads"]
 
 #: 3D 26-connectivity (every voxel touching by a face, an edge or a corner)
 STRUCTURE_26 = ndi.generate_binary_structure(3, 3)
@@ -55,14 +56,15 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """``mask`` with its holes filled: the background components (face connectivity) that
     do not touch the array's border become foreground. The same result as
-    ``scipy.ndimage.binary_fill_holes`` (``tests/test_simulate.py`` compares them), from one
-    labelling pass instead of dilating until nothing changes: 0.09 s instead of 0.34 s for
-    a 44x384x348 brain mask here.
+    ``scipy.ndimage.binary_fill_holes`` (``tests/test_simulate.py`` compares them), by the
+    ``fill_voids`` library (Silversmith W., seung-lab/fill_voids: a flood fill from the
+    border): 0.022 s instead of 0.057 s (our earlier one-pass labelling) and 0.34 s
+    (``binary_fill_holes``) for a 44x384x348 brain mask here.
 
     Parameters
     ----------
     mask : np.ndarray
-        Any number of dimensions (``(Z, Y, X)`` or one ``(Y, X)`` slice); nonzero is inside.
+        2D ``(Y, X)`` or 3D ``(Z, Y, X)``; nonzero is inside.
 
     Returns
     -------
@@ -75,16 +77,40 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     >>> bool(fill_holes(ring)[1, 1])
     True
     """
+    import fill_voids
+
     mask = np.asarray(mask) != 0
-    lab, n = ndi.label(~mask)
-    if n == 0:
+    if mask.ndim not in (2, 3):
+        raise ValueError(f"fill_holes: expected a 2D or 3D mask, got {mask.ndim} dimensions {mask.shape}")
+    return np.ascontiguousarray(fill_voids.fill(mask, in_place=False), dtype=bool)
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest connected component (face connectivity, as ``scipy.ndimage.label``'s
+    default) of a 3D bool ``mask`` ``(Z, Y, X)``, by ``cc3d`` (Silversmith W.,
+    seung-lab/connected-components-3d), about 4 times faster than ``ndi.label`` here.
+    An empty mask gives an empty mask. bool, the shape of ``mask``.
+
+    Example
+    -------
+    >>> m = np.zeros((1, 1, 6), bool); m[0, 0, [0, 2, 3]] = True
+    >>> largest_component(m)[0, 0].tolist()
+    [False, False, True, True, False, False]
+    """
+    import cc3d
+
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    if not mask.any():
         return mask.copy()
-    outside = np.zeros(n + 1, dtype=bool)
-    outside[0] = True                       # label 0: the mask itself
-    for axis in range(mask.ndim):
-        for end in (0, -1):
-            outside[np.unique(np.take(lab, end, axis=axis))] = True
-    return mask | ~outside[lab]
+    return cc3d.largest_k(mask, k=1, connectivity=6).astype(bool, copy=False)
+
+
+def compute_threads() -> int:
+    """CPU threads for the distance transforms: torch's intra-op thread count (the one
+    knob, which ``napari-pvs cohort run --threads`` and the benchmarks set)."""
+    import torch
+
+    return max(1, int(torch.get_num_threads()))
 
 
 def _edt(mask: np.ndarray, spacing, black_border: bool = False) -> np.ndarray:
@@ -93,7 +119,8 @@ def _edt(mask: np.ndarray, spacing, black_border: bool = False) -> np.ndarray:
 
     m = np.ascontiguousarray(mask, dtype=bool)
     sp = np.broadcast_to(np.asarray(spacing, dtype=float), (m.ndim,))
-    return edt.edt(m, anisotropy=tuple(float(v) for v in sp), black_border=black_border, parallel=1)
+    return edt.edt(m, anisotropy=tuple(float(v) for v in sp), black_border=black_border,
+                   parallel=compute_threads())
 
 
 def edt_inside(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -111,10 +138,18 @@ def edt_to(mask: np.ndarray, spacing: np.ndarray) -> np.ndarray:
 
 
 def dilate_mm(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
-    """bool ``mask`` grown by ``radius_mm`` (Euclidean, in mm, with ``spacing`` per axis)."""
+    """bool ``mask`` grown by ``radius_mm`` (Euclidean, in mm, with ``spacing`` per axis).
+    A 3D mask's distances are computed on its bounding box grown by the radius only (exact:
+    every voxel of the mask lies in it, and no voxel outside it is within the radius)."""
     if radius_mm <= 0 or not mask.any():
         return mask.copy()
-    return edt_to(mask, spacing) <= radius_mm
+    if mask.ndim != 3:
+        return edt_to(mask, spacing) <= radius_mm
+    sp = np.broadcast_to(np.asarray(spacing, dtype=float), (3,))
+    box = crop_to(mask, np.ceil(radius_mm / sp) + 1)
+    out = np.zeros(mask.shape, dtype=bool)
+    out[box] = edt_to(mask[box], sp) <= radius_mm
+    return out
 
 
 def world_axis(image: Volume, axis: int, shape=None) -> np.ndarray:

@@ -168,8 +168,13 @@ def _geodesic_reach(seed: np.ndarray, within: np.ndarray, spacing: np.ndarray, r
     if reach_mm <= 0 or not seed.any():
         return seed
     step = float(spacing.min())
+    steps = int(np.ceil(reach_mm / step))
+    # each step grows by at most one voxel per axis: the seed's box grown by the steps holds
+    # the result (exact), and the dilations run on it only
+    box = crop_to(seed, (steps + 1,) * 3)
+    full, seed, within = seed, seed[box], within[box]
     out = seed.copy()
-    for i in range(1, int(np.ceil(reach_mm / step)) + 1):
+    for i in range(1, steps + 1):
         axes = [a for a in range(3) if np.floor(i * step / spacing[a] + 1e-6) > np.floor((i - 1) * step / spacing[a] + 1e-6)]
         struct = np.zeros((3, 3, 3), dtype=bool)
         for offset in np.ndindex(3, 3, 3):
@@ -179,7 +184,9 @@ def _geodesic_reach(seed: np.ndarray, within: np.ndarray, spacing: np.ndarray, r
         if np.array_equal(grown, out):
             break
         out = grown
-    return out
+    result = np.zeros(full.shape, dtype=bool)
+    result[box] = out
+    return result
 
 
 def wide_csf(image: Volume, brain: np.ndarray | None = None, *,
