@@ -70,8 +70,8 @@ from napari_pvs.engine.registration.network import LABEL_MAPS  # noqa: E402
 from napari_pvs.engine.synth import LesionMimicConfig, wide_simulation  # noqa: E402
 from napari_pvs.engine.synth.generative import generate_t2  # noqa: E402
 from napari_pvs.engine.training import TrainConfig, train  # noqa: E402
-from napari_pvs.engine.training.recipe import (RecipeConfig, TrainingExample, pseudo_label_example,  # noqa: E402
-                                               recipe_to_dict, synthetic_examples)
+from napari_pvs.engine.training.recipe import (PseudoLabelConfig, RecipeConfig, TrainingExample,  # noqa: E402
+                                               pseudo_label_example, recipe_to_dict, synthetic_examples)
 
 #: real training scans (shared data path, lesion mask or None); held out: patient01 visit 2, patient07
 TRAIN_SCANS = (("open_ms/longitudinal/patient01/study1_T2W.nii.gz", None),
@@ -124,17 +124,17 @@ def _scan_objects(data: Path, rel: str, les: str | None, candidates_cfg):
     vol = load_volume(data / rel)
     lesion = load_volume(data / les).data > 0 if les else None
     return (vol, lesion, find_pvs_candidates(vol, lesion, config=candidates_cfg),
-            find_pvs_candidates(vol, lesion, config=reference_config()).table)
+            find_pvs_candidates(vol, lesion, config=reference_config()))
 
 
-def _scan_examples(rel: str, vol, lesion, cands, prob, recipe):
+def _scan_examples(rel: str, vol, lesion, cands, ref, prob, recipe):
     """(worker) A scan's synthetic copies (plus its pseudo-labelled real volume when ``prob`` is given)."""
     t = time.perf_counter()
     syn = synthetic_examples(vol, range(1, recipe.copies + 1), recipe, lesion_mask=lesion, candidates=cands)
     counts = None
     if prob is not None:
         pseudo, counts = pseudo_label_example(prob.astype(np.float32), vol, recipe, lesion_mask=lesion,
-                                              candidates=cands)
+                                              candidates=cands, reference=ref)
         syn = [with_pseudo(e, pseudo) for e in syn] + [pseudo]
     return syn, counts, time.perf_counter() - t
 
@@ -154,6 +154,7 @@ def prepare(args, data: Path, out: Path, teacher, teacher_sha: str):
     The per-scan work runs in ``--workers`` processes (the results do not depend on how many)
     while the teacher runs here."""
     base = RecipeConfig(copies=args.copies, thick_slice_mm=None, pseudo_labels=not args.no_pseudo_labels,
+                        pseudo=PseudoLabelConfig(agreement_peak=args.agreement_peak),
                         lesion_mimics=LesionMimicConfig(n_lesions=args.lesion_mimics) if args.lesion_mimics else None)
     with concurrent.futures.ProcessPoolExecutor(max(1, args.workers),
                                                 mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -164,9 +165,9 @@ def prepare(args, data: Path, out: Path, teacher, teacher_sha: str):
                 probs[rel] = teacher_map(teacher, teacher_sha, rel, load_volume(data / rel), out)
         for rel, _ in TRAIN_SCANS:
             scans[rel], lesions[rel], cands[rel], refs[rel] = jobs[rel].result()
-            print(f"{rel}: {scans[rel].shape}, {len(cands[rel].table)} PVS-like objects, {len(refs[rel])} reference",
+            print(f"{rel}: {scans[rel].shape}, {len(cands[rel].table)} PVS-like objects, {len(refs[rel].table)} reference",
                   flush=True)
-        dist = measured_distribution(refs.values())
+        dist = measured_distribution(r.table for r in refs.values())
         (w10, _, w90), (_, _, c90) = dist["width_mm_p10_p50_p90"], dist["contrast_p10_p50_p90"]
         simulation = dataclasses.replace(wide_simulation(), width_mm=(round(max(0.5, w10), 2), round(max(w90, 1.5), 2)),
                                          contrast=(args.min_contrast, round(max(c90, 0.6), 2)))
@@ -174,7 +175,7 @@ def prepare(args, data: Path, out: Path, teacher, teacher_sha: str):
         print(f"measured real PVS-like objects: {dist}; simulation width {simulation.width_mm} mm, "
               f"contrast {simulation.contrast}", flush=True)
 
-        jobs = {rel: pool.submit(_scan_examples, rel, vol, lesions[rel], cands[rel], probs.get(rel), recipe)
+        jobs = {rel: pool.submit(_scan_examples, rel, vol, lesions[rel], cands[rel], refs[rel], probs.get(rel), recipe)
                 for rel, vol in scans.items()}
         gen_recipe = dataclasses.replace(recipe, ignore_real_pvs=False)      # no real PVS in a generated image
         gen_jobs = [pool.submit(_generated_examples, data, rel, 100 * (i + 1) + k, gen_recipe)
@@ -220,6 +221,9 @@ def main(argv=None) -> int:
     ap.add_argument("--bce-weight", type=float, default=1.0, help="cross-entropy weight added to the Dice loss")
     ap.add_argument("--steps-per-epoch", type=int, default=100)
     ap.add_argument("--no-pseudo-labels", action="store_true", help="synthetic PVS only (ablation)")
+    ap.add_argument("--agreement-peak", type=float, default=None,
+                    help="also label the strict PVS-like objects on which the teacher's peak probability "
+                         "reaches this (the detector and the teacher agree); default off")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1,
                     help="processes for the per-scan preparation (objects, synthetic copies, generated images), "
@@ -244,7 +248,9 @@ def main(argv=None) -> int:
     teacher = load_segmenter(args.teacher, device=args.device, backend=args.teacher_backend)
 
     key = hashlib.sha256(json.dumps([teacher_sha, args.copies, args.min_contrast, args.lesion_mimics,
-                                     args.no_pseudo_labels, str(data), args.generated]).encode()).hexdigest()[:12]
+                                     args.no_pseudo_labels, str(data), args.generated]
+                                    + ([args.agreement_peak] if args.agreement_peak is not None else [])
+                                    ).encode()).hexdigest()[:12]
     cached = out / f"examples_{key}.pkl"
     if cached.exists():          # the same data from an earlier run of this recipe (a rerun with other training settings)
         with cached.open("rb") as fh:

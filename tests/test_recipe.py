@@ -173,6 +173,34 @@ def test_pseudo_labels_keep_confident_pvs_shaped_detections_only(phantom_example
         pseudo_label_example(prob[:3], vol, recipe, candidates=cands)
 
 
+def test_agreement_labels_add_the_detector_objects_the_teacher_supports(phantom_examples):
+    vol, lab, recipe, cands, _ = phantom_examples
+    prob = np.zeros(vol.shape, np.float32)
+    ref_labels = np.zeros(vol.shape, np.int32)
+    for k, (z, y, x) in enumerate(REAL_DOTS, start=1):
+        ref_labels[z:z + 2, y:y + 2, x:x + 2] = k        # three strict objects of the detector
+    z, y, x = REAL_DOTS[0]
+    prob[z:z + 2, y:y + 2, x:x + 2] = 0.97               # the teacher is sure: a label either way
+    z, y, x = REAL_DOTS[1]
+    prob[z, y, x] = 0.4                                  # the teacher leans to PVS on one voxel
+    z, y, x = REAL_DOTS[2]
+    prob[z, y, x] = 0.1                                  # too little support: not a label
+    reference = dataclasses.replace(cands, labels=ref_labels)
+    agree = dataclasses.replace(recipe, pseudo=PseudoLabelConfig(agreement_peak=0.3))
+    ex, counts = pseudo_label_example(prob, vol, agree, candidates=cands, reference=reference)
+    assert counts["n_pseudo_labels"] == 1 and counts["n_agreement_labels"] == 2
+    z, y, x = REAL_DOTS[1]
+    assert ex.mask[z:z + 2, y:y + 2, x:x + 2].all()      # the detector's 8 voxels, not the teacher's 1
+    z, y, x = REAL_DOTS[2]
+    assert not ex.mask[z:z + 2, y:y + 2, x:x + 2].any()
+    assert not (ex.mask.astype(bool) & ex.ignore.astype(bool)).any()
+    assert int(ex.mask.sum()) == 16
+    off, counts_off = pseudo_label_example(prob, vol, recipe, candidates=cands, reference=reference)
+    assert counts_off["n_agreement_labels"] == 0 and int(off.mask.sum()) == 8
+    with pytest.raises(ValueError, match="agreement_peak"):
+        PseudoLabelConfig(agreement_peak=0.0)
+
+
 def test_training_with_ignore_masks_records_the_recipe(phantom_examples, tmp_path):
     vol, lab, recipe, cands, examples = phantom_examples
     cfg = TrainConfig(model="unet", model_config={"features": TINY_FEATURES}, epochs=2, steps_per_epoch=2,

@@ -41,7 +41,8 @@ from scipy import ndimage as ndi
 
 from ..anatomy import analyze_anatomy
 from ..anatomy.morphology import STRUCTURE_26, dilate_mm
-from ..candidates import CandidateConfig, CandidateResult, find_pvs_candidates, ignore_config, strive_filter
+from ..candidates import (CandidateConfig, CandidateResult, find_pvs_candidates, ignore_config, reference_config,
+                          strive_filter)
 from ..errors import PVSInputError
 from ..io import Volume
 from ..synth import LesionMimicConfig, SimulationConfig, insert_lesion_mimics, simulate_pvs, wide_simulation
@@ -62,6 +63,13 @@ class PseudoLabelConfig:
         A detection is kept only if its most confident voxel reaches this.
     max_width_mm, min_volume_mm3, max_volume_mm3 : float
         STRIVE size and width filter (see :func:`~napari_pvs.engine.candidates.strive_filter`).
+    agreement_peak : float or None
+        Two views that agree: a strict PVS-like object of the rule-based detector
+        (:func:`~napari_pvs.engine.candidates.find_pvs_candidates` with
+        :func:`~napari_pvs.engine.candidates.reference_config`) on which the teacher's peak
+        probability reaches this also becomes a label, with the detector's voxels (as in
+        co-training: Blum A. & Mitchell T., COLT 1998, doi:10.1145/279943.279962). None:
+        only the teacher's confident detections are labels.
     """
 
     mask_threshold: float = 0.5
@@ -69,6 +77,11 @@ class PseudoLabelConfig:
     max_width_mm: float = 3.0
     min_volume_mm3: float = 1.0
     max_volume_mm3: float = 300.0
+    agreement_peak: float | None = None
+
+    def __post_init__(self):
+        if self.agreement_peak is not None and not 0.0 < self.agreement_peak <= 1.0:
+            raise ValueError(f"agreement_peak must be within (0, 1] or None, got {self.agreement_peak}")
 
 
 @dataclass(frozen=True)
@@ -279,7 +292,8 @@ def synthetic_examples(image: Volume, seeds, recipe: RecipeConfig = RecipeConfig
 
 def pseudo_label_example(prob: np.ndarray, image: Volume, recipe: RecipeConfig = RecipeConfig(), *,
                          lesion_mask: Volume | np.ndarray | None = None,
-                         candidates: CandidateResult | None = None) -> tuple[TrainingExample, dict]:
+                         candidates: CandidateResult | None = None,
+                         reference: CandidateResult | None = None) -> tuple[TrainingExample, dict]:
     """A real scan labelled with the teacher's confident, PVS-shaped detections.
 
     Detections are 3D components (26-connectivity) of ``prob >= mask_threshold``; a
@@ -288,7 +302,8 @@ def pseudo_label_example(prob: np.ndarray, image: Volume, recipe: RecipeConfig =
     the parenchyma of :func:`~napari_pvs.engine.candidates.find_pvs_candidates` (not in
     or next to ventricles and sulci, not at the brain surface, not in a lesion). The other
     detections and the remaining real PVS-like objects are ignored (unknown); the rest of
-    the scan is background.
+    the scan is background. With ``recipe.pseudo.agreement_peak``, the strict PVS-like
+    objects on which the teacher's peak reaches it are labels too.
 
     Parameters
     ----------
@@ -300,12 +315,16 @@ def pseudo_label_example(prob: np.ndarray, image: Volume, recipe: RecipeConfig =
     lesion_mask : Volume or np.ndarray, optional
     candidates : CandidateResult, optional
         Precomputed for ``image`` with ``recipe.candidates``.
+    reference : CandidateResult, optional
+        The strict PVS-like objects (``reference_config()``), precomputed; used only with
+        ``recipe.pseudo.agreement_peak``.
 
     Returns
     -------
     (TrainingExample, dict)
         The example (kind ``"pseudo"``) and counts: ``n_detections``, ``n_pseudo_labels``,
-        ``pseudo_label_voxels``.
+        ``pseudo_label_voxels``, ``n_agreement_labels`` (strict objects labelled because
+        the teacher agrees; 0 without ``agreement_peak``).
 
     Raises
     ------
@@ -330,9 +349,20 @@ def pseudo_label_example(prob: np.ndarray, image: Volume, recipe: RecipeConfig =
                                  min_volume_mm3=cfg.min_volume_mm3, max_volume_mm3=cfg.max_volume_mm3)
         keep[1:] = (peak >= cfg.min_peak_probability) & inside & shape_ok
     mask = keep[lab]
+    n_agree = 0
+    if cfg.agreement_peak is not None:
+        if reference is None:
+            reference = find_pvs_candidates(image, lesion_mask, config=reference_config())
+        ref_lab = np.asarray(reference.labels)
+        ids = np.unique(ref_lab[ref_lab > 0])
+        if ids.size:
+            agree = np.zeros(int(ids.max()) + 1, dtype=bool)
+            agree[ids] = np.asarray(ndi.maximum(prob, ref_lab, ids)) >= cfg.agreement_peak
+            n_agree = int(agree.sum())
+            mask |= agree[ref_lab]
     ignore = ((candidates.mask > 0) | (det & ~mask)) & ~mask
     ex = TrainingExample(image, mask.astype(np.uint8), ignore.astype(np.uint8),
                          f"{_name(image)} pseudo-labels", "pseudo")
     return ex, {"n_detections": int(n), "n_pseudo_labels": int(keep.sum()),
-                "pseudo_label_voxels": int(mask.sum())}
+                "pseudo_label_voxels": int(mask.sum()), "n_agreement_labels": n_agree}
 
