@@ -167,7 +167,7 @@ def prepare(args, data: Path, out: Path, teacher, teacher_sha: str):
             scans[rel], lesions[rel], cands[rel], refs[rel] = jobs[rel].result()
             print(f"{rel}: {scans[rel].shape}, {len(cands[rel].table)} PVS-like objects, {len(refs[rel].table)} reference",
                   flush=True)
-        dist = measured_distribution(r.table for r in refs.values())
+        dist = measured_distribution([r.table for r in refs.values()])
         (w10, _, w90), (_, _, c90) = dist["width_mm_p10_p50_p90"], dist["contrast_p10_p50_p90"]
         simulation = dataclasses.replace(wide_simulation(), width_mm=(round(max(0.5, w10), 2), round(max(w90, 1.5), 2)),
                                          contrast=(args.min_contrast, round(max(c90, 0.6), 2)))
