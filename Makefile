@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install -c constraints.txt
 DATA ?= $(or $(NAPARI_PVS_DATA),../shared/data)
 
-.PHONY: venv install install-test install-gui demo test benchmark benchmark-speed benchmark-real benchmark-rating-slices benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model accurate-model benchmark-default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare wheel-check benchmark-cohort benchmark-reliability benchmark-event-loop benchmark-onnx benchmark-distance-transform clean
+.PHONY: venv install install-test install-gui demo test benchmark benchmark-speed benchmark-real benchmark-rating-slices benchmark-proposals benchmark-al benchmark-registration benchmark-compare default-model accurate-model benchmark-default-model screenshots screenshots-annotation screenshots-al screenshots-registration screenshots-compare wheel-check benchmark-cohort benchmark-reliability benchmark-event-loop benchmark-onnx benchmark-distance-transform benchmark-mask-helpers clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -161,6 +161,10 @@ benchmark-onnx: install-test
 ## benchmark-distance-transform: the edt library against scipy in the brain, wide-CSF and candidate masks of every real T2
 benchmark-distance-transform: install
 	$(PY) benchmarks/distance_transform.py --data $(DATA)
+
+## benchmark-mask-helpers: cc3d, fill_voids and box-limited dilations against the former scipy helpers in the brain and wide-CSF masks of every real T2
+benchmark-mask-helpers: install
+	$(PY) benchmarks/mask_helpers.py --data $(DATA)
 
 ## benchmark-event-loop: napari's event loop (10 ms timer) while the widgets segment, train, place slices and count
 benchmark-event-loop: install
