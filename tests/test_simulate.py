@@ -473,7 +473,7 @@ def test_insert_same_pvs_renders_dark_pvs_into_a_t1_like_contrast():
 
 @pytest.mark.parametrize("shape", [(9, 40, 37), (40, 37)])
 def test_fill_holes_equals_scipy(shape):
-    """The brain mask's hole filling (one labelling pass) gives scipy's binary_fill_holes."""
+    """The brain mask's hole filling (fill_voids) gives scipy's binary_fill_holes."""
     from napari_pvs.engine.anatomy.morphology import fill_holes
 
     rng = np.random.default_rng(len(shape))
@@ -488,6 +488,42 @@ def test_fill_holes_equals_scipy(shape):
     shell[tuple(slice(3, n - 3) for n in shape)] = False
     centre = tuple(n // 2 for n in shape)
     assert fill_holes(shell)[centre] and not shell[centre]
+
+
+def test_box_limited_mask_helpers_equal_whole_array_ones():
+    """dilate_mm (distances on the mask's box), largest_component (cc3d) and the wide-CSF
+    geodesic reach (dilations on the seed's box) equal the whole-array scipy versions, with
+    anisotropic voxels and masks touching the array's border."""
+    from napari_pvs.engine.anatomy.morphology import dilate_mm, largest_component
+    from napari_pvs.engine.anatomy.tissue import _geodesic_reach
+
+    spacing = np.array([3.0, 0.5, 0.7])
+    rng = np.random.default_rng(7)
+    for density in (0.001, 0.01, 0.05):
+        mask = rng.random((12, 50, 44)) < density
+        mask[0, 0, 0] = mask[-1, -1, -1] = True          # the border is reached
+        for radius in (0.4, 1.0, 3.5):
+            full = ndi.distance_transform_edt(~mask, sampling=spacing) <= radius
+            np.testing.assert_array_equal(dilate_mm(mask, radius, spacing), full)
+        lab, n = ndi.label(ndi.binary_dilation(mask))
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        np.testing.assert_array_equal(largest_component(lab > 0), lab == sizes.argmax())
+    within = rng.random((12, 50, 44)) < 0.6
+    seed = np.zeros_like(within)
+    seed[6, 25, 22] = seed[0, 2, 40] = True
+    within |= seed
+    grown = _geodesic_reach(seed, within, spacing, 2.0)
+    expected = seed.copy()       # the whole-array version: step by step, 4 steps of 0.5 mm
+    for i in range(1, 5):
+        axes = [a for a in range(3) if np.floor(i * 0.5 / spacing[a] + 1e-6) > np.floor((i - 1) * 0.5 / spacing[a] + 1e-6)]
+        struct = np.zeros((3, 3, 3), bool)
+        for off in np.ndindex(3, 3, 3):
+            struct[off] = all(o == 1 or a in axes for a, o in enumerate(off))
+        expected = ndi.binary_dilation(expected, structure=struct, mask=within)
+    np.testing.assert_array_equal(grown, expected)
+    assert grown.sum() > seed.sum()
+    assert not largest_component(np.zeros((3, 4, 5), bool)).any()
 
 
 def test_brain_mask_does_not_depend_on_the_background_around_the_head():
