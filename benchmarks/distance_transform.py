@@ -42,6 +42,16 @@ def _scipy_edt(mask, spacing, black_border=False):
     return ndi.distance_transform_edt(m, sampling=spacing).astype(np.float32)
 
 
+def voxels_differing(a, b) -> int:
+    """Voxels where two masks differ (0 when the first is None: no mask found)."""
+    return int((a != b).sum()) if a is not None else 0
+
+
+def save_rows(out: Path, rows: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=1))
+
+
 def timed(fn, repeat: int):
     times, out = [], None
     for _ in range(repeat):
@@ -75,15 +85,13 @@ def main(argv=None) -> int:
             res[name] = {"brain_s": t_brain, "csf_s": t_csf, "candidates_s": t_cand, "brain": brain, "csf": csf,
                          "objects": len(cand.table)}
         s, e = res["scipy"], res["edt"]
-        diff_brain = int((s["brain"] != e["brain"]).sum()) if s["brain"] is not None else 0
-        diff_csf = int((s["csf"] != e["csf"]).sum()) if s["csf"] is not None else 0
+        diff_brain, diff_csf = voxels_differing(s["brain"], e["brain"]), voxels_differing(s["csf"], e["csf"])
         rows[key] = {name: {k: v for k, v in r.items() if k not in ("brain", "csf")} for name, r in res.items()}
         rows[key].update(brain_voxels_differing=diff_brain, csf_voxels_differing=diff_csf)
         print(f"| {key} | {s['brain_s']} / {e['brain_s']} | {s['csf_s']} / {e['csf_s']} | "
               f"{s['candidates_s']} / {e['candidates_s']} | {diff_brain} / {diff_csf} | {s['objects']} / {e['objects']} |",
               flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=1))
+    save_rows(args.out, rows)
     return 0
 
 

@@ -16,10 +16,7 @@ writes ``benchmarks/results/mask_helpers.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +30,7 @@ from napari_pvs.engine.anatomy import brain, tissue  # noqa: E402
 from napari_pvs.engine.anatomy.morphology import edt_to  # noqa: E402
 from napari_pvs.engine.anatomy.regions import find_brain_mask, find_wide_csf  # noqa: E402
 from napari_pvs.engine.io import load_volume  # noqa: E402
+from distance_transform import save_rows, timed, voxels_differing  # noqa: E402
 from real_scans import SCANS  # noqa: E402   the real-scan benchmark's scans
 
 
@@ -65,34 +63,12 @@ def former_dilate_mm(mask, radius_mm, spacing):
 
 
 def former_geodesic_reach(seed, within, spacing, reach_mm):
-    if reach_mm <= 0 or not seed.any():
-        return seed
-    step = float(spacing.min())
-    out = seed.copy()
-    for i in range(1, int(np.ceil(reach_mm / step)) + 1):
-        axes = [a for a in range(3) if np.floor(i * step / spacing[a] + 1e-6) > np.floor((i - 1) * step / spacing[a] + 1e-6)]
-        struct = np.zeros((3, 3, 3), dtype=bool)
-        for offset in np.ndindex(3, 3, 3):
-            if all(o == 1 or a in axes for a, o in enumerate(offset)):
-                struct[offset] = True
-        grown = ndi.binary_dilation(out, structure=struct, mask=within)
-        if np.array_equal(grown, out):
-            break
-        out = grown
-    return out
+    return current_geodesic_reach(seed, within, spacing, reach_mm, on_box=False)
 
 
+current_geodesic_reach = tissue._geodesic_reach
 FORMER = {(brain, "largest_component"): former_largest, (brain, "fill_holes"): former_fill_holes,
           (tissue, "dilate_mm"): former_dilate_mm, (tissue, "_geodesic_reach"): former_geodesic_reach}
-
-
-def timed(fn, repeat: int):
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return round(statistics.median(times), 3), out
 
 
 def main(argv=None) -> int:
@@ -119,15 +95,13 @@ def main(argv=None) -> int:
                     setattr(module, attr, fn)
             res[name] = {"brain_s": t_brain, "csf_s": t_csf, "brain": b, "csf": csf}
         f, c = res["former"], res["libraries"]
-        diff_brain = int((f["brain"] != c["brain"]).sum()) if f["brain"] is not None else 0
-        diff_csf = int((f["csf"] != c["csf"]).sum()) if f["csf"] is not None else 0
+        diff_brain, diff_csf = voxels_differing(f["brain"], c["brain"]), voxels_differing(f["csf"], c["csf"])
         rows[key] = {name: {k: v for k, v in r.items() if k in ("brain_s", "csf_s")} for name, r in res.items()}
         rows[key].update(brain_voxels_differing=diff_brain, csf_voxels_differing=diff_csf,
                          brain_voxels=int(c["brain"].sum()) if c["brain"] is not None else 0)
         print(f"| {key} | {f['brain_s']} / {c['brain_s']} | {f['csf_s']} / {c['csf_s']} | {diff_brain} / {diff_csf} |",
               flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=1))
+    save_rows(args.out, rows)
     return 0
 
 

@@ -161,17 +161,19 @@ def csf_class(image: Volume, brain: np.ndarray, *, crop: tuple[slice, ...] | Non
     return b & (sm >= t_csf)
 
 
-def _geodesic_reach(seed: np.ndarray, within: np.ndarray, spacing: np.ndarray, reach_mm: float) -> np.ndarray:
+def _geodesic_reach(seed: np.ndarray, within: np.ndarray, spacing: np.ndarray, reach_mm: float, *,
+                    on_box: bool = True) -> np.ndarray:
     """``seed`` grown inside ``within`` by about ``reach_mm`` (mm): one step per smallest
     voxel size; an axis with larger voxels joins a step when the distance travelled
-    crosses a multiple of its voxel size."""
+    crosses a multiple of its voxel size. ``on_box=False`` dilates the whole array (the
+    same result, slower; kept for ``benchmarks/mask_helpers.py`` and the tests)."""
     if reach_mm <= 0 or not seed.any():
         return seed
     step = float(spacing.min())
     steps = int(np.ceil(reach_mm / step))
     # each step grows by at most one voxel per axis: the seed's box grown by the steps holds
     # the result (exact), and the dilations run on it only
-    box = crop_to(seed, (steps + 1,) * 3)
+    box = crop_to(seed, (steps + 1,) * 3) if on_box else tuple(slice(None) for _ in range(3))
     full, seed, within = seed, seed[box], within[box]
     out = seed.copy()
     for i in range(1, steps + 1):
