@@ -22,7 +22,7 @@ Recipe (each stage recorded in the checkpoint):
    T2-like images of random contrast and resolution
    (:func:`~napari_pvs.engine.synth.generative.generate_t2`, SynthSeg-style), with
    synthetic PVS placed in the map's true white matter and basal ganglia.
-4. **Student.** ``liteunet`` (2.5D, no normalisation layers, whole-slice inference)
+4. **Student.** ``liteunet`` (2.5D, batch norm, whole-slice inference)
    trained ``--minutes`` with Adam, Dice + cross-entropy, at the teacher's 0.6 mm in-plane
    spacing, and SynthSeg-style domain randomisation (noisy student:
    the student sees augmented inputs, the teacher saw clean ones). Validation: a synthetic
