@@ -16,7 +16,9 @@ Recipe (each stage recorded in the checkpoint):
    labelled with the teacher's confident, PVS-shaped detections
    (:func:`~napari_pvs.engine.training.recipe.pseudo_label_example`); its other
    detections and the real PVS-like objects it missed are ignored (unknown), the rest is
-   background. Each synthetic copy (``--copies`` seeds, lesion-like hard negatives
+   background. With ``--agreement-peak P``, the strict PVS-like objects on which the
+   teacher's peak reaches P are labels too (tried, not in the default: see
+   ``docs/benchmarks.md``, "Agreement labels"). Each synthetic copy (``--copies`` seeds, lesion-like hard negatives
    inserted) is labelled with its synthetic PVS plus the scan's confident teacher
    detections. With ``--generated N``, each shared SynthSeg label map also gives N
    T2-like images of random contrast and resolution
