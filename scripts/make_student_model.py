@@ -18,8 +18,8 @@ Recipe (each stage recorded in the checkpoint):
    detections and the real PVS-like objects it missed are ignored (unknown), the rest is
    background. With ``--agreement-peak P``, the strict PVS-like objects on which the
    teacher's peak reaches P are labels too (tried, not in the default: see
-   ``docs/benchmarks.md``, "Agreement labels"). Each synthetic copy (``--copies`` seeds, lesion-like hard negatives
-   inserted) is labelled with its synthetic PVS plus the scan's confident teacher
+   ``docs/benchmarks.md``, "Agreement labels"). Each synthetic copy (``--copies`` seeds,
+   lesion-like hard negatives inserted) is labelled with its synthetic PVS plus the scan's confident teacher
    detections. With ``--generated N``, each shared SynthSeg label map also gives N
    T2-like images of random contrast and resolution
    (:func:`~napari_pvs.engine.synth.generative.generate_t2`, SynthSeg-style), with
@@ -122,7 +122,8 @@ def with_pseudo(ex: TrainingExample, pseudo: TrainingExample) -> TrainingExample
 
 
 def _scan_objects(data: Path, rel: str, les: str | None, candidates_cfg):
-    """(worker) A training scan, its lesion mask, PVS-like objects and strict reference table."""
+    """(worker) A training scan, its lesion mask, its PVS-like objects (``candidates_cfg``) and
+    its strict ones (``reference_config()``: the measured distribution, agreement labels)."""
     vol = load_volume(data / rel)
     lesion = load_volume(data / les).data > 0 if les else None
     return (vol, lesion, find_pvs_candidates(vol, lesion, config=candidates_cfg),

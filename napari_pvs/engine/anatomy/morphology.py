@@ -6,9 +6,11 @@ Distances are exact Euclidean distance transforms with that sampling, so anisotr
 voxels are handled: the ``edt`` library (Silversmith W., seung-lab/euclidean-distance-transform-3d;
 Felzenszwalb P. F. & Huttenlocher D. P., Theory of Computing 8, 2012,
 doi:10.4086/toc.2012.v008a019), 3-5 times faster than ``scipy.ndimage.distance_transform_edt``
-on brain masks and equal to it within float32 rounding (below 1e-4 mm).
-:data:`STRUCTURE_26` is the one 3D neighbourhood (26-connectivity) in which a PVS is one connected component, as in VALDO (Sudre C. H. et al., Medical Image
-Analysis 91, 2024, doi:10.1016/j.media.2023.103029).
+on brain masks and equal to it within float32 rounding (below 1e-4 mm). The largest
+component and hole filling come from the same group's ``cc3d`` and ``fill_voids``.
+:data:`STRUCTURE_26` is the one 3D neighbourhood (26-connectivity) in which a PVS is one
+connected component, as in VALDO (Sudre C. H. et al., Medical Image Analysis 91, 2024,
+doi:10.1016/j.media.2023.103029).
 
 Example
 -------

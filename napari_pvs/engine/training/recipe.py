@@ -354,10 +354,10 @@ def pseudo_label_example(prob: np.ndarray, image: Volume, recipe: RecipeConfig =
         if reference is None:
             reference = find_pvs_candidates(image, lesion_mask, config=reference_config())
         ref_lab = np.asarray(reference.labels)
-        ids = np.unique(ref_lab[ref_lab > 0])
-        if ids.size:
-            agree = np.zeros(int(ids.max()) + 1, dtype=bool)
-            agree[ids] = np.asarray(ndi.maximum(prob, ref_lab, ids)) >= cfg.agreement_peak
+        n_ref = int(ref_lab.max(initial=0))
+        if n_ref:        # an id without voxels gets a peak of 0, below any agreement_peak
+            agree = np.zeros(n_ref + 1, dtype=bool)
+            agree[1:] = np.asarray(ndi.maximum(prob, ref_lab, np.arange(1, n_ref + 1))) >= cfg.agreement_peak
             n_agree = int(agree.sum())
             mask |= agree[ref_lab]
     ignore = ((candidates.mask > 0) | (det & ~mask)) & ~mask
